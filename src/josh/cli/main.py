@@ -1,0 +1,44 @@
+"""Entry point of the `josh` command."""
+
+from __future__ import annotations
+
+import typer
+
+from josh import __version__
+from josh.cli import data_cmd, score_cmd
+
+app = typer.Typer(
+    name="josh",
+    help=(
+        "JOSH and ToolWOZ: benchmark tool-calling agents on ToolWOZ, harvest training data from sparse "
+        "rewards, fine-tune and evaluate."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(data_cmd.app, name="data")
+app.command("score")(score_cmd.score)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"josh {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    pass
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

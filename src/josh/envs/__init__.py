@@ -1,0 +1,1 @@
+"""Environments: tasks, tool schemas, tool execution and sparse rewards."""

@@ -1,0 +1,245 @@
+"""The ToolWOZ environment: tasks, per-conversation sessions, tool calls, sparse rewards and the score."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from josh.envs.toolwoz.data_model import SPLITS, GoalCall, Task, is_empty, is_subset, unique_id_key
+from josh.envs.toolwoz.store import ToolWOZStore, open_store
+from josh.envs.toolwoz.tasks import strip_suffix
+from josh.envs.toolwoz.tools import ToolResult, ToolWOZTools
+from josh.errors import JoshError, UnknownTaskError
+
+SPLIT_CHOICES = (*SPLITS, "all")
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One tool call of a conversation: what was asked, what came back, which goal calls it met."""
+
+    name: Any
+    arguments: Any
+    result: ToolResult
+    rewards: tuple[str, ...] = ()
+
+    @property
+    def returned(self) -> Any:
+        """What the reference keeps of a result for scoring: a search's first record (or None)."""
+        if isinstance(self.name, str) and self.name.startswith("search_") and isinstance(self.result, list):
+            return self.result[0] if self.result else None
+        return self.result
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "arguments": self.arguments,
+            "result": self.result,
+            "rewards": list(self.rewards),
+        }
+
+
+def _search_goal_met(goal: GoalCall, call: CallRecord, booked_id: Any) -> bool:
+    """The reference's `_test_search_apis` for one call; `booked_id` is "" when the goal books nothing."""
+    returned = call.returned
+    if (
+        not returned
+        or isinstance(returned, str)
+        or call.name != goal.name
+        or not isinstance(call.arguments, dict)
+    ):
+        return False
+    goal_params = {k: v for k, v in goal.parameters.items() if not is_empty(v)}
+    key = unique_id_key(goal.domain)
+    if is_subset(goal_params, call.arguments):
+        return _no_booking(booked_id) or booked_id == _get(returned, key)
+    if is_subset(call.arguments, goal_params):
+        if _no_booking(booked_id):
+            return isinstance(returned, dict) and is_subset(goal_params, returned)
+        return booked_id == _get(returned, key)
+    return False
+
+
+def _no_booking(booked_id: Any) -> bool:
+    try:
+        return len(booked_id) == 0
+    except TypeError:
+        return False
+
+
+def _get(returned: Any, key: str) -> Any:
+    return returned.get(key) if isinstance(returned, dict) else None
+
+
+def _book_goal_met(goal: GoalCall, call: CallRecord) -> bool:
+    """The reference's `_test_book_apis`: any call of the API whose arguments hold the goal's."""
+    if call.name != goal.name or not isinstance(call.arguments, dict):
+        return False
+    return is_subset({k: v for k, v in goal.parameters.items() if not is_empty(v)}, call.arguments)
+
+
+def goal_met(goal: GoalCall, call: CallRecord, goals: list[GoalCall] | tuple[GoalCall, ...]) -> bool:
+    """Whether `call` meets `goal`, given the goal calls still in play (the booked entity comes from them)."""
+    if goal.action == "book":
+        return _book_goal_met(goal, call)
+    booking = next((g for g in goals if g.name == f"book_{goal.domain}"), None)
+    return _search_goal_met(goal, call, booking.unique_id if booking is not None else "")
+
+
+@dataclass
+class SessionSnapshot:
+    """Everything a session's future depends on; restoring one makes the session continue from there."""
+
+    calls: tuple[CallRecord, ...]
+    pending: tuple[GoalCall, ...]
+    reward_events: tuple[GoalCall, ...]
+
+
+@dataclass
+class ToolWOZSession:
+    """One conversation's state: the calls made so far and the goal calls met so far.
+
+    Tool results never alias internal state: each call returns a fresh object.
+    """
+
+    task: Task
+    executor: ToolWOZTools = field(repr=False)
+    tool_schemas: list[dict[str, Any]] = field(repr=False)
+    calls: list[CallRecord] = field(default_factory=list)
+    reward_events: list[GoalCall] = field(default_factory=list)
+    pending: list[GoalCall] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.pending and not self.calls:
+            self.pending = list(self.task.goal_calls)
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        """The OpenAI function schemas of the 8 ToolWOZ tools (the official `tools.json`)."""
+        return copy.deepcopy(self.tool_schemas)
+
+    def call(self, name: Any, arguments: Any = None) -> ToolResult:
+        """Run one tool call and return its result; a reward event fires for each goal call it meets.
+
+        `arguments` may be a dict, a JSON string (as a model emits it), or None (no arguments).
+        """
+        if arguments is None:
+            arguments = {}
+        elif isinstance(arguments, str):
+            # A string that is not JSON is executed as given: the result is the invalid-arguments error.
+            with contextlib.suppress(json.JSONDecodeError, RecursionError):
+                arguments = json.loads(arguments)
+        result = self.executor.execute(self.task, name, arguments)
+        record = CallRecord(name=name, arguments=_safe_copy(arguments), result=copy.deepcopy(result))
+        met = [g for g in self.pending if goal_met(g, record, self.pending)]
+        if met:
+            record = CallRecord(record.name, record.arguments, record.result, tuple(g.name for g in met))
+            self.pending = [g for g in self.pending if g not in met]
+            self.reward_events.extend(met)
+        self.calls.append(record)
+        return result
+
+    def met_goals(self) -> list[GoalCall]:
+        """Goal calls met by any call so far, judged as the paper's final evaluation does."""
+        goals = self.task.goal_calls
+        return [g for g in goals if any(goal_met(g, c, goals) for c in self.calls)]
+
+    def failed_goals(self) -> list[GoalCall]:
+        met = self.met_goals()
+        return [g for g in self.task.goal_calls if g not in met]
+
+    def score(self) -> float:
+        """Met goal calls / goal calls, as the paper's `evaluate_apis`."""
+        total = len(self.task.goal_calls)
+        return len(self.met_goals()) / total if total else 0.0
+
+    def snapshot(self) -> SessionSnapshot:
+        return SessionSnapshot(tuple(self.calls), tuple(self.pending), tuple(self.reward_events))
+
+    def restore(self, snapshot: SessionSnapshot) -> None:
+        self.calls = list(snapshot.calls)
+        self.pending = list(snapshot.pending)
+        self.reward_events = list(snapshot.reward_events)
+
+    def fork(self) -> ToolWOZSession:
+        """An independent copy that continues from this session's state (for beam search)."""
+        clone = ToolWOZSession(self.task, self.executor, self.tool_schemas)
+        clone.restore(self.snapshot())
+        return clone
+
+
+def _safe_copy(value: Any) -> Any:
+    try:
+        return copy.deepcopy(value)
+    except RecursionError:
+        return repr(value)[:1000]
+
+
+class ToolWOZEnvironment:
+    """All ToolWOZ tasks over one shared read-only store. `ToolWOZEnvironment.load()` fetches lazily."""
+
+    def __init__(self, store: ToolWOZStore):
+        self.store = store
+        self.executor = ToolWOZTools(store)
+        self.tool_schemas: list[dict[str, Any]] = store.meta["tools"]
+        self._task_cache: dict[str, Task] = {}
+        conn = store.connection()
+        self._splits: dict[str, str] = dict(conn.execute("SELECT task_id, split FROM tasks ORDER BY task_id"))
+
+    @classmethod
+    def load(cls, report: Callable[[str], None] | None = None) -> ToolWOZEnvironment:
+        """Open the cached environment, downloading and building the data first if needed."""
+        return cls(open_store(report))
+
+    # -- tasks --------------------------------------------------------------------------------------
+
+    def task_ids(self, split: str = "all") -> list[str]:
+        """Task ids of a split, sorted. `full_test` is every eligible test id; `test` the first 450."""
+        if split not in SPLIT_CHOICES:
+            raise JoshError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_CHOICES)}")
+        if split == "all":
+            return list(self._splits)
+        wanted = {"test", "full_test"} if split == "full_test" else {split}
+        return [t for t, s in self._splits.items() if s in wanted]
+
+    def task(self, task_id: str) -> Task:
+        """The task with this id (`MUL0003`, or `MUL0003.json` as in the MultiWOZ files)."""
+        if not isinstance(task_id, str):
+            raise UnknownTaskError(f"task id must be a string, got {type(task_id).__name__}")
+        key = strip_suffix(task_id)
+        cached = self._task_cache.get(key)
+        if cached is not None:
+            return cached
+        row = (
+            self.store.connection()
+            .execute("SELECT split, data FROM tasks WHERE task_id = ?", (key,))
+            .fetchone()
+        )
+        if row is None:
+            raise UnknownTaskError(
+                f"unknown ToolWOZ task {task_id!r}; `josh data tasks --split all` lists the {len(self._splits):,} ids"
+            )
+        task = Task.from_storage(key, row[0], json.loads(row[1]))
+        self._task_cache[key] = task
+        return task
+
+    def tasks(self, split: str = "all") -> Iterator[Task]:
+        for task_id in self.task_ids(split):
+            yield self.task(task_id)
+
+    def __len__(self) -> int:
+        return len(self._splits)
+
+    # -- sessions -----------------------------------------------------------------------------------
+
+    def session(self, task_id: str) -> ToolWOZSession:
+        """A fresh conversation state for one task."""
+        return ToolWOZSession(self.task(task_id), self.executor, self.tool_schemas)

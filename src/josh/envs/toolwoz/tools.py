@@ -1,0 +1,209 @@
+"""ToolWOZ tool execution, identical to the reference's `_handle_api_calls`, quirks included.
+
+Results are the reference's: a search returns `[]` or a list of one full database record (missing
+fields are `None`, where the reference has NaN); a booking returns `{"success": ..., "return": ...}`;
+an invalid call returns the reference's error string. Hostile input never raises.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sqlite3
+from functools import cached_property
+from typing import Any
+
+from josh.envs.toolwoz.data_model import (
+    DOMAINS,
+    GoalCall,
+    Task,
+    is_empty,
+    is_subset,
+    normalise,
+    unique_id_key,
+)
+from josh.envs.toolwoz.store import ToolWOZStore
+
+INVALID_API_CALL = (
+    "ERROR: INVALID API CALL! YOUR REQUEST CONTAINED PARAMETERS THAT ARE NOT ALLOWED FOR THIS API "
+    "or AN IMPROPER API NAME!"
+)
+INVALID_VALUE = "ERROR: INVALID API CALL! LISTS AND DICTS ARE NOT ALLOWED AS VALUES!"
+# The reference crashes on arguments that are not a JSON object; we answer like its other errors.
+INVALID_ARGUMENTS = "ERROR: INVALID API CALL! THE ARGUMENTS MUST BE A JSON OBJECT!"
+BOOKING_FAILED: dict[str, Any] = {"success": False, "return": {}}
+
+SearchResult = list[dict[str, Any]]
+ToolResult = SearchResult | dict[str, Any] | str
+
+
+def _operator(key: str) -> str:
+    # The reference's trains: `leaveAt` means "leaves after", `arriveBy` means "arrives before".
+    return ">" if key == "leaveAt" else "<" if key == "arriveBy" else "="
+
+
+def _matches(record_value: Any, op: str, value: str) -> bool:
+    if not isinstance(record_value, str):
+        return False
+    return record_value > value if op == ">" else record_value < value if op == "<" else record_value == value
+
+
+class ToolWOZTools:
+    """Executes the ToolWOZ tools against the shared read-only store for one task's goal."""
+
+    def __init__(self, store: ToolWOZStore):
+        self.store = store
+        api_defs: dict[str, Any] = store.meta["api_defs"]
+        # Every API of the reference's definitions validates, taxi and hospital included, as in the reference.
+        self.parameters: dict[str, frozenset[str]] = {
+            api: frozenset(spec["parameters"]) for defs in api_defs.values() for api, spec in defs.items()
+        }
+        self.search_columns = {d: list(api_defs[d][f"search_{d}"]["parameters"]) for d in api_defs}
+
+    @cached_property
+    def _all_records(self) -> dict[str, list[dict[str, Any]]]:
+        conn = self.store.connection()
+        out = {}
+        for domain in self.store.meta["columns"]:
+            rows = conn.execute(f"SELECT record FROM db_{domain} ORDER BY rowid").fetchall()
+            out[domain] = [json.loads(r[0]) for r in rows]
+        return out
+
+    # -- public -------------------------------------------------------------------------------------
+
+    def execute(self, task: Task, name: Any, arguments: Any) -> ToolResult:
+        """The result of calling tool `name` with `arguments` in a conversation about `task`."""
+        if not isinstance(name, str) or name not in self.parameters:
+            return INVALID_API_CALL
+        if not isinstance(arguments, dict):
+            return INVALID_ARGUMENTS
+        if not set(arguments).issubset(self.parameters[name]):
+            return INVALID_API_CALL
+        if any(isinstance(v, (list, dict)) for v in arguments.values()):
+            return INVALID_VALUE
+        action, domain = name.split("_", 1)
+        args = {k: normalise(v) for k, v in arguments.items()}
+        if action == "search":
+            return self._search(task, domain, args)
+        return self._book(task, domain, args)
+
+    # -- search -------------------------------------------------------------------------------------
+
+    def _search(self, task: Task, domain: str, args: dict[str, Any]) -> SearchResult:
+        filters = [
+            (k, _operator(k), v) for k, v in args.items() if isinstance(v, str) and v and not is_empty(v)
+        ]
+        if domain not in DOMAINS:
+            return self._search_other(domain, filters)
+        search_goal = task.goal(f"search_{domain}")
+        if search_goal is None:
+            return self._first(domain, filters)
+        booking = task.goal(f"book_{domain}")
+        goal_params = search_goal.parameters
+        try:
+            query = _SqlQuery(self.store.connection(), domain, filters)
+            first = query.first()
+            if first is None:
+                return []
+            if is_subset(goal_params, args):
+                if booking is not None:
+                    found = query.last_with_id(unique_id_key(domain), booking.unique_id) or query.last_decoy(
+                        search_goal
+                    )
+                    return [found] if found else []
+                return [first]
+            if is_subset(args, goal_params):
+                found = query.last_decoy(search_goal)
+                if found is None and booking is not None:
+                    found = query.last_with_id(unique_id_key(domain), booking.unique_id)
+                return [found or first]
+            return [first]
+        except (UnicodeEncodeError, OverflowError, sqlite3.Error):
+            # Strings SQLite cannot hold (lone surrogates): the same semantics, in Python.
+            return self._search_in_python(task, domain, filters, args)
+
+    def _first(self, domain: str, filters: list[tuple[str, str, str]]) -> SearchResult:
+        try:
+            found = _SqlQuery(self.store.connection(), domain, filters).first()
+            return [found] if found else []
+        except (UnicodeEncodeError, OverflowError, sqlite3.Error):
+            matches = self._python_matches(domain, filters)
+            return [copy.deepcopy(matches[0])] if matches else []
+
+    def _python_matches(self, domain: str, filters: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+        records = self._all_records[domain]
+        if any(records and key not in records[0] for key, _, _ in filters):
+            return []  # the reference fails on a column its database lacks; nothing matches here
+        return [r for r in records if all(_matches(r.get(k), op, v) for k, op, v in filters)]
+
+    def _search_in_python(
+        self, task: Task, domain: str, filters: list[tuple[str, str, str]], args: dict[str, Any]
+    ) -> SearchResult:
+        matches = self._python_matches(domain, filters)
+        if not matches:
+            return []
+        search_goal = task.goal(f"search_{domain}")
+        if search_goal is None:
+            return [copy.deepcopy(matches[0])]
+        booking = task.goal(f"book_{domain}")
+        key = unique_id_key(domain)
+        correct = wrong = None
+        for record in matches:
+            if booking is not None and record[key] == booking.unique_id:
+                correct = record
+            if not is_subset(search_goal.parameters, record):
+                wrong = record
+        chosen: dict[str, Any] | None = matches[0]
+        if is_subset(search_goal.parameters, args):
+            if booking is not None:
+                chosen = correct or wrong
+        elif is_subset(args, search_goal.parameters):
+            chosen = wrong or (correct if booking is not None else None) or matches[0]
+        return [copy.deepcopy(chosen)] if chosen else []
+
+    def _search_other(self, domain: str, filters: list[tuple[str, str, str]]) -> SearchResult:
+        # Taxi and hospital: never in a goal, so the reference serves the first match.
+        matches = self._python_matches(domain, filters)
+        return [copy.deepcopy(matches[0])] if matches else []
+
+    # -- book ---------------------------------------------------------------------------------------
+
+    def _book(self, task: Task, domain: str, args: dict[str, Any]) -> dict[str, Any]:
+        booking = task.goal(f"book_{domain}")
+        if booking is None or not is_subset(booking.parameters, args):
+            return copy.deepcopy(BOOKING_FAILED)
+        return {"success": True, "return": copy.deepcopy(booking.returns)}
+
+
+class _SqlQuery:
+    """The matches of one search, read lazily: only the records the selection rules need."""
+
+    def __init__(self, conn: sqlite3.Connection, domain: str, filters: list[tuple[str, str, str]]):
+        self.conn = conn
+        self.table = f"db_{domain}"
+        self.where = " AND ".join(f'"{k}" {op} ?' for k, op, _ in filters) or "1"
+        self.params: list[Any] = [v for _, _, v in filters]
+
+    def _one(self, extra: str, extra_params: list[Any], order: str) -> dict[str, Any] | None:
+        sql = f"SELECT record FROM {self.table} WHERE {self.where}{extra} ORDER BY rowid {order} LIMIT 1"
+        row = self.conn.execute(sql, [*self.params, *extra_params]).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def first(self) -> dict[str, Any] | None:
+        return self._one("", [], "ASC")
+
+    def last_with_id(self, key: str, value: Any) -> dict[str, Any] | None:
+        """The last match whose unique id is the booked entity's."""
+        if not isinstance(value, str):
+            return None  # a malformed booked id (a coordinate pair) equals no record
+        return self._one(f' AND "{key}" = ?', [value], "DESC")
+
+    def last_decoy(self, goal: GoalCall) -> dict[str, Any] | None:
+        """The last match that does not satisfy the goal's search parameters."""
+        items = [(k, normalise(v)) for k, v in goal.parameters.items() if not is_empty(v)]
+        if not items:
+            return None
+        if not all(isinstance(v, str) for _, v in items):
+            raise sqlite3.DataError("non-string goal value")  # handled by the Python path
+        satisfied = " AND ".join(f'COALESCE("n_{k}" = ?, 0)' for k, _ in items)
+        return self._one(f" AND NOT ({satisfied})", [v for _, v in items], "DESC")
