@@ -57,9 +57,13 @@ def time_ours(env: ToolWOZEnvironment, sequences) -> tuple[int, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=200, help="test tasks whose call sequences are timed")
-    parser.add_argument("--skip-reference-build", action="store_true", help="skip the reference's ~40 s build")
+    parser.add_argument(
+        "--skip-reference-build", action="store_true", help="skip the reference's ~40 s build"
+    )
     args = parser.parse_args()
 
     env = ToolWOZEnvironment.load(print)
@@ -98,10 +102,14 @@ def main() -> None:
     assert ref["calls"] == n_calls
 
     print(f"\nToolWOZ environment benchmark ({n_calls:,} calls over {len(sequences)} test tasks)")
-    print(f"  tool call      ours {ours_call * 1e6:9.1f} us   reference {ref_call * 1e3:8.2f} ms   "
-          f"ratio {ref_call / ours_call:8.1f}x  (target >= 100x)")
-    print(f"  session set-up ours {ours_setup * 1e6:9.1f} us   reference {ref['setup_seconds'] * 1e3:8.2f} ms   "
-          f"ratio {ref['setup_seconds'] / ours_setup:8.1f}x")
+    print(
+        f"  tool call      ours {ours_call * 1e6:9.1f} us   reference {ref_call * 1e3:8.2f} ms   "
+        f"ratio {ref_call / ours_call:8.1f}x  (target >= 100x)"
+    )
+    print(
+        f"  session set-up ours {ours_setup * 1e6:9.1f} us   reference {ref['setup_seconds'] * 1e3:8.2f} ms   "
+        f"ratio {ref['setup_seconds'] / ours_setup:8.1f}x"
+    )
     ref_build_text = f"reference {ref_build:8.1f} s" if ref_build is not None else "reference (skipped)"
     print(f"  full build     ours {ours_build:9.1f} s    {ref_build_text}   (target < 15 s, all 7,849 tasks)")
 

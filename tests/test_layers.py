@@ -9,7 +9,20 @@ import josh
 
 ROOT = Path(josh.__file__).parent
 # Highest first. A module may import its own layer and any layer after it in this list.
-LAYERS = ["cli", "runner", "search", "rollout", "agents", "users", "envs", "llm", "types", "errors"]
+LAYERS = [
+    "cli",
+    "benchmarks",
+    "runner",
+    "search",
+    "rollout",
+    "mock",
+    "agents",
+    "users",
+    "envs",
+    "llm",
+    "types",
+    "errors",
+]
 PEERS = {("agents", "users"), ("users", "agents")}  # independent; neither imports the other
 
 

@@ -130,8 +130,11 @@ def main() -> None:
             print(json.dumps(_clean(out)), file=protocol, flush=True)
             continue
         if request["op"] == "bench":
-            print(json.dumps(_bench(request, apis, delex, real_create_dbs, utils, conversation_state)), file=protocol,
-                  flush=True)
+            print(
+                json.dumps(_bench(request, apis, delex, real_create_dbs, utils, conversation_state)),
+                file=protocol,
+                flush=True,
+            )
             continue
         if request["op"] == "build":
             started = time.perf_counter()

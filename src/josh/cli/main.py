@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from josh import __version__
-from josh.cli import data_cmd, score_cmd
+from josh.cli import data_cmd, eval_cmd, score_cmd
 
 app = typer.Typer(
     name="josh",
@@ -19,6 +19,9 @@ app = typer.Typer(
 )
 app.add_typer(data_cmd.app, name="data")
 app.command("score")(score_cmd.score)
+app.add_typer(eval_cmd.eval_app, name="eval")
+app.command("report")(eval_cmd.report_cmd)
+app.command("serve-mock")(eval_cmd.serve_mock)
 
 
 def _version(value: bool) -> None:

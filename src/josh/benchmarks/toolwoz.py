@@ -1,0 +1,181 @@
+"""`josh eval toolwoz`: agents and user simulators on ToolWOZ tasks, many at once, recorded append-only."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from josh.agents import FunctionCallingAgent, ReactAgent
+from josh.agents.base import Agent
+from josh.benchmarks.toolwoz_config import ToolWOZEvalConfig
+from josh.envs.toolwoz import Task, ToolWOZEnvironment
+from josh.errors import JoshError
+from josh.llm import OpenAIChatModel, ResponseCache, RetryPolicy
+from josh.llm.base import ChatModel
+from josh.mock import MockConfig, MockServer
+from josh.rollout import run_conversation
+from josh.runner import RunWriter, run_pool
+from josh.users import GoalUserSimulator, GuideUserSimulator, ReplayUserSimulator
+from josh.users.simulators import UserSimulator
+
+MOCK_AGENT_MODEL = "josh-mock-agent"
+MOCK_USER_MODEL = "josh-mock-user"
+
+
+def select_tasks(env: ToolWOZEnvironment, config: ToolWOZEvalConfig) -> list[str]:
+    """The task ids of the run, in order: the split, then `task_ids`, then `limit`."""
+    ids = env.task_ids(config.split)
+    if config.task_ids:
+        wanted = [t.removesuffix(".json") for t in config.task_ids]
+        in_split = set(ids)
+        missing = [t for t in wanted if t not in in_split]
+        if missing:
+            raise JoshError(f"not in split {config.split!r}: {', '.join(missing[:10])}")
+        ids = wanted
+    return ids[: config.limit] if config.limit else ids
+
+
+def build_agent(
+    config: ToolWOZEvalConfig, model: ChatModel, tools: list[dict[str, Any]], trial: int
+) -> Agent:
+    cls = ReactAgent if config.agent.strategy == "react" else FunctionCallingAgent
+    return cls(
+        model=model,
+        tools=tools,
+        temperature=config.agent.temperature,
+        max_tokens=config.agent.max_tokens,
+        seed=config.seed + trial,
+    )
+
+
+def build_user(config: ToolWOZEvalConfig, model: ChatModel | None, task: Task, trial: int) -> UserSimulator:
+    turns = [(t.role, t.text) for t in task.turns]
+    if config.user.mode == "replay":
+        return ReplayUserSimulator(turns)
+    assert model is not None
+    common = {
+        "temperature": config.user.temperature,
+        "max_tokens": config.user.max_tokens,
+        "seed": config.seed + trial,
+    }
+    if config.user.mode == "guide":
+        return GuideUserSimulator(model, task.goal_messages, turns, **common)
+    return GoalUserSimulator(model, task.goal_messages, **common)
+
+
+def _key(env_name: str | None) -> str | None:
+    if not env_name:
+        return None
+    return os.environ.get(env_name) or None
+
+
+@dataclass
+class Endpoints:
+    """The models of a run (the agent's, the user's) and the mock server behind a dry run, if any."""
+
+    agent: ChatModel
+    user: ChatModel | None
+    mock: MockServer | None = None
+
+    async def aclose(self) -> None:
+        await self.agent.aclose()
+        if self.user is not None and self.user is not self.agent:
+            await self.user.aclose()
+        if self.mock is not None:
+            self.mock.stop()
+
+
+def open_endpoints(config: ToolWOZEvalConfig, env: ToolWOZEnvironment) -> Endpoints:
+    """Create the agent and user models; start the in-process mock endpoint for a dry run."""
+    retry = RetryPolicy(max_attempts=config.max_retries + 1)
+    cache = ResponseCache(Path(config.cache_dir) / "responses.sqlite") if config.cache_dir else None
+    common = {
+        "timeout": config.timeout_s,
+        "max_concurrency": config.concurrency,
+        "retry": retry,
+        "cache": cache,
+    }
+    mock = None
+    if config.dry_run:
+        settings = config.mock.model_dump() if config.mock else {}
+        mock = MockServer(env, MockConfig(**settings)).start()
+        agent = OpenAIChatModel(MOCK_AGENT_MODEL, base_url=mock.base_url, api_key=None, **common)
+        user = OpenAIChatModel(MOCK_USER_MODEL, base_url=mock.base_url, api_key=None, **common)
+        return Endpoints(agent, user if config.user.mode != "replay" else None, mock)
+    assert config.agent.model is not None
+    agent_key = _key(config.agent.api_key_env)
+    agent = OpenAIChatModel(config.agent.model, base_url=config.agent.base_url, api_key=agent_key, **common)
+    if config.user.mode == "replay":
+        return Endpoints(agent, None)
+    user_model = config.user.model or config.agent.model
+    user_url = config.user.base_url or config.agent.base_url
+    user_key = _key(config.user.api_key_env or config.agent.api_key_env)
+    if (user_model, user_url, user_key) == (config.agent.model, config.agent.base_url, agent_key):
+        return Endpoints(agent, agent)
+    return Endpoints(agent, OpenAIChatModel(user_model, base_url=user_url, api_key=user_key, **common))
+
+
+async def preflight(endpoints: Endpoints) -> None:
+    """Fail fast, with one clear message, on an unreachable endpoint or a rejected key."""
+    await endpoints.agent.check()  # type: ignore[attr-defined]
+    if endpoints.user is not None and endpoints.user is not endpoints.agent:
+        await endpoints.user.check()  # type: ignore[attr-defined]
+
+
+def error_record(task_id: str, trial: int, seed: int, exc: BaseException) -> dict[str, Any]:
+    """The record of a task that failed outside the conversation (e.g. a bug building it)."""
+    return {
+        "task_id": task_id, "trial": trial, "seed": seed, "status": "error", "termination": "error",
+        "reward": None, "partial_reward": 0.0, "error": f"{type(exc).__name__}: {exc}",
+    }  # fmt: skip
+
+
+async def evaluate(
+    config: ToolWOZEvalConfig,
+    env: ToolWOZEnvironment,
+    endpoints: Endpoints,
+    writer: RunWriter,
+    *,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
+    """Run every (task, trial) not yet in `writer`; append each record as it finishes. Returns jobs run."""
+    jobs = [
+        (task_id, trial)
+        for task_id in select_tasks(env, config)
+        for trial in range(config.trials)
+        if (task_id, trial) not in writer.done
+    ]
+
+    async def worker(job: tuple[str, int]) -> dict[str, Any]:
+        task_id, trial = job
+        task = env.task(task_id)
+        agent = build_agent(config, endpoints.agent, env.tool_schemas, trial)
+        user = build_user(config, endpoints.user, task, trial)
+        record = await run_conversation(
+            task_id,
+            [g.name for g in task.goal_calls],
+            env.session(task_id),
+            agent,
+            user,
+            max_turns=config.max_turns,
+            trial=trial,
+            seed=config.seed + trial,
+        )
+        return record.model_dump(mode="json")
+
+    def on_result(job: tuple[str, int], record: dict[str, Any]) -> None:
+        writer.write(record)
+        if on_record is not None:
+            on_record(record)
+
+    await run_pool(
+        jobs,
+        worker,
+        concurrency=config.concurrency,
+        on_result=on_result,
+        on_error=lambda job, exc: error_record(job[0], job[1], config.seed + job[1], exc),
+    )
+    return len(jobs)

@@ -1,0 +1,104 @@
+"""Rich rendering of run summaries: one run, or two side by side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _pct(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def summary_table(summary: dict[str, Any], title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    low, high = summary["average_reward_ci95"]
+    table.add_row("tasks / records", f"{summary['tasks']:,} / {summary['records']:,}")
+    table.add_row("scored / errors", f"{summary['scored']:,} / {summary['errors']:,}")
+    table.add_row("average reward", f"{_pct(summary['average_reward'])}  (95% CI {low:.3f}-{high:.3f})")
+    table.add_row("100% success rate", f"{_pct(summary['success_rate'])}  ({summary['perfect']:,} at 1.0)")
+    if summary["errors"]:
+        table.add_row("average reward, errors as 0", _pct(summary["average_reward_errors_as_zero"]))
+    for k, value in summary["pass_hat_k"].items():
+        table.add_row(f"pass^{k}", _pct(value))
+    table.add_row("terminations", ", ".join(f"{k} {v}" for k, v in sorted(summary["terminations"].items())))
+    tokens = summary["tokens"]
+    table.add_row(
+        "tokens (prompt/completion)",
+        f"agent {tokens['agent']['prompt']:,}/{tokens['agent']['completion']:,}  "
+        f"user {tokens['user']['prompt']:,}/{tokens['user']['completion']:,}",
+    )
+    cost = summary["cost_usd"]
+    table.add_row("cost (USD)", f"{cost['total']:.4f}  (agent {cost['agent']:.4f}, user {cost['user']:.4f})")
+    if summary.get("wall_s") is not None:
+        table.add_row("wall time", f"{summary['wall_s']:.1f} s")
+    return table
+
+
+def detail_tables(summary: dict[str, Any]) -> list[Table]:
+    domains = Table(title="per domain", title_justify="left")
+    for col in ("domain", "tasks", "average reward", "goal calls met", "share met"):
+        domains.add_column(col, justify="left" if col == "domain" else "right")
+    for domain, d in summary["per_domain"].items():
+        domains.add_row(
+            domain,
+            f"{d['tasks']:,}",
+            _pct(d["average_reward"]),
+            f"{d['met']:,}/{d['goal_calls']:,}",
+            _pct(d["share_met"]),
+        )
+    apis = Table(title="per API", title_justify="left")
+    for col in ("API", "goal calls", "failed", "failure rate"):
+        apis.add_column(col, justify="left" if col == "API" else "right")
+    for api, a in summary["per_api"].items():
+        apis.add_row(api, f"{a['goal_calls']:,}", f"{a['failed']:,}", _pct(a["failure_rate"]))
+    tables = [domains, apis]
+    if summary["error_messages"]:
+        errors = Table(title="most common errors", title_justify="left")
+        errors.add_column("count", justify="right")
+        errors.add_column("error")
+        for message, count in summary["error_messages"].items():
+            errors.add_row(str(count), message)
+        tables.append(errors)
+    return tables
+
+
+def print_summary(console: Console, summary: dict[str, Any], title: str) -> None:
+    console.print(summary_table(summary, title))
+    for table in detail_tables(summary):
+        console.print(table)
+
+
+def print_comparison(console: Console, a: dict[str, Any], b: dict[str, Any], names: tuple[str, str],
+                     paired: dict[str, int]) -> None:  # fmt: skip
+    table = Table(title="comparison", title_justify="left")
+    table.add_column("metric")
+    table.add_column(names[0], justify="right")
+    table.add_column(names[1], justify="right")
+    table.add_column("delta", justify="right")
+    rows = [
+        ("tasks", a["tasks"], b["tasks"]),
+        ("errors", a["errors"], b["errors"]),
+        ("average reward", a["average_reward"], b["average_reward"]),
+        ("100% success rate", a["success_rate"], b["success_rate"]),
+        *[(f"pass^{k}", a["pass_hat_k"].get(k, float("nan")), b["pass_hat_k"].get(k, float("nan")))
+          for k in sorted(set(a["pass_hat_k"]) | set(b["pass_hat_k"]))],
+        *[(f"reward: {d}", a["per_domain"].get(d, {}).get("average_reward", float("nan")),
+           b["per_domain"].get(d, {}).get("average_reward", float("nan")))
+          for d in sorted(set(a["per_domain"]) | set(b["per_domain"]))],
+        ("cost (USD)", a["cost_usd"]["total"], b["cost_usd"]["total"]),
+    ]  # fmt: skip
+    for name, x, y in rows:
+        if isinstance(x, int) and isinstance(y, int):
+            table.add_row(name, f"{x:,}", f"{y:,}", f"{y - x:+,}")
+        else:
+            table.add_row(name, f"{x:.3f}", f"{y:.3f}", f"{y - x:+.3f}")
+    console.print(table)
+    console.print(
+        f"on the {paired['common']:,} tasks both scored: {names[1]} better on {paired['better']:,}, "
+        f"worse on {paired['worse']:,}, equal on {paired['equal']:,}"
+    )

@@ -1,0 +1,18 @@
+"""One async chat interface over OpenAI-compatible servers and scripted test models."""
+
+from josh.llm.base import ChatModel, FatalLLMError, LLMError, RetryableLLMError
+from josh.llm.cache import ResponseCache
+from josh.llm.openai_model import OpenAIChatModel
+from josh.llm.retry import RetryPolicy
+from josh.llm.scripted import ScriptedChatModel
+
+__all__ = [
+    "ChatModel",
+    "FatalLLMError",
+    "LLMError",
+    "OpenAIChatModel",
+    "ResponseCache",
+    "RetryPolicy",
+    "RetryableLLMError",
+    "ScriptedChatModel",
+]

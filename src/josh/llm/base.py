@@ -1,0 +1,51 @@
+"""The chat-model protocol every backend implements, and the one error tree of the LLM layer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from josh.errors import JoshError
+from josh.types import AssistantMessage, Message
+
+
+class LLMError(JoshError):
+    """A model call failed."""
+
+
+class RetryableLLMError(LLMError):
+    """Rate limit, timeout, 5xx or a dropped connection: worth another try."""
+
+
+class FatalLLMError(LLMError):
+    """Bad API key, bad request, unknown model, context too long: retrying cannot help."""
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """An async chat model. Everything that talks to a model goes through `chat`."""
+
+    name: str
+
+    async def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> list[AssistantMessage]:
+        """Return `n` completions, each with its token usage, cost and latency.
+
+        `tools` are OpenAI function schemas. `metadata` (task id, trial, role) travels as `X-Josh-*`
+        request headers, which real servers ignore and the mock endpoint uses; it is part of the cache key.
+        Raises `RetryableLLMError` once retries are exhausted, `FatalLLMError` at once.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...

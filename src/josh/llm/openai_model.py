@@ -1,0 +1,533 @@
+"""The chat model of any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, the josh mock) via the openai SDK.
+
+This is the only module that builds OpenAI wire dicts. Retries are ours (the SDK's `max_retries` is 0, so the
+two loops never multiply), every provider error is mapped to the `LLMError` tree by `classify`, and the API
+key never appears in a repr, an error message or a log line.
+
+Usage of a request with `n` choices is put entirely on the first reply (the others get zero usage): the
+server reports one total, and this keeps sums over replies exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import socket
+import ssl
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import openai
+
+from josh.llm.base import FatalLLMError, LLMError, RetryableLLMError
+from josh.llm.cache import ResponseCache
+from josh.llm.pricing import cost
+from josh.llm.retry import RetryPolicy, retry_after_seconds
+from josh.types import AssistantMessage, Message, SystemMessage, ToolCall, ToolMessage, Usage, UserMessage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_KEY = "EMPTY"  # local servers (vLLM, llama.cpp) accept any key; the SDK refuses none
+CHECK_TIMEOUT = 15.0  # seconds a preflight `check` waits at most
+_DETAIL_CHARS = 300
+_MASK = "***"
+_CONTEXT_LENGTH = re.compile(
+    r"context[ _]length|context window|context size|maximum context|too many tokens|prompt is too long",
+    re.I,
+)
+
+
+class _MalformedResponseError(Exception):
+    """The server answered with a success status but not with a chat completion."""
+
+
+# Exceptions a request can end in that `classify` understands; anything else is a bug and propagates as is.
+# The SDK raises JSONDecodeError itself when a body labelled JSON does not parse.
+_REQUEST_ERRORS = (openai.OpenAIError, _MalformedResponseError, json.JSONDecodeError, UnicodeDecodeError)
+
+
+class _Secret:
+    """A string that never shows itself."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(_MASK)
+
+    __str__ = __repr__
+
+
+# ---------------------------------------------------------------------------------------------- wire format
+
+
+def to_wire(message: Message) -> dict[str, Any]:
+    """One `josh.types` message as an OpenAI chat message dict."""
+    if isinstance(message, SystemMessage | UserMessage):
+        return {"role": message.role, "content": message.content}
+    if isinstance(message, ToolMessage):
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if isinstance(message, AssistantMessage):
+        # content is "" rather than null alongside tool calls: llama.cpp servers reject a null content.
+        wire: dict[str, Any] = {"role": "assistant", "content": message.content}
+        if message.tool_calls:
+            wire["tool_calls"] = [_tool_call_to_wire(call) for call in message.tool_calls]
+        return wire
+    raise TypeError(f"not a chat message: {type(message).__name__}")
+
+
+def _tool_call_to_wire(call: ToolCall) -> dict[str, Any]:
+    # A call whose arguments did not parse is replayed exactly as the model wrote it.
+    if call.parse_error is not None and call.raw_arguments is not None:
+        arguments = call.raw_arguments
+    else:
+        arguments = json.dumps(call.arguments, ensure_ascii=False)
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}
+
+
+def metadata_headers(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """`{"task_id": "MUL0003"}` -> `{"X-Josh-Task-Id": "MUL0003"}`."""
+    headers = {}
+    for key, value in (metadata or {}).items():
+        words = [word for word in re.split(r"[\s_\-]+", str(key)) if word]
+        if words:
+            headers["X-Josh-" + "-".join(word.capitalize() for word in words)] = str(value)
+    return headers
+
+
+def parse_tool_call(raw: Any) -> ToolCall:
+    """A tool call of a response as a `ToolCall`; bad arguments are recorded in `parse_error`, never raised.
+
+    Empty arguments (`""`, which some servers send for a tool without parameters) mean `{}`.
+    """
+    call_id = _field(raw, "id")
+    if not isinstance(call_id, str) or not call_id:
+        call_id = f"call_{uuid.uuid4().hex[:24]}"
+    function = _field(raw, "function")
+    name = _field(function, "name")
+    text = _field(function, "arguments")
+    if not isinstance(name, str) or not name:
+        raw_text = text if isinstance(text, str) else None
+        return ToolCall(
+            id=call_id, name="", raw_arguments=raw_text, parse_error="the tool call names no function"
+        )
+    if isinstance(text, dict):  # a non-conforming server sent an object instead of a JSON string
+        return ToolCall(id=call_id, name=name, arguments=text)
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return ToolCall(id=call_id, name=name)
+    if not isinstance(text, str):
+        return ToolCall(
+            id=call_id, name=name, raw_arguments=str(text), parse_error="arguments are not a JSON string"
+        )
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        reason = f"arguments are not valid JSON ({exc.msg} at position {exc.pos})"
+        return ToolCall(id=call_id, name=name, raw_arguments=text, parse_error=reason)
+    except (ValueError, RecursionError):
+        return ToolCall(id=call_id, name=name, raw_arguments=text, parse_error="arguments are not valid JSON")
+    if not isinstance(value, dict):
+        reason = f"arguments must be a JSON object, got {_json_type(value)}"
+        return ToolCall(id=call_id, name=name, raw_arguments=text, parse_error=reason)
+    return ToolCall(id=call_id, name=name, arguments=value)
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null" if value is None else type(value).__name__
+
+
+def _field(obj: Any, name: str) -> Any:
+    """An attribute of an SDK object, or a key of a dict; None when absent.
+
+    The SDK builds responses without validation, so a non-conforming server can leave fields missing or raw.
+    """
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+def classify(
+    exc: BaseException, *, base_url: str = "", model: str = "", api_key: str | None = None
+) -> LLMError:
+    """Map an SDK (or response-parsing) exception to `RetryableLLMError` or `FatalLLMError`.
+
+    The message names the endpoint and the likely fix; `api_key`, when given, is masked out of it.
+    """
+    if isinstance(exc, LLMError):
+        return exc
+    error_type, message = _classify(exc, base_url.rstrip("/"), model)
+    return error_type(_mask(message, api_key))
+
+
+def _classify(exc: BaseException, base_url: str, model: str) -> tuple[type[LLMError], str]:
+    endpoint = f"the endpoint {base_url}" if base_url else "the endpoint"
+    server = base_url or "the server"
+    model_name = repr(model) if model else "the model"
+    if isinstance(exc, openai.APITimeoutError):
+        return (
+            RetryableLLMError,
+            f"{endpoint} did not answer in time (timeout); it may be overloaded, or the timeout is too short",
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        reason, connecting = _connection_reason(exc)
+        if connecting:
+            return (
+                RetryableLLMError,
+                f"cannot reach {server} ({reason}); is the server running? check --base-url",
+            )
+        return RetryableLLMError, f"the connection to {server} failed ({reason})"
+    if isinstance(exc, openai.APIStatusError):
+        return _classify_status(exc, endpoint, model_name)
+    if isinstance(exc, openai.APIResponseValidationError | _MalformedResponseError | ValueError):
+        detail = _truncate(str(exc)) or type(exc).__name__
+        return RetryableLLMError, f"{endpoint} sent a response that is not a chat completion ({detail})"
+    return FatalLLMError, f"unexpected error from {endpoint}: {type(exc).__name__}: {_truncate(str(exc))}"
+
+
+def _classify_status(
+    exc: openai.APIStatusError, endpoint: str, model_name: str
+) -> tuple[type[LLMError], str]:
+    status = exc.status_code
+    detail = _status_detail(exc)
+    if status == 401:
+        return FatalLLMError, (
+            f"{endpoint} rejected the API key (HTTP 401); check OPENAI_API_KEY or --api-key-env"
+        )
+    if status == 403:
+        return FatalLLMError, (
+            f"{endpoint} refused access to {model_name} (HTTP 403: {detail}); "
+            "check that the API key may use this model"
+        )
+    if status == 404:
+        return FatalLLMError, (
+            f"{endpoint} has no model {model_name} or no chat completions route (HTTP 404: {detail}); "
+            "check the model name and --base-url (it usually ends in /v1)"
+        )
+    if status == 400 and (exc.code == "context_length_exceeded" or _CONTEXT_LENGTH.search(detail)):
+        return FatalLLMError, (
+            f"the conversation is longer than the context window of {model_name} (HTTP 400: {detail}); "
+            "shorten it (fewer turns, smaller max_tokens) or use a model with a longer context"
+        )
+    if status == 429:
+        if exc.code == "insufficient_quota" or "current quota" in detail.lower():
+            return FatalLLMError, (
+                f"{endpoint} says the account has run out of quota (HTTP 429: {detail}); check its billing"
+            )
+        return RetryableLLMError, f"{endpoint} is rate limiting requests (HTTP 429: {detail})"
+    if status in (408, 409) or status >= 500:
+        return RetryableLLMError, f"{endpoint} failed with HTTP {status} ({detail})"
+    return FatalLLMError, (
+        f"{endpoint} rejected the request (HTTP {status}: {detail}); "
+        "check the model's supported parameters (temperature, max_tokens, tools)"
+    )
+
+
+def _status_detail(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    error = body.get("error", body) if isinstance(body, Mapping) else body
+    if isinstance(error, Mapping):
+        error = error.get("message") or error.get("detail") or error
+    text = error if isinstance(error, str) and error.strip() else exc.message
+    return _truncate(text)
+
+
+def _connection_reason(exc: BaseException) -> tuple[str, bool]:
+    """A short reason for a connection failure, and whether it happened while connecting."""
+    connecting = False
+    fallback = ""
+    for error in _exception_chain(exc):
+        if isinstance(error, ConnectionRefusedError):
+            return "connection refused", True
+        if isinstance(error, socket.gaierror):
+            return "host name not found", True
+        if isinstance(error, ssl.SSLError):
+            return f"TLS error: {error}", True
+        if type(error).__name__ == "ConnectError":
+            connecting = True
+        if not isinstance(error, openai.OpenAIError) and str(error):
+            fallback = str(error)
+    return _truncate(fallback) or "connection failed", connecting
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and everything it wraps: causes, contexts, exception groups and exception arguments."""
+    seen: set[int] = set()
+    order: list[BaseException] = []
+    stack = [exc]
+    while stack and len(order) < 50:
+        error = stack.pop(0)
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        order.append(error)
+        wrapped = [error.__cause__, error.__context__, *getattr(error, "exceptions", ()), *error.args]
+        stack.extend(item for item in wrapped if isinstance(item, BaseException))
+    return order
+
+
+def _truncate(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= _DETAIL_CHARS else text[: _DETAIL_CHARS - 1] + "…"
+
+
+def _mask(text: str, api_key: str | None) -> str:
+    if api_key and api_key != DEFAULT_API_KEY:
+        return text.replace(api_key, _MASK)
+    return text
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    return retry_after_seconds(getattr(response, "headers", None))
+
+
+# ---------------------------------------------------------------------------------------------- the model
+
+
+class OpenAIChatModel:
+    """A `ChatModel` over one OpenAI-compatible endpoint.
+
+    Args:
+        model: the model name sent with every request; also `name`.
+        base_url: the server's API root, e.g. `http://127.0.0.1:8000/v1`; None means the SDK's default
+            (`OPENAI_BASE_URL`, else OpenAI).
+        api_key: the key; None sends "EMPTY", which local servers accept. The caller reads the environment.
+        timeout: seconds per request.
+        max_concurrency: requests in flight at once through this instance.
+        retry: backoff for retryable errors; `RetryPolicy()` by default.
+        cache: replies are looked up here first and stored after a successful call.
+        price_override: (input, output) USD per 1M tokens, for models `josh.llm.pricing` does not know.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        max_concurrency: int = 16,
+        retry: RetryPolicy | None = None,
+        cache: ResponseCache | None = None,
+        price_override: tuple[float, float] | None = None,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        self.name = model
+        self.timeout = timeout
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.cache = cache
+        self.price_override = price_override
+        self._api_key = _Secret(api_key or DEFAULT_API_KEY)
+        self._client = openai.AsyncOpenAI(
+            api_key=self._api_key.value, base_url=base_url, timeout=timeout, max_retries=0
+        )
+        self.base_url = str(self._client.base_url).rstrip("/")
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatModel(model={self.name!r}, base_url={self.base_url!r})"
+
+    __str__ = __repr__
+
+    async def __aenter__(self) -> OpenAIChatModel:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections. The cache belongs to the caller and stays open."""
+        await self._client.close()
+
+    async def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> list[AssistantMessage]:
+        """Return `n` completions; see `ChatModel.chat`.
+
+        A server that returns fewer than `n` choices (llama.cpp ignores `n`) is asked again for the rest.
+        """
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        wire = [to_wire(message) for message in messages]
+        tool_list = [dict(tool) for tool in tools] if tools else None
+        headers = metadata_headers(metadata)
+        key = None
+        if self.cache is not None:
+            request = {
+                "model": self.name,
+                "base_url": self.base_url,
+                "messages": wire,
+                "tools": tool_list,
+                "n": n,
+                "temperature": temperature,
+                "max_tokens": max_tokens,
+                "seed": seed,
+                "metadata": {str(k): str(v) for k, v in (metadata or {}).items()},
+            }
+            key = ResponseCache.make_key(request)
+            hit = await asyncio.to_thread(self.cache.get, key)
+            if hit is not None and len(hit) == n:
+                return hit
+        replies: list[AssistantMessage] = []
+        while len(replies) < n:
+            params: dict[str, Any] = {"model": self.name, "messages": wire, "temperature": temperature}
+            if n - len(replies) != 1:
+                params["n"] = n - len(replies)
+            if tool_list:
+                params["tools"] = tool_list
+            if max_tokens is not None:
+                params["max_tokens"] = max_tokens
+            if seed is not None:
+                params["seed"] = seed
+            replies.extend(await self._complete(params, headers))
+        replies = replies[:n]
+        if self.cache is not None and key is not None:
+            await asyncio.to_thread(self.cache.put, key, replies)
+        return replies
+
+    async def check(self) -> None:
+        """Preflight before a long run: one tiny request, no retries, at most `CHECK_TIMEOUT` seconds.
+
+        Raises `FatalLLMError` when the endpoint cannot be reached, rejects the key, does not know the model,
+        or does not answer like a chat completions endpoint. A rate limit or a 400 (the probe's `max_tokens=1`
+        is not accepted by every model) still proves the endpoint, key and model, so both pass.
+        """
+        params = {
+            "model": self.name,
+            "messages": [{"role": "user", "content": "Reply with OK."}],
+            "max_tokens": 1,
+            "temperature": 0.0,
+        }
+        try:
+            await self._request_once(params, {}, timeout=min(self.timeout, CHECK_TIMEOUT))
+        except _REQUEST_ERRORS as exc:
+            failure: BaseException = exc
+        else:
+            return
+        # Raised outside the except block, so that an exception echoing the key is not kept as __context__.
+        error = self._classify(failure)
+        rate_limited = isinstance(failure, openai.RateLimitError) and isinstance(error, RetryableLLMError)
+        if rate_limited or isinstance(failure, openai.BadRequestError):
+            log.info("preflight of %s at %s passed with: %s", self.name, self.base_url, error)
+            return
+        raise FatalLLMError(str(error)) from self._cause(failure)
+
+    async def _complete(self, params: dict[str, Any], headers: dict[str, str]) -> list[AssistantMessage]:
+        """One request with retries: retryable errors back off per `self.retry`, fatal ones raise at once."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._request_once(params, headers)
+            except _REQUEST_ERRORS as exc:
+                failure: BaseException = exc
+            # Raised outside the except block, so an exception echoing the key is not kept as __context__.
+            error = self._classify(failure)
+            if isinstance(error, FatalLLMError):
+                raise error from self._cause(failure)
+            if attempt >= self.retry.max_attempts:
+                message = f"{error} (gave up after {attempt} attempts)"
+                raise RetryableLLMError(message) from self._cause(failure)
+            wait = self.retry.delay(attempt, retry_after=_retry_after(failure))
+            log.warning(
+                "%s: %s; retrying in %.2f s (attempt %d of %d)",
+                self.name,
+                error,
+                wait,
+                attempt + 1,
+                self.retry.max_attempts,
+            )
+            await asyncio.sleep(wait)
+
+    async def _request_once(
+        self, params: dict[str, Any], headers: dict[str, str], **options: Any
+    ) -> list[AssistantMessage]:
+        async with self._semaphore:
+            start = time.perf_counter()
+            response = await self._client.chat.completions.create(
+                **params, extra_headers=headers or None, **options
+            )
+            latency = time.perf_counter() - start
+        return self._to_messages(response, latency)
+
+    def _to_messages(self, response: Any, latency: float) -> list[AssistantMessage]:
+        """The choices of a response as replies; raises `_MalformedResponseError` when it is not one."""
+        choices = _field(response, "choices")
+        if isinstance(response, str) or not isinstance(choices, list) or not choices:
+            raise _MalformedResponseError(f"no choices in {_truncate(repr(response))}")
+        raw_usage = _field(response, "usage")
+        prompt_tokens = _field(raw_usage, "prompt_tokens")
+        completion_tokens = _field(raw_usage, "completion_tokens")
+        prompt_tokens = prompt_tokens if isinstance(prompt_tokens, int) else 0
+        completion_tokens = completion_tokens if isinstance(completion_tokens, int) else 0
+        usage = Usage(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost=cost(self.name, prompt_tokens, completion_tokens, self.price_override),
+        )
+        ordered = sorted(choices, key=lambda choice: _sort_index(_field(choice, "index")))
+        replies = []
+        for position, choice in enumerate(ordered):
+            message = _field(choice, "message")
+            content = _field(message, "content")
+            if message is None or not isinstance(content, str | None):
+                raise _MalformedResponseError(f"a choice has no readable message: {_truncate(repr(choice))}")
+            raw_calls = _field(message, "tool_calls") or []
+            if not isinstance(raw_calls, list):
+                raise _MalformedResponseError(f"tool_calls is not a list: {_truncate(repr(raw_calls))}")
+            replies.append(
+                AssistantMessage(
+                    content=content or "",
+                    tool_calls=tuple(parse_tool_call(raw) for raw in raw_calls),
+                    usage=usage if position == 0 else Usage(),
+                    latency_s=latency,
+                    model=self.name,
+                )
+            )
+        return replies
+
+    def _classify(self, exc: BaseException) -> LLMError:
+        return classify(exc, base_url=self.base_url, model=self.name, api_key=self._api_key.value)
+
+    def _cause(self, exc: BaseException) -> BaseException | None:
+        """`exc` to chain to, or None when its text would show the key (a server may echo it back)."""
+        key = self._api_key.value
+        if key != DEFAULT_API_KEY and any(key in str(error) for error in _exception_chain(exc)):
+            return None
+        return exc
+
+
+def _sort_index(index: Any) -> int:
+    return index if isinstance(index, int) else 0

@@ -1,0 +1,11 @@
+"""A scripted, OpenAI-compatible mock endpoint that plays agent and user on ToolWOZ tasks.
+
+It is not a language model: an oracle agent makes the task's goal calls (with a configurable mistake
+rate) and a scripted customer reveals the goal. It is how users dry-run pipelines, how tests exercise
+the real HTTP path, and how benchmarks measure orchestration.
+"""
+
+from josh.mock.policies import MockConfig, ScriptedToolWOZ
+from josh.mock.server import MockServer
+
+__all__ = ["MockConfig", "MockServer", "ScriptedToolWOZ"]

@@ -1,0 +1,298 @@
+"""The scripted policies behind the mock endpoint, over OpenAI wire-format requests.
+
+Which part a request plays comes from the `X-Josh-Role` header our clients send, else from the prompt
+(the ReAct or user-simulator system prompt, the guide's coach prompt, or tools for function calling).
+Which task it is about comes from `X-Josh-Task-Id`, else from the goal text or the customer's opening line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from josh.agents.prompts import COMMAND_END, REACT_MARKER
+from josh.envs.toolwoz import Task, ToolWOZEnvironment
+from josh.users.prompts import END_CONVERSATION, GUIDE_MARKER, USER_MARKER
+
+DONE_PHRASE = "Everything you asked for is taken care of."
+ASK_PHRASE = "Could you tell me a little more about what you need?"
+SPAN = re.compile(r"</?span[^>]*>")
+MODEL_NAMES = ("josh-mock-agent", "josh-mock-user")
+
+
+@dataclass(frozen=True)
+class MockConfig:
+    """Behaviour of the mock endpoint. Rates are per request, in [0, 1]."""
+
+    mistake_rate: float = 0.0  # oracle agent: chance that a goal call carries a wrong argument
+    latency_s: float = 0.0  # added to every response
+    error_rate: float = 0.0  # HTTP 500
+    hang_rate: float = 0.0  # hold the response for `hang_s` (past a client's timeout)
+    hang_s: float = 30.0
+    malformed_rate: float = 0.0  # agent tool calls whose JSON does not parse
+    empty_rate: float = 0.0  # empty replies
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("mistake_rate", "error_rate", "hang_rate", "malformed_rate", "empty_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        if self.latency_s < 0 or self.hang_s < 0:
+            raise ValueError("latency and hang durations must be >= 0")
+
+
+class MockRequestError(Exception):
+    """A request the mock cannot answer (HTTP 400 with this message)."""
+
+
+class InjectedServerError(Exception):
+    """A fault injected on purpose (HTTP 500)."""
+
+
+def _plain(text: str) -> str:
+    return SPAN.sub("", text).strip()
+
+
+def _stable_random(*parts: Any) -> random.Random:
+    digest = hashlib.sha256(json.dumps(parts, default=str).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def _content(message: dict[str, Any]) -> str:
+    content = message.get("content") or ""
+    if isinstance(content, list):  # content parts
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content)
+
+
+def _chunks(task: Task) -> list[str]:
+    """The goal, in up to three pieces the customer reveals one per turn."""
+    lines = [_plain(m) for m in task.goal_messages if _plain(m)]
+    size = max(1, -(-len(lines) // 3))
+    return [" ".join(lines[i : i + size]) for i in range(0, len(lines), size)]
+
+
+class ScriptedToolWOZ:
+    """Answers chat-completion requests as a scripted agent or customer for one ToolWOZ task each."""
+
+    def __init__(self, env: ToolWOZEnvironment, config: MockConfig | None = None):
+        self.env = env
+        self.config = config or MockConfig()
+        self._faults = random.Random(self.config.seed)
+        self._lock = threading.Lock()
+        self._goal_index: dict[str, str] | None = None
+        self._opening_index: dict[str, str] | None = None
+
+    # -- entry point ----------------------------------------------------------------------------------
+
+    def complete(self, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        """The response body for one `/v1/chat/completions` request. May sleep (latency, hangs) or raise."""
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
+            raise MockRequestError("the request needs a non-empty 'messages' list")
+        messages = [m for m in body["messages"] if isinstance(m, dict)]
+        headers = {k.lower(): v for k, v in headers.items()}
+        with self._lock:
+            draws = [self._faults.random() for _ in range(4)]
+        if self.config.latency_s:
+            time.sleep(self.config.latency_s)
+        if draws[0] < self.config.error_rate:
+            raise InjectedServerError("injected fault: HTTP 500")
+        if draws[1] < self.config.hang_rate:
+            time.sleep(self.config.hang_s)
+        role, kind = self._role(messages, body, headers)
+        task = self._task(role, kind, messages, headers)
+        n = int(body.get("n") or 1)
+        choices = []
+        for index in range(n):
+            if draws[2] < self.config.empty_rate:
+                reply: dict[str, Any] = {"role": "assistant", "content": ""}
+            elif role == "agent":
+                reply = self._agent(
+                    task, kind, messages, headers, malformed=draws[3] < self.config.malformed_rate
+                )
+            else:
+                reply = self._user(task, kind, messages, headers)
+            finish = "tool_calls" if reply.get("tool_calls") else "stop"
+            choices.append({"index": index, "message": reply, "finish_reason": finish})
+        prompt_tokens = sum(len(_content(m)) for m in messages) // 4 + 1
+        completion_tokens = sum(len(c["message"].get("content") or "") // 4 + 1 for c in choices)
+        return {
+            "id": f"chatcmpl-mock-{uuid.uuid4().hex[:12]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": str(body.get("model") or MODEL_NAMES[0]),
+            "system_fingerprint": "josh-mock-scripted",
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+    # -- who and what ---------------------------------------------------------------------------------
+
+    def _role(
+        self, messages: list[dict[str, Any]], body: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[str, str]:
+        first = _content(messages[0])
+        header = headers.get("x-josh-role", "")
+        if body.get("tools"):
+            return "agent", "fc"
+        if REACT_MARKER in first:
+            return "agent", "react"
+        if GUIDE_MARKER in first:
+            return "user", "guide"
+        if USER_MARKER in first:
+            return "user", "goal"
+        if header == "agent":
+            return "agent", "react"
+        raise MockRequestError(
+            "josh mock endpoint (scripted): cannot tell whether this request is for the agent or the user; "
+            "use josh's ReAct/function-calling agents and user simulators, or send the X-Josh-Role header"
+        )
+
+    def _task(self, role: str, kind: str, messages: list[dict[str, Any]], headers: dict[str, str]) -> Task:
+        task_id = headers.get("x-josh-task-id")
+        if not task_id:
+            task_id = self._guess_task(role, kind, messages)
+        try:
+            return self.env.task(task_id)
+        except KeyError:
+            raise MockRequestError(
+                f"josh mock endpoint (scripted): unknown ToolWOZ task {task_id!r}"
+            ) from None
+
+    def _guess_task(self, role: str, kind: str, messages: list[dict[str, Any]]) -> str:
+        if self._goal_index is None:
+            self._goal_index, self._opening_index = {}, {}
+            for task in self.env.tasks("all"):
+                self._goal_index.setdefault("\n".join(task.goal_messages), task.task_id)
+                self._opening_index.setdefault(self._opening(task), task.task_id)
+        assert self._opening_index is not None
+        if role == "user":
+            text = _content(messages[0])
+            for goals, task_id in self._goal_index.items():
+                if goals in text:
+                    return task_id
+        else:
+            customer = "user"
+            for message in messages:
+                if message.get("role") == customer and not _content(message).startswith("APIRETURN"):
+                    found = self._opening_index.get(_content(message))
+                    if found:
+                        return found
+                    break
+        raise MockRequestError(
+            "josh mock endpoint (scripted): cannot tell which ToolWOZ task this conversation is about; "
+            "send the X-Josh-Task-Id header (josh's clients do)"
+        )
+
+    # -- the oracle agent -----------------------------------------------------------------------------
+
+    def _agent(
+        self,
+        task: Task,
+        kind: str,
+        messages: list[dict[str, Any]],
+        headers: dict[str, str],
+        *,
+        malformed: bool,
+    ) -> dict[str, Any]:
+        if kind == "fc":
+            made = [m for m in messages if m.get("role") == "tool"]
+            last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+            this_turn = sum(1 for m in messages[last_user + 1 :] if m.get("role") == "tool")
+        else:
+            is_return = [m.get("role") == "user" and _content(m).startswith("APIRETURN") for m in messages]
+            made = [m for m, r in zip(messages, is_return, strict=True) if r]
+            last_user = max(
+                (i for i, m in enumerate(messages) if m.get("role") == "user" and not is_return[i]),
+                default=-1,
+            )
+            this_turn = sum(is_return[last_user + 1 :])
+        goals = task.goal_calls
+        if len(made) < len(goals) and this_turn < 2:
+            index = len(made)
+            goal = goals[index]
+            arguments = self._maybe_mistaken(task, index, goal.arguments, headers)
+            if kind == "fc":
+                raw = json.dumps(arguments)
+                if malformed:
+                    raw = raw[:-1] + ', "oops": '  # truncated JSON
+                call = {
+                    "id": f"call_{index}",
+                    "type": "function",
+                    "function": {"name": goal.name, "arguments": raw},
+                }
+                return {"role": "assistant", "content": None, "tool_calls": [call]}
+            payload = json.dumps({"name": goal.name, "parameters": arguments})
+            if malformed:
+                payload = payload[:-2]
+            return {
+                "role": "assistant",
+                "content": f"PLAN I will call {goal.name} with what the customer asked for. {COMMAND_END} "
+                f"APICALL {payload} {COMMAND_END}",
+            }
+        text = DONE_PHRASE + " Is there anything else?" if len(made) >= len(goals) else ASK_PHRASE
+        if kind == "fc":
+            return {"role": "assistant", "content": text}
+        return {
+            "role": "assistant",
+            "content": f"PLAN I will update the customer. {COMMAND_END} SPEAK {text} {COMMAND_END}",
+        }
+
+    def _maybe_mistaken(
+        self, task: Task, index: int, arguments: dict[str, Any], headers: dict[str, str]
+    ) -> dict[str, Any]:
+        rng = _stable_random(task.task_id, index, headers.get("x-josh-trial", "0"), self.config.seed)
+        if rng.random() >= self.config.mistake_rate:
+            return dict(arguments)
+        wrong = dict(arguments)
+        if wrong:
+            key = rng.choice(sorted(wrong))
+            wrong[key] = "wrong value"
+        else:
+            wrong["name"] = "nowhere"
+        return wrong
+
+    # -- the scripted customer ------------------------------------------------------------------------
+
+    def _opening(self, task: Task) -> str:
+        chunks = _chunks(task)
+        return f"Hi! {chunks[0]}" if chunks else "Hi!"
+
+    def _user(
+        self, task: Task, kind: str, messages: list[dict[str, Any]], headers: dict[str, str]
+    ) -> dict[str, Any]:
+        if kind == "guide":
+            convo = _content(messages[-1]).split("CURRENT (real) conversation", 1)[-1]
+            convo = convo.split("Use your judgement", 1)[0]
+            said = sum(1 for line in convo.splitlines() if line.startswith("agent: "))  # the customer's lines
+            agent_done = DONE_PHRASE in convo
+        else:
+            # The customer's own lines are `assistant` here: the simulator sees the conversation flipped.
+            said = sum(1 for m in messages if m.get("role") == "assistant")
+            agent_lines = [_content(m) for m in messages if m.get("role") == "user"]
+            agent_done = bool(agent_lines) and DONE_PHRASE in agent_lines[-1]
+        chunks = _chunks(task)
+        if said == 0:
+            text = self._opening(task)
+        elif agent_done or said >= len(chunks) + 2:
+            text = f"Thank you, that is all I needed. {END_CONVERSATION}"
+        elif said < len(chunks):
+            text = chunks[said]
+        else:
+            text = "Is everything I asked for booked?"
+        if kind == "guide":
+            quote, hang_up, _ = text.partition(END_CONVERSATION)
+            text = f'Advice:\nStay on the source conversation.\nSuggested quote:\n"{quote.strip()}" {hang_up}'.strip()
+        return {"role": "assistant", "content": text}

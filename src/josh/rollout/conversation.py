@@ -1,0 +1,110 @@
+"""One conversation: the customer opens, then agent and customer alternate until a hang-up or the turn limit.
+
+Matches the reference's loop: `while len(messages) < max_turns: user step (stop on END_CONVERSATION);
+agent step`, where `messages` counts what both sides said (the paper: 15).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from josh.agents.base import Agent
+from josh.llm.base import LLMError
+from josh.rollout.record import CallResult, RolloutRecord, Termination
+from josh.types import Message, Usage
+from josh.users.simulators import UserSimulator
+
+
+class ToolSession(Protocol):
+    """What a rollout needs of an environment session (ToolWOZ's `ToolWOZSession` is one)."""
+
+    def call(self, name: Any, arguments: Any = None) -> Any: ...
+
+    def score(self) -> float: ...
+
+    @property
+    def calls(self) -> list[Any]: ...  # records with `.rewards`
+
+    def failed_goals(self) -> list[Any]: ...  # goal calls with `.name`
+
+
+async def run_conversation(
+    task_id: str,
+    goal_calls: list[str],
+    session: ToolSession,
+    agent: Agent,
+    user: UserSimulator,
+    *,
+    max_turns: int = 15,
+    trial: int = 0,
+    seed: int | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> RolloutRecord:
+    """Run one conversation to its end and record everything. Never raises for model or tool errors."""
+    started = time.perf_counter()
+    visible: list[Message] = []
+    internal: list[Message] = []
+    turn_of_call: list[int] = []
+    agent_usage = user_usage = Usage()
+    agent_calls = user_calls = 0
+    notes: list[str] = []
+    error: str | None = None
+    termination: Termination = "max_turns"
+    base = {"task_id": task_id, "trial": str(trial), **(metadata or {})}
+    agent_turn = 0
+
+    def execute(name: str, arguments: Any) -> Any:
+        turn_of_call.append(agent_turn)
+        return session.call(name, arguments)
+
+    try:
+        while len(visible) < max_turns:
+            said = await user.step(visible, metadata={**base, "role": "user", "turn": str(len(visible))})
+            user_usage, user_calls = user_usage + said.usage, user_calls + said.model_calls
+            visible.append(said.message)
+            internal.append(said.message)
+            if said.done:
+                termination = "user_ended"
+                break
+            replied = await agent.step(internal, execute, metadata={**base, "role": "agent"})
+            agent_usage, agent_calls = agent_usage + replied.usage, agent_calls + replied.model_calls
+            internal.extend(replied.internal)
+            visible.append(replied.message)
+            notes.extend(f"turn {agent_turn}: {n}" for n in replied.notes)
+            agent_turn += 1
+    except LLMError as exc:
+        termination, error = "error", f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # a bug: recorded for this task, never the end of the run
+        termination = "error"
+        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+
+    score = session.score()
+    calls = [
+        CallResult(turn=turn, name=c.name, arguments=c.arguments, result=c.result, rewards=list(c.rewards))
+        for turn, c in zip(turn_of_call, session.calls, strict=False)
+    ]
+    return RolloutRecord(
+        task_id=task_id,
+        trial=trial,
+        seed=seed,
+        status="error" if error else "success",
+        termination=termination,
+        reward=None if error else score,
+        partial_reward=score,
+        goal_calls=goal_calls,
+        failed_goals=[g.name for g in session.failed_goals()],
+        reward_events=[r for c in calls for r in c.rewards],
+        calls=calls,
+        messages=visible,
+        internal=internal,
+        agent_usage=agent_usage,
+        user_usage=user_usage,
+        agent_model_calls=agent_calls,
+        user_model_calls=user_calls,
+        latency_s=round(time.perf_counter() - started, 4),
+        error=error,
+        notes=notes,
+    )

@@ -1,0 +1,50 @@
+"""What one conversation leaves behind: the rollout record, one JSONL line of a run."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from josh.types import Message, Record, Usage
+
+Termination = Literal["user_ended", "max_turns", "error"]
+
+
+class CallResult(Record):
+    """One tool call of the conversation, in order, with the agent turn it was made in."""
+
+    turn: int
+    name: Any
+    arguments: Any
+    result: Any
+    rewards: list[str] = Field(default_factory=list)  # goal calls this call met (reward events)
+
+
+class RolloutRecord(Record):
+    """A finished conversation: scored, or failed with an error (then `reward` is None)."""
+
+    task_id: str
+    trial: int = 0
+    seed: int | None = None
+    status: Literal["success", "error"]
+    termination: Termination
+    reward: float | None
+    partial_reward: float = 0.0  # the score of the calls made before an error (== reward on success)
+    goal_calls: list[str] = Field(default_factory=list)
+    failed_goals: list[str] = Field(default_factory=list)
+    reward_events: list[str] = Field(default_factory=list)
+    calls: list[CallResult] = Field(default_factory=list)
+    messages: list[Message] = Field(default_factory=list)  # what the customer and the agent said
+    internal: list[Message] = Field(default_factory=list)  # the agent's own view: plans, calls, results
+    agent_usage: Usage = Field(default_factory=Usage)
+    user_usage: Usage = Field(default_factory=Usage)
+    agent_model_calls: int = 0
+    user_model_calls: int = 0
+    latency_s: float = 0.0
+    error: str | None = None
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.task_id, self.trial)

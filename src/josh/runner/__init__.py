@@ -1,0 +1,7 @@
+"""Many tasks at once: concurrency limit, append-only resumable run files, error isolation, metrics."""
+
+from josh.runner.pool import run_pool
+from josh.runner.runfile import RunContents, RunWriter, open_run, read_run
+from josh.runner.summary import summarize
+
+__all__ = ["RunContents", "RunWriter", "open_run", "read_run", "run_pool", "summarize"]

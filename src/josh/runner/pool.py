@@ -1,0 +1,52 @@
+"""Run many jobs concurrently under one limit; a job's failure becomes its own error record."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+J = TypeVar("J")
+R = TypeVar("R")
+
+
+async def run_pool(
+    jobs: Sequence[J],
+    worker: Callable[[J], Awaitable[R]],
+    *,
+    concurrency: int,
+    on_result: Callable[[J, R], None],
+    on_error: Callable[[J, BaseException], R],
+) -> None:
+    """Run `worker` on every job, at most `concurrency` at once, calling `on_result` as each one finishes.
+
+    An exception in one job is turned into a result by `on_error` and reported like any other; it never
+    stops the others. Cancellation (Ctrl-C) cancels the jobs still running; finished results are kept.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be >= 1")
+    queue: asyncio.Queue[J] = asyncio.Queue()
+    for job in jobs:
+        queue.put_nowait(job)
+
+    async def drain() -> None:
+        while True:
+            try:
+                job = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            try:
+                result = await worker(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                result = on_error(job, exc)
+            on_result(job, result)
+
+    workers = [asyncio.create_task(drain()) for _ in range(min(concurrency, len(jobs)))]
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)

@@ -1,0 +1,123 @@
+"""Metrics of a run, from its records: reward, 100% success, pass^k, a bootstrap CI, per domain and API."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+
+def latest_by_key(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per (task_id, trial): the last one written."""
+    keyed: dict[tuple[str, int], dict[str, Any]] = {}
+    for record in records:
+        keyed[(record["task_id"], int(record.get("trial", 0)))] = record
+    return list(keyed.values())
+
+
+def pass_hat_k(successes: int, trials: int, k: int) -> float:
+    """tau-bench's pass^k for one task: the chance that k trials drawn without replacement all succeed."""
+    if trials < k:
+        return float("nan")
+    return math.comb(successes, k) / math.comb(trials, k)
+
+
+def bootstrap_ci(values: list[float], *, samples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean."""
+    if not values:
+        return (0.0, 0.0)
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(sum(rng.choice(values) for _ in range(n)) / n for _ in range(samples))
+    return (means[int(0.025 * samples)], means[min(samples - 1, int(0.975 * samples))])
+
+
+def _usage(record: dict[str, Any], role: str) -> dict[str, float]:
+    return record.get(f"{role}_usage") or {}
+
+
+def summarize(records: Iterable[dict[str, Any]], *, wall_s: float | None = None) -> dict[str, Any]:
+    """The summary `josh eval` prints and saves as RUN.summary.json."""
+    rows = latest_by_key(records)
+    scored = [r for r in rows if r.get("status") == "success" and r.get("reward") is not None]
+    errors = [r for r in rows if r.get("status") != "success"]
+    rewards = [float(r["reward"]) for r in scored]
+
+    by_task: dict[str, list[float]] = defaultdict(list)
+    for r in scored:
+        by_task[r["task_id"]].append(float(r["reward"]))
+    task_means = [sum(v) / len(v) for v in by_task.values()]
+    trials = max((len(v) for v in by_task.values()), default=0)
+    pass_k = {}
+    for k in range(1, trials + 1):
+        values = [pass_hat_k(sum(x == 1.0 for x in v), len(v), k) for v in by_task.values() if len(v) >= k]
+        if values:
+            pass_k[str(k)] = sum(values) / len(values)
+
+    per_api: dict[str, Counter[str]] = defaultdict(Counter)
+    per_domain_rewards: dict[str, list[float]] = defaultdict(list)
+    for r in scored:
+        failed = Counter(r.get("failed_goals", []))
+        for name in r.get("goal_calls", []):
+            per_api[name]["goal_calls"] += 1
+            if failed[name] > 0:
+                failed[name] -= 1
+                per_api[name]["failed"] += 1
+        for domain in {n.split("_", 1)[-1] for n in r.get("goal_calls", [])}:
+            per_domain_rewards[domain].append(float(r["reward"]))
+    per_domain: dict[str, dict[str, Any]] = {}
+    for api, counts in sorted(per_api.items()):
+        domain = api.split("_", 1)[-1]
+        entry = per_domain.setdefault(domain, {"goal_calls": 0, "met": 0})
+        entry["goal_calls"] += counts["goal_calls"]
+        entry["met"] += counts["goal_calls"] - counts["failed"]
+    for domain, entry in per_domain.items():
+        values = per_domain_rewards[domain]
+        entry["tasks"] = len(values)
+        entry["average_reward"] = sum(values) / len(values) if values else 0.0
+        entry["share_met"] = entry["met"] / entry["goal_calls"] if entry["goal_calls"] else 0.0
+
+    tokens = {
+        role: {
+            "prompt": int(sum(_usage(r, role).get("prompt_tokens", 0) for r in rows)),
+            "completion": int(sum(_usage(r, role).get("completion_tokens", 0) for r in rows)),
+        }
+        for role in ("agent", "user")
+    }
+    cost = {role: sum(float(_usage(r, role).get("cost", 0.0)) for r in rows) for role in ("agent", "user")}
+    low, high = bootstrap_ci(task_means)
+    return {
+        "tasks": len({r["task_id"] for r in rows}),
+        "records": len(rows),
+        "scored": len(scored),
+        "errors": len(errors),
+        "trials": trials,
+        "average_reward": sum(rewards) / len(rewards) if rewards else 0.0,
+        "average_reward_errors_as_zero": sum(rewards) / len(rows) if rows else 0.0,
+        "success_rate": sum(x == 1.0 for x in rewards) / len(rewards) if rewards else 0.0,
+        "perfect": sum(x == 1.0 for x in rewards),
+        "pass_hat_k": pass_k,
+        "average_reward_ci95": [low, high],
+        "per_domain": dict(sorted(per_domain.items())),
+        "per_api": {
+            api: {
+                "goal_calls": c["goal_calls"],
+                "failed": c["failed"],
+                "failure_rate": c["failed"] / c["goal_calls"] if c["goal_calls"] else 0.0,
+            }
+            for api, c in sorted(per_api.items())
+        },  # fmt: skip
+        "terminations": dict(Counter(r.get("termination", "?") for r in rows)),
+        "error_messages": dict(
+            Counter((r.get("error") or "").splitlines()[0][:160] for r in errors).most_common(5)
+        ),
+        "tokens": tokens,
+        "cost_usd": {**cost, "total": cost["agent"] + cost["user"]},
+        "model_calls": {
+            "agent": sum(int(r.get("agent_model_calls", 0)) for r in rows),
+            "user": sum(int(r.get("user_model_calls", 0)) for r in rows),
+        },
+        "wall_s": wall_s,
+    }

@@ -1,0 +1,84 @@
+"""Shared types: chat messages, tool calls and token usage. Imports nothing else from josh.
+
+Messages are a union distinguished by `role` (pydantic v2, frozen, extra fields forbidden), so beams can
+share prefixes safely and saved records round-trip exactly. OpenAI wire-format dicts exist only in `josh.llm`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class Record(BaseModel):
+    """Base of every saved model: immutable, and an unknown field is an error rather than silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Usage(Record):
+    """Tokens and cost of one model call (or a sum of them)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    cached: bool = False  # served from the on-disk response cache: no tokens were paid for
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost=self.cost + other.cost,
+        )
+
+
+class ToolCall(Record):
+    """A tool call a model asked for. `parse_error` is set when its arguments were not a JSON object."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    raw_arguments: str | None = None  # the text the model sent, kept when it did not parse
+    parse_error: str | None = None
+
+
+class SystemMessage(Record):
+    role: Literal["system"] = "system"
+    content: str
+
+
+class UserMessage(Record):
+    role: Literal["user"] = "user"
+    content: str
+
+
+class AssistantMessage(Record):
+    role: Literal["assistant"] = "assistant"
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    usage: Usage | None = None
+    latency_s: float | None = None
+    model: str | None = None
+
+
+class ToolMessage(Record):
+    role: Literal["tool"] = "tool"
+    tool_call_id: str
+    name: str = ""
+    content: str
+    error: str | None = None
+
+
+Message = Annotated[SystemMessage | UserMessage | AssistantMessage | ToolMessage, Field(discriminator="role")]
+MESSAGE_ADAPTER: TypeAdapter[Message] = TypeAdapter(Message)
+MESSAGES_ADAPTER: TypeAdapter[list[Message]] = TypeAdapter(list[Message])
+
+
+def message_from_dict(data: dict[str, Any]) -> Message:
+    """Parse a saved message (`{"role": ..., ...}`)."""
+    return MESSAGE_ADAPTER.validate_python(data)

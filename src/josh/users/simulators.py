@@ -1,0 +1,135 @@
+"""User simulators: `goal` (told the goal), `guide` (coached from the original dialogue), `replay` (no model).
+
+Each is stateless: it reads the visible conversation so far (customer turns are `user`, agent replies
+`assistant`) and returns the customer's next message, and whether the customer hung up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from josh.llm.base import ChatModel
+from josh.types import AssistantMessage, Message, SystemMessage, Usage, UserMessage
+from josh.users.prompts import END_CONVERSATION, GUIDE_PROMPT, OPENING_PROMPT, SYSTEM_PROMPT, TURN_PROMPT
+
+
+@dataclass
+class UserTurn:
+    message: UserMessage
+    done: bool
+    usage: Usage = field(default_factory=Usage)
+    model_calls: int = 0
+
+
+class UserSimulator(Protocol):
+    name: str
+
+    async def step(
+        self, visible: Sequence[Message], *, metadata: Mapping[str, str] | None = None
+    ) -> UserTurn: ...
+
+
+def _flip(visible: Sequence[Message]) -> list[Message]:
+    """The conversation from the customer's side: the agent's replies become `user` messages."""
+    out: list[Message] = []
+    for message in visible:
+        if message.role == "assistant":
+            out.append(UserMessage(content=message.content))
+        elif message.role == "user":
+            out.append(AssistantMessage(content=message.content))
+    return out
+
+
+@dataclass
+class GoalUserSimulator:
+    """Told the goal messages; reveals them piecemeal; says END_CONVERSATION to hang up (reference `goal`)."""
+
+    model: ChatModel
+    goal_messages: Sequence[str]
+    temperature: float = 0.0
+    max_tokens: int | None = 256
+    seed: int | None = 42
+    name: str = "goal"
+
+    async def step(
+        self, visible: Sequence[Message], *, metadata: Mapping[str, str] | None = None
+    ) -> UserTurn:
+        goals = "\n".join(self.goal_messages)
+        if not visible:
+            messages: list[Message] = [SystemMessage(content=OPENING_PROMPT.replace("{goals}", goals))]
+        else:
+            messages = [
+                SystemMessage(content=SYSTEM_PROMPT.replace("{goals}", goals)),
+                *_flip(visible),
+                SystemMessage(content=TURN_PROMPT),
+            ]
+        [reply] = await self.model.chat(
+            messages,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            seed=self.seed,
+            metadata=metadata,
+        )
+        text = reply.content
+        return UserTurn(UserMessage(content=text), END_CONVERSATION in text, reply.usage or Usage(), 1)
+
+
+def transcript(visible: Sequence[Message]) -> str:
+    """The reference's transcript for the guide, labels included: it maps `assistant` to "user" and `user` to
+    "agent", so the customer's lines read "agent:". Kept: the paper's guide numbers were made with it."""
+    labels = {"assistant": "user", "user": "agent"}
+    return "".join(f"{labels[m.role]}: {m.content}\n" for m in visible if m.role in labels)
+
+
+@dataclass
+class GuideUserSimulator:
+    """A coach grounded in the original MultiWOZ dialogue suggests the next line (reference `guide`)."""
+
+    model: ChatModel
+    goal_messages: Sequence[str]
+    original_turns: Sequence[tuple[str, str]]  # (role, text) with role "user" or "assistant"
+    temperature: float = 0.0
+    max_tokens: int | None = 256
+    seed: int | None = 42
+    name: str = "guide"
+
+    async def step(
+        self, visible: Sequence[Message], *, metadata: Mapping[str, str] | None = None
+    ) -> UserTurn:
+        source = "\n".join(
+            ("agent: " if role == "assistant" else "customer: ") + text.strip()
+            for role, text in self.original_turns
+        )
+        current = transcript(visible)
+        prompt = (
+            GUIDE_PROMPT.replace("{goals}", "\n".join(self.goal_messages))
+            .replace("{goal_convo}", source)
+            .replace("{current_convo}", current if current else "NOT YET STARTED")
+        )
+        [reply] = await self.model.chat(
+            [UserMessage(content=prompt)],
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            seed=self.seed,
+            metadata=metadata,
+        )
+        text = reply.content.split("Suggested quote:")[-1].replace("\n", "").replace('"', "")
+        return UserTurn(UserMessage(content=text), END_CONVERSATION in text, reply.usage or Usage(), 1)
+
+
+@dataclass
+class ReplayUserSimulator:
+    """Replays the original dialogue's customer turns, then hangs up. No model."""
+
+    original_turns: Sequence[tuple[str, str]]
+    name: str = "replay"
+
+    async def step(
+        self, visible: Sequence[Message], *, metadata: Mapping[str, str] | None = None
+    ) -> UserTurn:
+        said = sum(1 for m in visible if m.role == "user")
+        lines = [text for role, text in self.original_turns if role == "user"]
+        text = lines[said] if said < len(lines) else END_CONVERSATION
+        return UserTurn(UserMessage(content=text), END_CONVERSATION in text)

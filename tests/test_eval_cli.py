@@ -1,0 +1,255 @@
+"""`josh eval toolwoz`, `josh report` and `josh serve-mock` end to end, over real HTTP to the mock endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from josh.envs.toolwoz import ToolWOZEnvironment
+from josh.mock import MockConfig, MockServer
+from tests.test_cli_data import run_josh
+
+pytestmark = pytest.mark.data
+
+
+def records(path: Path) -> list[dict]:
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines[0]["type"] == "header"
+    return [line for line in lines[1:] if line.get("type") != "status"]
+
+
+def test_dry_run_is_the_embedded_default(tmp_path: Path) -> None:
+    out = tmp_path / "run.jsonl"
+    proc = run_josh("eval", "toolwoz", "--limit", "3", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "DRY RUN" in proc.stderr and "scripted mock endpoint" in proc.stderr and "--model NAME" in proc.stderr
+    )
+    header = json.loads(out.read_text().splitlines()[0])
+    assert {"format_version", "josh_version", "git_commit", "dirty", "config_hash", "seed", "status"} <= set(
+        header
+    )
+    rows = records(out)
+    assert [r["task_id"] for r in sorted(rows, key=lambda r: r["task_id"])] == [
+        "MUL0003",
+        "MUL0004",
+        "MUL0014",
+    ]
+    assert all(r["status"] == "success" and r["termination"] == "user_ended" for r in rows)
+    mul0003 = next(r for r in rows if r["task_id"] == "MUL0003")
+    assert mul0003["reward"] == 0.75 and mul0003["failed_goals"] == ["search_restaurant"]
+    assert mul0003["messages"][0]["role"] == "user" and any(
+        m["content"].startswith("APIRETURN") for m in mul0003["internal"]
+    )
+    assert mul0003["calls"][0]["name"] == "search_hotel" and mul0003["agent_usage"]["prompt_tokens"] > 0
+    summary = json.loads((tmp_path / "run.summary.json").read_text())
+    assert summary["scored"] == 3 and summary["average_reward"] == pytest.approx(11 / 12)
+    assert {
+        "pass_hat_k",
+        "average_reward_ci95",
+        "per_domain",
+        "per_api",
+        "tokens",
+        "cost_usd",
+        "wall_s",
+    } <= set(summary)
+    config = json.loads((tmp_path / "run.config.json").read_text())
+    assert config["agent"]["strategy"] == "react" and config["max_turns"] == 15
+    assert "average reward" in proc.stdout and "per API" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("agent", "user"), [("react", "goal"), ("fc", "guide")])
+def test_oracle_reproduces_the_benchmark_ceiling(tmp_path: Path, agent: str, user: str) -> None:
+    """Mistake rate 0, goal calls made through the real tools over HTTP: 422 of 450 at 1.0, average 0.980."""
+    out = tmp_path / "run.jsonl"
+    proc = run_josh(
+        "eval", "toolwoz", "--agent", agent, "--user", user, "--concurrency", "16", "--out", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "run.summary.json").read_text())
+    assert summary["records"] == 450 and summary["errors"] == 0
+    assert summary["perfect"] == 422 and round(summary["average_reward"], 3) == 0.980
+
+
+def test_mistakes_lower_the_reward(tmp_path: Path) -> None:
+    out = tmp_path / "run.jsonl"
+    proc = run_josh("eval", "toolwoz", "--limit", "40", "--mock-mistake-rate", "0.5", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "run.summary.json").read_text())
+    assert summary["average_reward"] < 0.8 and summary["errors"] == 0
+
+
+@pytest.mark.slow
+def test_faults_never_lose_a_task(tmp_path: Path) -> None:
+    """10% HTTP 500, 5% hangs past the timeout, 5% malformed tool calls: all 50 tasks accounted for."""
+    out = tmp_path / "run.jsonl"
+    proc = run_josh(
+        "eval", "toolwoz", "--limit", "50", "--concurrency", "16", "--timeout", "1", "--max-retries", "2",
+        "--mock-error-rate", "0.1", "--mock-hang-rate", "0.05", "--mock-malformed-rate", "0.05",
+        "--agent", "fc", "--out", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = records(out)
+    keys = Counter((r["task_id"], r["trial"]) for r in rows)
+    assert len(keys) == 50 and max(keys.values()) == 1
+    assert all(r["status"] in ("success", "error") for r in rows)
+    assert all(r["reward"] is not None or r["error"] for r in rows)
+    notes = [n for r in rows for n in r.get("notes", [])]
+    assert any("malformed" in n for n in notes)  # bad tool-call JSON was fed back, not a crash
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path: Path) -> None:
+    out = tmp_path / "run.jsonl"
+    args = [
+        "eval",
+        "toolwoz",
+        "--limit",
+        "50",
+        "--concurrency",
+        "4",
+        "--mock-latency",
+        "0.02",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "josh.cli.main", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.exists() and out.read_text().count('"task_id"') >= 10:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(records(out)) if out.read_text().endswith("\n") else None
+    assert 10 <= (done_before or 10) < 50
+    resumed = run_josh(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    rows = records(out)
+    keys = Counter(r["task_id"] for r in rows)
+    assert len(rows) == 50 and len(keys) == 50 and set(keys.values()) == {1}
+    expected = run_josh("data", "tasks", "--split", "test").stdout.splitlines()[:50]
+    assert set(keys) == {json.loads(line)["task_id"] for line in expected}
+
+
+def test_unreachable_endpoint_fails_fast(tmp_path: Path) -> None:
+    started = time.monotonic()
+    proc = run_josh("eval", "toolwoz", "--model", "m", "--base-url", "http://127.0.0.1:9/v1", "--out",
+                    str(tmp_path / "x.jsonl"))  # fmt: skip
+    assert proc.returncode == 1 and time.monotonic() - started < 30
+    assert "cannot reach http://127.0.0.1:9/v1" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.jsonl").exists()  # nothing half-started to clean up
+
+
+class _Reject(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = b'{"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}'
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_bad_api_key_fails_fast_and_is_never_shown(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Reject)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    secret = "sk-test-SECRET-4242"
+    try:
+        proc = run_josh(
+            "eval", "toolwoz", "--model", "gpt-4o", "--base-url", f"http://127.0.0.1:{server.server_port}/v1",
+            "--out", str(tmp_path / "x.jsonl"), env={"OPENAI_API_KEY": secret},
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+    assert proc.returncode == 1
+    assert "API key" in proc.stderr and "401" in proc.stderr and "Traceback" not in proc.stderr
+    assert secret not in proc.stderr + proc.stdout
+
+
+def test_any_openai_compatible_url_and_the_key_never_leaks(
+    tmp_path: Path, toolwoz_env: ToolWOZEnvironment
+) -> None:
+    secret = "sk-test-SECRET-987654"
+    out = tmp_path / "run.jsonl"
+    with MockServer(toolwoz_env, MockConfig()) as mock:
+        assert mock._server.server_address[0] == "127.0.0.1"  # loopback only
+        proc = run_josh(
+            "eval", "toolwoz", "--model", "josh-mock-agent", "--base-url", mock.base_url,
+            "--api-key-env", "JOSH_TEST_KEY", "--limit", "3", "--out", str(out), env={"JOSH_TEST_KEY": secret},
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "DRY RUN" not in proc.stderr
+    assert len(records(out)) == 3
+    for path in tmp_path.iterdir():
+        assert secret not in path.read_text(), path
+    assert secret not in proc.stdout + proc.stderr
+    config = json.loads((tmp_path / "run.config.json").read_text())
+    assert config["agent"]["api_key_env"] == "JOSH_TEST_KEY" and config["agent"]["base_url"] == mock.base_url
+
+
+def test_report_one_run_and_a_comparison(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    assert run_josh("eval", "toolwoz", "--limit", "10", "--out", str(a)).returncode == 0
+    assert (
+        run_josh("eval", "toolwoz", "--limit", "10", "--mock-mistake-rate", "0.6", "--out", str(b)).returncode
+        == 0
+    )
+    one = run_josh("report", str(a))
+    assert one.returncode == 0 and "average reward" in one.stdout and "per API" in one.stdout
+    both = run_josh("report", str(a), str(b), "--json")
+    data = json.loads(both.stdout)
+    assert data["paired"]["common"] == 10 and data["paired"]["worse"] >= 1
+    assert data["b"]["average_reward"] < data["a"]["average_reward"]
+    table = run_josh("report", str(a), str(b))
+    assert "comparison" in table.stdout and "better on" in table.stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("hello\n")
+    failed = run_josh("report", str(bad))
+    assert failed.returncode == 1 and "not a josh run file" in failed.stderr
+
+
+def test_bad_options_are_clear_errors(tmp_path: Path) -> None:
+    proc = run_josh("eval", "toolwoz", "--agent", "telepathy", "--out", str(tmp_path / "x.jsonl"))
+    assert proc.returncode == 1 and "agent.strategy" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_josh("eval", "toolwoz", "--task", "NOPE1", "--out", str(tmp_path / "x.jsonl"))
+    assert proc.returncode == 1 and "NOPE1" in proc.stderr
+
+
+def test_serve_mock_serves_a_real_eval(tmp_path: Path) -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "josh.cli.main", "serve-mock", "--port", "0"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    try:
+        assert server.stderr is not None
+        line = server.stderr.readline()
+        while line and "http://127.0.0.1:" not in line:
+            line = server.stderr.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
+        assert match and "SCRIPTED" in line, line
+        proc = run_josh("eval", "toolwoz", "--model", "josh-mock-agent", "--base-url", match.group(0), "--limit", "2",
+                        "--agent", "fc", "--out", str(tmp_path / "run.jsonl"))  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert len(records(tmp_path / "run.jsonl")) == 2
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=10)

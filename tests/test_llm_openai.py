@@ -1,0 +1,658 @@
+"""The OpenAI-compatible backend against a scripted local fake server (127.0.0.1 only, no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from josh.llm import (
+    ChatModel,
+    FatalLLMError,
+    OpenAIChatModel,
+    ResponseCache,
+    RetryableLLMError,
+    RetryPolicy,
+)
+from josh.llm.openai_model import classify, metadata_headers, to_wire
+from josh.llm.pricing import cost, price_for
+from josh.llm.retry import retry_after_seconds
+from josh.types import AssistantMessage, SystemMessage, ToolCall, ToolMessage, Usage, UserMessage
+
+SECRET = "sk-test-SECRET-123"
+FAST = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.02)
+TIMEOUT = 0.5
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_booking",
+            "description": "Look up a booking.",
+            "parameters": {
+                "type": "object",
+                "properties": {"booking_id": {"type": "string"}},
+                "required": ["booking_id"],
+            },
+        },
+    }
+]
+
+
+# ---------------------------------------------------------------------------------------------- fake server
+
+
+@dataclass
+class Reply:
+    """One scripted behaviour of the fake server."""
+
+    kind: str = "text"  # text | tool | status | hang | invalid_json
+    content: str = "hello"
+    tool_calls: list[dict[str, Any]] | None = None
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    honour_n: bool = True
+    usage: tuple[int, int] = (1000, 200)
+
+
+def text(content: str = "hello", **kwargs: Any) -> Reply:
+    return Reply("text", content=content, **kwargs)
+
+
+def tool(name: str, arguments: Any, call_id: str | None = "call_1") -> Reply:
+    call: dict[str, Any] = {"type": "function", "function": {"name": name, "arguments": arguments}}
+    if call_id is not None:
+        call["id"] = call_id
+    return Reply("tool", tool_calls=[call])
+
+
+def status(code: int, body: Any = None, headers: dict[str, str] | None = None) -> Reply:
+    body = body if body is not None else {"error": {"message": f"scripted HTTP {code}", "type": "error"}}
+    return Reply("status", status=code, body=body, headers=headers or {})
+
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: dict[str, Any]
+
+
+class FakeOpenAI:
+    """`POST /v1/chat/completions` answering from a script; records requests and the peak concurrency."""
+
+    def __init__(self) -> None:
+        self.script: deque[Reply] = deque()
+        self.default = text()
+        self.requests: list[Seen] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                fake.handle(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.block_on_close = False  # hanging handlers must not stall teardown
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/v1"
+
+    def queue(self, *replies: Reply) -> None:
+        self.script.extend(replies)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def handle(self, handler: BaseHTTPRequestHandler) -> None:
+        raw = handler.rfile.read(int(handler.headers.get("Content-Length", 0)))
+        body = json.loads(raw)
+        with self.lock:
+            self.requests.append(Seen(handler.path, {k.lower(): v for k, v in handler.headers.items()}, body))
+            reply = self.script.popleft() if self.script else self.default
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if handler.path != "/v1/chat/completions":
+                self.send(handler, 404, {"error": {"message": "no such route"}})
+            elif reply.kind == "hang":
+                time.sleep(reply.delay)
+                self.send(handler, 200, completion(body, text()))
+            elif reply.kind == "invalid_json":
+                self.send(handler, 200, b'{"id": "x", "choices": [')
+            elif reply.kind == "status":
+                self.send(handler, reply.status, reply.body, reply.headers)
+            else:
+                time.sleep(reply.delay)
+                self.send(handler, 200, completion(body, reply))
+        except OSError:  # the client gave up (timeout) and closed the connection
+            pass
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    @staticmethod
+    def send(
+        handler: BaseHTTPRequestHandler, code: int, body: Any, headers: dict[str, str] | None = None
+    ) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        handler.send_response(code)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+
+def completion(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    n = request.get("n", 1) if reply.honour_n else 1
+    choices = []
+    for index in range(n):
+        message: dict[str, Any] = {"role": "assistant", "content": None}
+        if reply.tool_calls:
+            message["tool_calls"] = reply.tool_calls
+        else:
+            message["content"] = reply.content if n == 1 else f"{reply.content} #{index}"
+        choices.append({"index": index, "message": message, "finish_reason": "stop"})
+    prompt, completion_tokens = reply.usage
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 0,
+        "model": request["model"],
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt + completion_tokens,
+        },
+    }
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    yield server
+    server.close()
+
+
+def make_model(base_url: str, **kwargs: Any) -> OpenAIChatModel:
+    options: dict[str, Any] = {"api_key": SECRET, "timeout": TIMEOUT, "retry": FAST}
+    options.update(kwargs)
+    return OpenAIChatModel(options.pop("model", "gpt-4o-mini"), base_url=base_url, **options)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def chat_once(base_url: str, messages: list[Any] | None = None, **kwargs: Any) -> list[AssistantMessage]:
+    model_options = {k: kwargs.pop(k) for k in ("retry", "cache", "max_concurrency", "model") if k in kwargs}
+
+    async def run() -> list[AssistantMessage]:
+        async with make_model(base_url, **model_options) as model:
+            return await model.chat(messages or [UserMessage(content="hi")], **kwargs)
+
+    return asyncio.run(run())
+
+
+def error_texts(exc: BaseException) -> str:
+    """The text of an exception and of everything chained to it."""
+    texts, seen, current = [], set(), [exc]
+    while current:
+        error = current.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        texts.append(f"{error!s} {error!r}")
+        current.extend([error.__cause__, error.__context__])
+    return "\n".join(texts)
+
+
+# ---------------------------------------------------------------------------------------------- round trips
+
+
+def test_text_reply_with_usage_and_cost(fake: FakeOpenAI) -> None:
+    fake.queue(text("hello there", usage=(1000, 200)))
+    [reply] = chat_once(fake.base_url, [SystemMessage(content="be brief"), UserMessage(content="hi")])
+    assert reply.content == "hello there"
+    assert reply.tool_calls == ()
+    assert reply.model == "gpt-4o-mini"
+    assert reply.latency_s is not None and reply.latency_s >= 0
+    assert reply.usage is not None and not reply.usage.cached
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (1000, 200)
+    assert reply.usage.cost == pytest.approx((1000 * 0.15 + 200 * 0.60) / 1e6)
+    [seen] = fake.requests
+    assert seen.path == "/v1/chat/completions"
+    assert seen.body["model"] == "gpt-4o-mini"
+    assert seen.body["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+    ]
+    assert seen.body["temperature"] == 0.0
+    for absent in ("tools", "seed", "max_tokens", "n"):  # servers may reject nulls
+        assert absent not in seen.body
+    assert seen.headers["authorization"] == f"Bearer {SECRET}"
+
+
+def test_tool_call_round_trip_and_wire_format(fake: FakeOpenAI) -> None:
+    fake.queue(tool("get_booking", json.dumps({"booking_id": "B1"})), text("it is confirmed"))
+
+    async def run() -> tuple[AssistantMessage, AssistantMessage]:
+        async with make_model(fake.base_url) as model:
+            assert isinstance(model, ChatModel)
+            history: list[Any] = [UserMessage(content="status of B1?")]
+            [call_turn] = await model.chat(history, tools=TOOLS)
+            history += [
+                call_turn,
+                ToolMessage(tool_call_id="call_1", name="get_booking", content='{"ok": 1}'),
+            ]
+            [answer] = await model.chat(history, tools=TOOLS, seed=7, max_tokens=64)
+            return call_turn, answer
+
+    call_turn, answer = asyncio.run(run())
+    assert call_turn.content == ""
+    assert call_turn.tool_calls == (
+        ToolCall(id="call_1", name="get_booking", arguments={"booking_id": "B1"}),
+    )
+    assert answer.content == "it is confirmed"
+    first, second = fake.requests
+    assert first.body["tools"] == TOOLS
+    assert second.body["tools"] == TOOLS
+    assert second.body["seed"] == 7 and second.body["max_tokens"] == 64
+    assert second.body["messages"] == [
+        {"role": "user", "content": "status of B1?"},
+        {
+            "role": "assistant",
+            "content": "",  # never null: llama.cpp rejects it
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_booking", "arguments": '{"booking_id": "B1"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"ok": 1}'},
+    ]
+
+
+def test_unparsed_tool_call_is_replayed_verbatim() -> None:
+    call = ToolCall(id="c", name="f", raw_arguments="{oops", parse_error="bad json")
+    wire = to_wire(AssistantMessage(tool_calls=(call,)))
+    assert wire["content"] == ""
+    assert wire["tool_calls"][0]["function"] == {"name": "f", "arguments": "{oops"}
+
+
+def test_metadata_travels_as_headers(fake: FakeOpenAI) -> None:
+    chat_once(fake.base_url, metadata={"task_id": "MUL0003", "role": "agent", "trial": "2"})
+    headers = fake.requests[0].headers
+    assert headers["x-josh-task-id"] == "MUL0003"
+    assert headers["x-josh-role"] == "agent"
+    assert headers["x-josh-trial"] == "2"
+    assert metadata_headers({"task_id": "MUL0003"}) == {"X-Josh-Task-Id": "MUL0003"}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "reason"),
+    [
+        ('{"booking_id": "B1"', "not valid JSON"),
+        ("[1, 2]", "got an array"),
+        ('"B1"', "got a string"),
+        (42, "not a JSON string"),
+    ],
+)
+def test_malformed_tool_arguments_become_parse_errors(fake: FakeOpenAI, arguments: Any, reason: str) -> None:
+    fake.queue(tool("get_booking", arguments, call_id=None))
+    [reply] = chat_once(fake.base_url, tools=TOOLS)
+    [call] = reply.tool_calls
+    assert call.name == "get_booking"
+    assert call.arguments == {}
+    assert call.raw_arguments == str(arguments)
+    assert call.parse_error is not None and reason in call.parse_error
+    assert call.id.startswith("call_") and len(call.id) > len("call_")  # generated for a missing id
+    assert len(fake.requests) == 1  # a parse error is the model's mistake, not a reason to retry
+
+
+def test_empty_tool_arguments_mean_no_arguments(fake: FakeOpenAI) -> None:
+    fake.queue(tool("list_bookings", ""))
+    [reply] = chat_once(fake.base_url, tools=TOOLS)
+    assert reply.tool_calls == (ToolCall(id="call_1", name="list_bookings", arguments={}),)
+
+
+def test_n_choices_put_usage_on_the_first(fake: FakeOpenAI) -> None:
+    fake.queue(text("a", usage=(10, 4)))
+    replies = chat_once(fake.base_url, n=2, temperature=1.0)
+    assert [r.content for r in replies] == ["a #0", "a #1"]
+    assert replies[0].usage is not None and replies[0].usage.total_tokens == 14
+    assert replies[1].usage == Usage()
+    assert fake.requests[0].body["n"] == 2
+
+
+def test_server_ignoring_n_is_asked_again(fake: FakeOpenAI) -> None:
+    fake.default = text("one", honour_n=False)
+    replies = chat_once(fake.base_url, n=3, temperature=1.0)
+    assert len(replies) == 3
+    assert [seen.body.get("n", 1) for seen in fake.requests] == [3, 2, 1]
+
+
+# ---------------------------------------------------------------------------------------------- retries
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        status(500),
+        status(503, body="<html>upstream down</html>"),
+        Reply("hang", delay=TIMEOUT * 2),
+        Reply("invalid_json"),
+    ],
+    ids=["500", "503-html", "hang", "invalid-json"],
+)
+def test_retryable_failure_then_success(fake: FakeOpenAI, failure: Reply) -> None:
+    fake.queue(failure, text("recovered"))
+    [reply] = chat_once(fake.base_url)
+    assert reply.content == "recovered"
+    assert len(fake.requests) == 2
+
+
+def test_rate_limit_honours_retry_after(fake: FakeOpenAI) -> None:
+    fake.queue(status(429, headers={"Retry-After": "0"}), text("recovered"))
+    slow = RetryPolicy(max_attempts=3, base_delay=5.0, max_delay=5.0)  # would wait up to 5 s without it
+    start = time.monotonic()
+    [reply] = chat_once(fake.base_url, retry=slow)
+    assert time.monotonic() - start < 2.0
+    assert reply.content == "recovered"
+    assert len(fake.requests) == 2
+
+
+def test_retries_exhausted(fake: FakeOpenAI) -> None:
+    fake.queue(status(500), status(500), status(500), text("too late"))
+    with pytest.raises(RetryableLLMError, match="gave up after 3 attempts") as info:
+        chat_once(fake.base_url, retry=RetryPolicy(max_attempts=3, base_delay=0.01))
+    assert "HTTP 500" in str(info.value)
+    assert len(fake.requests) == 3
+
+
+def test_unauthorized_is_fatal_at_once_and_masks_the_key(fake: FakeOpenAI) -> None:
+    echo = {"error": {"message": f"Incorrect API key provided: {SECRET}.", "code": "invalid_api_key"}}
+    fake.queue(status(401, body=echo))
+    with pytest.raises(FatalLLMError) as info:
+        chat_once(fake.base_url)
+    message = str(info.value)
+    assert "rejected the API key (HTTP 401)" in message and "OPENAI_API_KEY" in message
+    assert fake.base_url in message
+    assert SECRET not in error_texts(info.value)
+    assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "body", "expected"),
+    [
+        (
+            404,
+            {"error": {"message": "The model `gpt-x` does not exist"}},
+            "check the model name and --base-url",
+        ),
+        (403, {"error": {"message": "no access"}}, "refused access"),
+        (
+            400,
+            {
+                "error": {
+                    "message": "maximum context length is 8192 tokens",
+                    "code": "context_length_exceeded",
+                }
+            },
+            "context window",
+        ),
+        (400, {"error": {"message": "temperature is not supported"}}, "supported parameters"),
+        (
+            429,
+            {"error": {"message": "You exceeded your current quota", "code": "insufficient_quota"}},
+            "quota",
+        ),
+    ],
+)
+def test_fatal_statuses_are_not_retried(fake: FakeOpenAI, code: int, body: Any, expected: str) -> None:
+    fake.queue(status(code, body=body))
+    with pytest.raises(FatalLLMError, match=expected):
+        chat_once(fake.base_url)
+    assert len(fake.requests) == 1
+
+
+def test_retry_logs_never_show_the_key(fake: FakeOpenAI, caplog: pytest.LogCaptureFixture) -> None:
+    fake.queue(status(500, body={"error": {"message": f"boom for {SECRET}"}}), text("ok"))
+    with caplog.at_level(logging.DEBUG):
+        chat_once(fake.base_url)
+    assert "retrying" in caplog.text
+    assert "boom for ***" in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_key_not_in_repr_or_str() -> None:
+    model = OpenAIChatModel("gpt-4o-mini", base_url="http://127.0.0.1:9/v1", api_key=SECRET)
+    assert SECRET not in repr(model) and SECRET not in str(model)
+    assert "gpt-4o-mini" in repr(model)
+    assert SECRET not in repr(vars(model))
+    asyncio.run(model.aclose())
+
+
+def test_unreachable_endpoint_after_retries() -> None:
+    base_url = f"http://127.0.0.1:{closed_port()}/v1"
+    with pytest.raises(RetryableLLMError, match="cannot reach .*connection refused.*gave up after 2") as info:
+        chat_once(base_url, retry=RetryPolicy(max_attempts=2, base_delay=0.01))
+    assert SECRET not in error_texts(info.value)
+
+
+# ---------------------------------------------------------------------------------------------- preflight
+
+
+def test_check_unreachable_fails_fast() -> None:
+    base_url = f"http://127.0.0.1:{closed_port()}/v1"
+
+    async def run() -> None:
+        async with OpenAIChatModel("gpt-4o-mini", base_url=base_url, api_key=SECRET) as model:
+            await model.check()
+
+    start = time.monotonic()
+    with pytest.raises(FatalLLMError, match="cannot reach") as info:
+        asyncio.run(run())
+    assert time.monotonic() - start < 1.0
+    assert base_url in str(info.value) and "connection refused" in str(info.value)
+    assert SECRET not in error_texts(info.value)
+
+
+def run_check(base_url: str) -> None:
+    async def run() -> None:
+        async with make_model(base_url) as model:
+            await model.check()
+
+    asyncio.run(run())
+
+
+def test_check_passes_on_a_working_endpoint(fake: FakeOpenAI) -> None:
+    run_check(fake.base_url)
+    [seen] = fake.requests
+    assert seen.body["max_tokens"] == 1
+
+
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [
+        (status(401), "rejected the API key"),
+        (status(500), "HTTP 500"),
+        (Reply("hang", delay=TIMEOUT * 2), "did not answer in time"),
+        (Reply("invalid_json"), "not a chat completion"),
+    ],
+    ids=["401", "500", "hang", "invalid-json"],
+)
+def test_check_failures_are_fatal_without_retries(fake: FakeOpenAI, failure: Reply, expected: str) -> None:
+    fake.queue(failure)
+    with pytest.raises(FatalLLMError, match=expected):
+        run_check(fake.base_url)
+    assert len(fake.requests) == 1
+
+
+def test_check_passes_when_only_rate_limited(fake: FakeOpenAI) -> None:
+    fake.queue(status(429, headers={"Retry-After": "0"}))
+    run_check(fake.base_url)
+    assert len(fake.requests) == 1
+
+
+# ---------------------------------------------------------------------------------------------- cache
+
+
+def test_cache_hit_makes_no_request(fake: FakeOpenAI, tmp_path: Path) -> None:
+    path = tmp_path / "cache" / "responses.sqlite"
+    fake.queue(text("first", usage=(1000, 200)), text("second"), text("third"))
+    with ResponseCache(path) as cache:
+        [fresh] = chat_once(fake.base_url, cache=cache, metadata={"task_id": "T1"})
+        [hit] = chat_once(fake.base_url, cache=cache, metadata={"task_id": "T1"})
+        [other] = chat_once(fake.base_url, cache=cache, metadata={"task_id": "T2"})
+    assert len(fake.requests) == 2  # the second call was served from the cache
+    assert fresh.usage is not None and not fresh.usage.cached and fresh.usage.cost > 0
+    assert hit.content == "first"
+    assert hit.usage == Usage(prompt_tokens=1000, completion_tokens=200, cost=0.0, cached=True)
+    assert other.content == "second"  # metadata is part of the key
+    with ResponseCache(path) as reopened:  # it persists on disk
+        [again] = chat_once(fake.base_url, cache=reopened, metadata={"task_id": "T1"})
+    assert again.content == "first" and len(fake.requests) == 2
+
+
+def test_corrupt_cache_file_is_a_miss(
+    fake: FakeOpenAI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "responses.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with caplog.at_level(logging.WARNING), ResponseCache(path) as cache:
+        assert not cache.enabled
+        [reply] = chat_once(fake.base_url, cache=cache)
+    assert reply.content == "hello" and len(fake.requests) == 1
+    assert "response cache" in caplog.text
+
+
+def test_unreadable_cache_entry_is_a_miss(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "responses.sqlite"
+    with ResponseCache(path) as cache:
+        cache.put("good", [AssistantMessage(content="x", usage=Usage(prompt_tokens=3, cost=1.0))])
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO responses VALUES ('bad', '{not json', 0)")
+    with caplog.at_level(logging.WARNING), ResponseCache(path) as cache:
+        assert cache.get("bad") is None
+        assert cache.get("missing") is None
+        [good] = cache.get("good") or []
+    assert good.usage == Usage(prompt_tokens=3, cost=0.0, cached=True)
+    assert "unreadable" in caplog.text
+
+
+def test_cache_key_is_canonical() -> None:
+    assert ResponseCache.make_key({"a": 1, "b": [1, 2]}) == ResponseCache.make_key({"b": [1, 2], "a": 1})
+    assert ResponseCache.make_key({"a": 1}) != ResponseCache.make_key({"a": 2})
+
+
+def test_cache_is_thread_safe(tmp_path: Path) -> None:
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+
+        def work(i: int) -> None:
+            for j in range(20):
+                cache.put(f"{i}-{j}", [AssistantMessage(content=f"{i}-{j}")])
+                assert [m.content for m in cache.get(f"{i}-{j}") or []] == [f"{i}-{j}"]
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert cache.get("7-19") is not None
+
+
+# ---------------------------------------------------------------------------------------------- concurrency
+
+
+def test_concurrency_is_bounded(fake: FakeOpenAI) -> None:
+    fake.default = text("slow", delay=0.2)
+
+    async def run() -> list[list[AssistantMessage]]:
+        async with make_model(fake.base_url, max_concurrency=2) as model:
+            calls = [model.chat([UserMessage(content=f"q{i}")]) for i in range(6)]
+            return await asyncio.gather(*calls)
+
+    results = asyncio.run(run())
+    assert len(results) == 6 and all(reply.content == "slow" for [reply] in results)
+    assert len(fake.requests) == 6
+    assert fake.max_in_flight == 2
+
+
+# ---------------------------------------------------------------------------------------------- units
+
+
+def test_retry_policy_delays() -> None:
+    policy = RetryPolicy(base_delay=1.0, factor=2.0, max_delay=30.0, max_retry_after=60.0)
+    for attempt, cap in [(1, 1.0), (2, 2.0), (3, 4.0), (6, 30.0), (500, 30.0)]:
+        delays = [policy.delay(attempt) for _ in range(200)]
+        assert all(0.0 <= d <= cap for d in delays)
+        assert max(delays) > cap / 2  # full jitter spreads over the whole range
+    assert policy.delay(3, retry_after=7.0) == 7.0
+    assert policy.delay(3, retry_after=0.0) == 0.0
+    assert policy.delay(3, retry_after=600.0) == 60.0
+    assert RetryPolicy().max_attempts == 6
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=0)
+
+
+def test_retry_after_header_parsing() -> None:
+    assert retry_after_seconds({"retry-after": "3"}) == 3.0
+    assert retry_after_seconds({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    assert retry_after_seconds({}) is None and retry_after_seconds(None) is None
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+    in_ten = retry_after_seconds({"retry-after": formatdate(time.time() + 10, usegmt=True)})
+    assert in_ten is not None and 5 < in_ten <= 11
+
+
+def test_pricing() -> None:
+    assert price_for("gpt-4o") == (2.50, 10.00)
+    assert price_for("gpt-4o-2024-08-06") == (2.50, 10.00)
+    assert price_for("gpt-4o-mini-2024-07-18") == (0.15, 0.60)
+    assert price_for("gpt-5-nano-2025-08-07") == (0.05, 0.40)
+    assert price_for("gpt-4.1-mini") == (0.40, 1.60)
+    assert price_for("openai/o4-mini") == (1.10, 4.40)
+    assert price_for("gpt-50") is None and price_for("Qwen/Qwen3-8B") is None
+    assert cost("gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(0.75)
+    assert cost("Qwen/Qwen3-8B", 1000, 1000) == 0.0
+    assert cost("Qwen/Qwen3-8B", 1_000_000, 0, price_override=(0.5, 1.0)) == pytest.approx(0.5)
+
+
+def test_classify_parse_failures_and_unknowns() -> None:
+    bad_json = json.JSONDecodeError("Expecting value", "<html>", 0)
+    assert isinstance(classify(bad_json, base_url="http://x/v1"), RetryableLLMError)
+    unknown = classify(RuntimeError(f"weird {SECRET}"), api_key=SECRET)
+    assert isinstance(unknown, FatalLLMError) and SECRET not in str(unknown)
+    already = FatalLLMError("kept")
+    assert classify(already) is already
