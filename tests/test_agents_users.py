@@ -157,3 +157,64 @@ def test_replay_user_replays_then_hangs_up() -> None:
     )
     assert (first.message.content, second.message.content) == ("one", "two")
     assert third.done and third.message.content == "END_CONVERSATION"
+
+
+def test_strict_errors_reproduce_the_reference_crash() -> None:
+    from josh.agents import AgentProtocolError
+
+    model, _ = replies(
+        'PLAN x <COMMAND_END> APICALL {"name": "search_hotel", "parameters": "north"} <COMMAND_END>'
+    )
+    try:
+        asyncio.run(
+            ReactAgent(model, TOOLS, strict_errors=True).step([UserMessage(content="hi")], Recorder())
+        )
+    except AgentProtocolError as exc:
+        assert "parameters" in str(exc)
+    else:
+        raise AssertionError("strict mode must stop on non-object parameters")
+    lenient, _ = replies(
+        'PLAN x <COMMAND_END> APICALL {"name": "search_hotel", "parameters": "north"} <COMMAND_END>',
+        "PLAN y <COMMAND_END> SPEAK sorry <COMMAND_END>",
+    )
+    execute = Recorder()
+    turn = asyncio.run(ReactAgent(lenient, TOOLS).step([UserMessage(content="hi")], execute))
+    assert execute.calls == [("search_hotel", "north")] and turn.message.content == "sorry"
+    bad = ToolCall(id="c", name="search_hotel", raw_arguments="{", parse_error="invalid JSON")
+    fc_model, _ = replies(AssistantMessage(tool_calls=(bad,)))
+    try:
+        asyncio.run(
+            FunctionCallingAgent(fc_model, TOOLS, strict_errors=True).step(
+                [UserMessage(content="x")], Recorder()
+            )
+        )
+    except AgentProtocolError:
+        pass
+    else:
+        raise AssertionError("strict mode must stop on unparsable tool-call arguments")
+
+
+def test_rollout_records_a_strict_error_as_reward_zero(toolwoz_env) -> None:
+    from josh.rollout import run_conversation
+
+    bad = ToolCall(id="c", name="search_hotel", raw_arguments="{", parse_error="invalid JSON")
+    book = ToolCall(
+        id="b",
+        name="book_restaurant",
+        arguments={"time": "18:45", "day": "sunday", "people": "6", "name": "ask"},
+    )
+    agent_model, _ = replies(AssistantMessage(tool_calls=(book,)), AssistantMessage(tool_calls=(bad,)))
+    user_model, _ = replies("I need a table.")
+    task = toolwoz_env.task("MUL0003")
+    record = asyncio.run(
+        run_conversation(
+            "MUL0003",
+            [g.name for g in task.goal_calls],
+            toolwoz_env.session("MUL0003"),
+            FunctionCallingAgent(agent_model, TOOLS, strict_errors=True),
+            GoalUserSimulator(user_model, task.goal_messages),
+        )
+    )
+    assert record.termination == "agent_error" and record.status == "success"
+    assert record.reward == 0.0 and record.partial_reward == 0.25  # the booking was met before the crash
+    assert record.reward_events == ["book_restaurant"] and any("strict" in n for n in record.notes)

@@ -194,6 +194,7 @@ def test_any_openai_compatible_url_and_the_key_never_leaks(
         assert mock._server.server_address[0] == "127.0.0.1"  # loopback only
         proc = run_josh(
             "eval", "toolwoz", "--model", "josh-mock-agent", "--base-url", mock.base_url,
+            "--user-model", "josh-mock-user", "--user-base-url", mock.base_url,
             "--api-key-env", "JOSH_TEST_KEY", "--limit", "3", "--out", str(out), env={"JOSH_TEST_KEY": secret},
         )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -247,9 +248,29 @@ def test_serve_mock_serves_a_real_eval(tmp_path: Path) -> None:
         match = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
         assert match and "SCRIPTED" in line, line
         proc = run_josh("eval", "toolwoz", "--model", "josh-mock-agent", "--base-url", match.group(0), "--limit", "2",
+                        "--user-model", "josh-mock-user", "--user-base-url", match.group(0),
                         "--agent", "fc", "--out", str(tmp_path / "run.jsonl"))  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         assert len(records(tmp_path / "run.jsonl")) == 2
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=10)
+
+
+def test_resume_can_retry_the_tasks_that_failed(tmp_path: Path) -> None:
+    out = tmp_path / "run.jsonl"
+    flaky = ["eval", "toolwoz", "--limit", "12", "--max-retries", "0", "--out", str(out)]
+    first = run_josh(*flaky, "--mock-error-rate", "0.06")
+    assert first.returncode == 0, first.stderr
+    failed = {r["task_id"] for r in records(out) if r["status"] == "error"}
+    assert failed, "expected some conversations to fail at a 6% error rate without retries"
+    summary = json.loads((tmp_path / "run.summary.json").read_text())
+    assert summary["errors"] == len(failed)
+    assert summary["average_reward"] < summary["average_reward_scored"]  # errors count as 0, as in the paper
+    again = run_josh(*flaky, "--resume", "--retry-errors")
+    assert again.returncode == 0, again.stderr
+    latest = {r["task_id"]: r for r in records(out)}
+    assert len(latest) == 12 and all(r["status"] == "success" for r in latest.values())
+    assert len(records(out)) == 12 + len(failed)  # appended, never rewritten
+    final = json.loads((tmp_path / "run.summary.json").read_text())
+    assert final["errors"] == 0 and final["records"] == 12

@@ -280,7 +280,12 @@ def test_tool_call_round_trip_and_wire_format(fake: FakeOpenAI) -> None:
     call_turn, answer = asyncio.run(run())
     assert call_turn.content == ""
     assert call_turn.tool_calls == (
-        ToolCall(id="call_1", name="get_booking", arguments={"booking_id": "B1"}),
+        ToolCall(
+            id="call_1",
+            name="get_booking",
+            arguments={"booking_id": "B1"},
+            raw_arguments='{"booking_id": "B1"}',
+        ),
     )
     assert answer.content == "it is confirmed"
     first, second = fake.requests

@@ -43,7 +43,7 @@ class ToolCall(Record):
     id: str
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
-    raw_arguments: str | None = None  # the text the model sent, kept when it did not parse
+    raw_arguments: str | None = None  # the text the model sent, replayed verbatim in later prompts
     parse_error: str | None = None
 
 

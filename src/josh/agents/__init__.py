@@ -1,7 +1,16 @@
 """Agents: prompts and output parsing for the ReAct text protocol and native function calling."""
 
-from josh.agents.base import Agent, AgentTurn, ExecutedCall, ToolExecutor
+from josh.agents.base import Agent, AgentProtocolError, AgentTurn, ExecutedCall, ModelAgent, ToolExecutor
 from josh.agents.function_calling import FunctionCallingAgent
 from josh.agents.react import ReactAgent
 
-__all__ = ["Agent", "AgentTurn", "ExecutedCall", "FunctionCallingAgent", "ReactAgent", "ToolExecutor"]
+__all__ = [
+    "Agent",
+    "AgentProtocolError",
+    "AgentTurn",
+    "ModelAgent",
+    "ExecutedCall",
+    "FunctionCallingAgent",
+    "ReactAgent",
+    "ToolExecutor",
+]

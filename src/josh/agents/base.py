@@ -6,7 +6,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from josh.llm.base import ChatModel
 from josh.types import AssistantMessage, Message, ToolCall, Usage
+
+
+class AgentProtocolError(Exception):
+    """With `strict_errors`: the model broke the tool protocol where the reference crashes (reward 0)."""
+
 
 ToolExecutor = Callable[[str, Any], Any]
 """Runs one tool call, `(name, arguments) -> result`; the result is JSON-serialisable. Never raises."""
@@ -40,3 +46,42 @@ class Agent(Protocol):
     async def step(
         self, internal: Sequence[Message], execute: ToolExecutor, *, metadata: Mapping[str, str] | None = None
     ) -> AgentTurn: ...
+
+
+@dataclass
+class ModelAgent:
+    """What both paper agents share: a model, the tool schemas, sampling settings and a 3-call budget a turn."""
+
+    model: ChatModel
+    tools: list[dict[str, Any]]
+    temperature: float = 0.0
+    max_tokens: int | None = 256  # the reference's request_openai default
+    seed: int | None = 42  # the reference always sends seed 42
+    max_model_calls: int = 3
+    strict_errors: bool = False  # reproduce the reference's crash (reward 0) on malformed tool arguments
+
+    async def _complete(
+        self,
+        messages: list[Message],
+        turn: AgentTurn,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> AssistantMessage:
+        """One model call, counted and paid for in `turn`."""
+        [reply] = await self.model.chat(
+            messages,
+            tools=tools,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            seed=self.seed,
+            metadata=metadata,
+        )
+        turn.model_calls += 1
+        if reply.usage:
+            turn.usage = turn.usage + reply.usage
+        return reply
+
+    def _finish(self, turn: AgentTurn, content: str) -> AgentTurn:
+        turn.message = AssistantMessage(content=content, usage=turn.usage, model=self.model.name)
+        return turn

@@ -7,9 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from josh.agents.base import AgentTurn, ExecutedCall, ToolExecutor
+from josh.agents.base import AgentProtocolError, AgentTurn, ExecutedCall, ModelAgent, ToolExecutor
 from josh.agents.prompts import FC_SYSTEM_PROMPT, OUT_OF_RETRIES
-from josh.llm.base import ChatModel
 from josh.types import AssistantMessage, Message, SystemMessage, ToolMessage
 
 
@@ -21,15 +20,9 @@ def arguments_error(raw: str | None, reason: str | None) -> str:
 
 
 @dataclass
-class FunctionCallingAgent:
+class FunctionCallingAgent(ModelAgent):
     """Function calling, matching the reference `FCAgentSimulator`: only a reply's first tool call runs."""
 
-    model: ChatModel
-    tools: list[dict[str, Any]]
-    temperature: float = 0.0
-    max_tokens: int | None = 256
-    seed: int | None = 42
-    max_model_calls: int = 3
     name: str = "fc"
 
     async def step(
@@ -38,27 +31,19 @@ class FunctionCallingAgent:
         turn = AgentTurn(message=AssistantMessage(content=OUT_OF_RETRIES))
         history = list(internal)
         for _ in range(self.max_model_calls):
-            [reply] = await self.model.chat(
-                [SystemMessage(content=FC_SYSTEM_PROMPT), *history],
-                tools=self.tools,
-                temperature=self.temperature,
-                max_tokens=self.max_tokens,
-                seed=self.seed,
-                metadata=metadata,
+            reply = await self._complete(
+                [SystemMessage(content=FC_SYSTEM_PROMPT), *history], turn, tools=self.tools, metadata=metadata
             )
-            turn.model_calls += 1
-            if reply.usage:
-                turn.usage = turn.usage + reply.usage
             if not reply.tool_calls:
-                message = AssistantMessage(content=reply.content, usage=turn.usage, model=self.model.name)
                 turn.internal.append(AssistantMessage(content=reply.content))
-                turn.message = message
-                return turn
+                return self._finish(turn, reply.content)
             call = reply.tool_calls[0]
             if len(reply.tool_calls) > 1:
                 turn.notes.append(
                     f"{len(reply.tool_calls) - 1} extra tool calls ignored (the paper runs the first)"
                 )
+            if call.parse_error is not None and self.strict_errors:
+                raise AgentProtocolError(f"tool-call arguments: {call.parse_error}")
             if call.parse_error is not None:
                 result: Any = arguments_error(call.raw_arguments, call.parse_error)
                 turn.notes.append(f"malformed tool-call arguments: {call.parse_error}")
@@ -73,5 +58,4 @@ class FunctionCallingAgent:
             turn.internal.extend(new)
         turn.notes.append("ran out of model calls without a reply")
         turn.internal.append(AssistantMessage(content=OUT_OF_RETRIES))
-        turn.message = AssistantMessage(content=OUT_OF_RETRIES, usage=turn.usage, model=self.model.name)
-        return turn
+        return self._finish(turn, OUT_OF_RETRIES)

@@ -8,9 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from josh.agents.base import AgentTurn, ExecutedCall, ToolExecutor
+from josh.agents.base import AgentProtocolError, AgentTurn, ExecutedCall, ModelAgent, ToolExecutor
 from josh.agents.prompts import BAD_APICALL, COMMAND_END, NO_COMMAND, OUT_OF_RETRIES, REACT_PROMPT
-from josh.llm.base import ChatModel
 from josh.types import AssistantMessage, Message, SystemMessage, ToolCall, UserMessage
 
 COMMAND_PATTERN = re.compile(r"(PLAN|APICALL|SPEAK)(.*?)(?=PLAN|APICALL|SPEAK|$)", re.DOTALL)
@@ -27,8 +26,11 @@ def parse_commands(output: str) -> list[tuple[str, str]]:
     return [(kind.strip(), text.strip()) for kind, text in COMMAND_PATTERN.findall(cleaned)]
 
 
-def parse_apicall(command: str) -> tuple[str, Any] | None:
-    """`(name, parameters)` of an APICALL, or None when it is not a JSON object with a known name."""
+def parse_apicall(command: str, *, strict: bool = False) -> tuple[str, Any] | None:
+    """`(name, parameters)` of an APICALL, or None when it is not a JSON object with a known name.
+
+    With `strict`, raise where the reference crashes: a name that cannot be looked up (a list or object).
+    """
     match = JSON_PATTERN.search(command)
     if not match:
         return None
@@ -37,21 +39,17 @@ def parse_apicall(command: str) -> tuple[str, Any] | None:
         name, parameters = data["name"], data["parameters"]
     except (json.JSONDecodeError, KeyError, TypeError, RecursionError):
         return None
+    if strict and isinstance(name, (list, dict)):
+        raise AgentProtocolError(f"APICALL name is a {type(name).__name__}")
     if not isinstance(name, str) or name not in TOOL_NAMES:
         return None
     return name, parameters
 
 
 @dataclass
-class ReactAgent:
+class ReactAgent(ModelAgent):
     """ReAct over plain text, matching the reference `ReACTAgentSimulator` turn for turn."""
 
-    model: ChatModel
-    tools: list[dict[str, Any]]
-    temperature: float = 0.0
-    max_tokens: int | None = 256
-    seed: int | None = 42
-    max_model_calls: int = 3
     name: str = "react"
 
     def __post_init__(self) -> None:
@@ -63,16 +61,9 @@ class ReactAgent:
         turn = AgentTurn(message=AssistantMessage(content=OUT_OF_RETRIES))
         history = list(internal)
         for _ in range(self.max_model_calls):
-            [reply] = await self.model.chat(
-                [SystemMessage(content=self.system_prompt), *history],
-                temperature=self.temperature,
-                max_tokens=self.max_tokens,
-                seed=self.seed,
-                metadata=metadata,
+            reply = await self._complete(
+                [SystemMessage(content=self.system_prompt), *history], turn, metadata=metadata
             )
-            turn.model_calls += 1
-            if reply.usage:
-                turn.usage = turn.usage + reply.usage
             commands = parse_commands(reply.content)
             new: list[Message] = []
             if not commands:
@@ -89,25 +80,25 @@ class ReactAgent:
                     break
                 else:  # APICALL
                     command = text.replace("\n", "")
-                    result = self._call(command, execute, turn)
+                    result = self._call(command, execute, turn, strict=self.strict_errors)
                     new.append(AssistantMessage(content=f"{thought}APICALL {command} {COMMAND_END}"))
                     new.append(UserMessage(content="APIRETURN " + json.dumps(result)))
             history.extend(new)
             turn.internal.extend(new)
             if spoken is not None:
-                turn.message = AssistantMessage(content=spoken, usage=turn.usage, model=self.model.name)
-                return turn
+                return self._finish(turn, spoken)
         turn.notes.append("ran out of model calls without SPEAK")
-        turn.message = AssistantMessage(content=OUT_OF_RETRIES, usage=turn.usage, model=self.model.name)
-        return turn
+        return self._finish(turn, OUT_OF_RETRIES)
 
     @staticmethod
-    def _call(command: str, execute: ToolExecutor, turn: AgentTurn) -> Any:
-        parsed = parse_apicall(command)
+    def _call(command: str, execute: ToolExecutor, turn: AgentTurn, *, strict: bool = False) -> Any:
+        parsed = parse_apicall(command, strict=strict)
         if parsed is None:
             turn.notes.append(f"malformed APICALL: {command[:200]}")
             return BAD_APICALL
         name, parameters = parsed
+        if strict and not isinstance(parameters, dict):
+            raise AgentProtocolError(f"APICALL parameters is a {type(parameters).__name__}, not an object")
         result = execute(name, parameters)
         arguments = parameters if isinstance(parameters, dict) else {}
         error = None if isinstance(parameters, dict) else "parameters is not a JSON object"

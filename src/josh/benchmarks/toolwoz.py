@@ -10,11 +10,11 @@ from typing import Any
 
 from josh.agents import FunctionCallingAgent, ReactAgent
 from josh.agents.base import Agent
-from josh.benchmarks.toolwoz_config import ToolWOZEvalConfig
+from josh.benchmarks.toolwoz_config import PAPER_USER_MODEL, ToolWOZEvalConfig
 from josh.envs.toolwoz import Task, ToolWOZEnvironment
 from josh.errors import JoshError
 from josh.llm import OpenAIChatModel, ResponseCache, RetryPolicy
-from josh.llm.base import ChatModel
+from josh.llm.base import ChatModel, LLMError
 from josh.mock import MockConfig, MockServer
 from josh.rollout import run_conversation
 from josh.runner import RunWriter, run_pool
@@ -48,6 +48,7 @@ def build_agent(
         temperature=config.agent.temperature,
         max_tokens=config.agent.max_tokens,
         seed=config.seed + trial,
+        strict_errors=config.agent.strict_errors,
     )
 
 
@@ -110,8 +111,8 @@ def open_endpoints(config: ToolWOZEvalConfig, env: ToolWOZEnvironment) -> Endpoi
     agent = OpenAIChatModel(config.agent.model, base_url=config.agent.base_url, api_key=agent_key, **common)
     if config.user.mode == "replay":
         return Endpoints(agent, None)
-    user_model = config.user.model or config.agent.model
-    user_url = config.user.base_url or config.agent.base_url
+    user_model = config.user.model or PAPER_USER_MODEL
+    user_url = config.user.base_url
     user_key = _key(config.user.api_key_env or config.agent.api_key_env)
     if (user_model, user_url, user_key) == (config.agent.model, config.agent.base_url, agent_key):
         return Endpoints(agent, agent)
@@ -120,9 +121,26 @@ def open_endpoints(config: ToolWOZEvalConfig, env: ToolWOZEnvironment) -> Endpoi
 
 async def preflight(endpoints: Endpoints) -> None:
     """Fail fast, with one clear message, on an unreachable endpoint or a rejected key."""
-    await endpoints.agent.check()  # type: ignore[attr-defined]
+    checks = [("agent", endpoints.agent)]
     if endpoints.user is not None and endpoints.user is not endpoints.agent:
-        await endpoints.user.check()  # type: ignore[attr-defined]
+        checks.append(("user simulator", endpoints.user))
+    for role, model in checks:
+        try:
+            await model.check()  # type: ignore[attr-defined]
+        except LLMError as exc:
+            raise type(exc)(f"{role} endpoint ({model.name}): {exc}") from None
+
+
+def pending_jobs(
+    env: ToolWOZEnvironment, config: ToolWOZEvalConfig, writer: RunWriter, *, retry_errors: bool = False
+) -> list[tuple[str, int]]:
+    """The (task, trial) pairs a run still has to do."""
+    return [
+        (task_id, trial)
+        for task_id in select_tasks(env, config)
+        for trial in range(config.trials)
+        if (task_id, trial) not in writer.done or (retry_errors and (task_id, trial) in writer.errored)
+    ]
 
 
 def error_record(task_id: str, trial: int, seed: int, exc: BaseException) -> dict[str, Any]:
@@ -140,14 +158,11 @@ async def evaluate(
     writer: RunWriter,
     *,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    retry_errors: bool = False,
 ) -> int:
-    """Run every (task, trial) not yet in `writer`; append each record as it finishes. Returns jobs run."""
-    jobs = [
-        (task_id, trial)
-        for task_id in select_tasks(env, config)
-        for trial in range(config.trials)
-        if (task_id, trial) not in writer.done
-    ]
+    """Run every (task, trial) not yet in `writer` (and, with `retry_errors`, those that ended in an error);
+    append each record as it finishes. Returns the number of conversations run."""
+    jobs = pending_jobs(env, config, writer, retry_errors=retry_errors)
 
     async def worker(job: tuple[str, int]) -> dict[str, Any]:
         task_id, trial = job

@@ -31,14 +31,24 @@ class AgentConfig(_Config):
     )
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="Agent sampling temperature (the paper: 0).")
     max_tokens: int | None = Field(256, ge=1, description="Max tokens per agent model call (the paper: 256).")
+    strict_errors: bool = Field(
+        False,
+        description="End the conversation with reward 0 on tool-call arguments that are not a JSON object, as the "
+        "reference's crash does (default: the agent is shown an error result and goes on).",
+    )
+
+
+PAPER_USER_MODEL = "gpt-4o"
 
 
 class UserConfig(_Config):
     mode: Literal["goal", "guide", "replay"] = Field(
         "goal", description="User simulator: goal, guide or replay."
     )
-    model: str | None = Field(None, description="User-simulator model (default: the agent's model).")
-    base_url: str | None = Field(None, description="User-simulator base URL (default: the agent's).")
+    model: str | None = Field(
+        None, description=f"User-simulator model (default: {PAPER_USER_MODEL}, the paper's)."
+    )
+    base_url: str | None = Field(None, description="User-simulator base URL (default: OpenAI).")
     api_key_env: str | None = Field(
         None, description="Environment variable of the user's key (default: agent's)."
     )
@@ -87,6 +97,8 @@ class ToolWOZEvalConfig(_Config):
     def _dry_run_when_no_model(self) -> ToolWOZEvalConfig:
         if self.agent.model is None and self.mock is None:
             self.mock = MockSettings()
+        if self.agent.model is not None and self.user.model is None and self.user.mode != "replay":
+            self.user.model = PAPER_USER_MODEL
         return self
 
     @property
@@ -106,7 +118,7 @@ class ToolWOZEvalConfig(_Config):
                 "timeout_s": True,
                 "max_retries": True,
                 "cache_dir": True,
-                "mock": {"latency_s"},
+                "mock": {"latency_s", "error_rate", "hang_rate", "seed"},  # infrastructure faults
             },
         )
 

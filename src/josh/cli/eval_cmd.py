@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from josh.benchmarks.toolwoz import Endpoints, evaluate, open_endpoints, preflight, select_tasks
+from josh.benchmarks.toolwoz import Endpoints, evaluate, open_endpoints, pending_jobs, preflight, select_tasks
 from josh.benchmarks.toolwoz_config import AgentConfig, MockSettings, ToolWOZEvalConfig, UserConfig
 from josh.cli.console import err, out, report, user_errors
 from josh.cli.render import print_comparison, print_summary
@@ -101,6 +101,13 @@ def eval_toolwoz(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue --out, skipping finished tasks.")
     ] = False,
+    retry_errors: Annotated[
+        bool,
+        typer.Option("--retry-errors", help="With --resume: run again the tasks that ended in an error."),
+    ] = False,
+    strict_errors: Annotated[
+        bool | None, typer.Option("--strict-errors", help=_doc(AgentConfig, "strict_errors"))
+    ] = None,
 ) -> None:
     """Benchmark a tool-calling agent on ToolWOZ with a simulated customer.
 
@@ -113,7 +120,7 @@ def eval_toolwoz(
     tree: dict[str, Any] = _load_yaml(config) if config else {}
     for path, value in [
         ("agent.model", model), ("agent.base_url", base_url), ("agent.api_key_env", api_key_env),
-        ("agent.strategy", agent), ("agent.temperature", temperature), ("user.mode", user),
+        ("agent.strategy", agent), ("agent.temperature", temperature), ("agent.strict_errors", strict_errors), ("user.mode", user),
         ("user.model", user_model), ("user.base_url", user_base_url), ("user.api_key_env", user_api_key_env),
         ("user.temperature", user_temperature), ("split", split), ("task_ids", task or None), ("limit", limit),
         ("trials", trials), ("max_turns", max_turns), ("seed", seed), ("concurrency", concurrency),
@@ -155,16 +162,21 @@ def eval_toolwoz(
             resume=resume, command="eval toolwoz",
         )  # fmt: skip
         sidecar(out_path, "config").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n")
+        customer = (
+            "replayed" if cfg.user.mode == "replay"
+            else "scripted" if cfg.dry_run
+            else f"{cfg.user.model} at {cfg.user.base_url or 'OpenAI'}"
+        )  # fmt: skip
         err.print(
             f"{total:,} conversations ({len(task_ids):,} tasks x {cfg.trials} trials), {len(writer.done):,} already "
-            f"done; agent {cfg.agent.strategy}, user {cfg.user.mode} -> {out_path}",
+            f"done; agent {cfg.agent.strategy}, user {cfg.user.mode} ({customer}) -> {out_path}",
             soft_wrap=True,
         )
         return writer
 
     started = time.perf_counter()
     try:
-        status = asyncio.run(_run(cfg, env, endpoints, open_writer, total))
+        status = asyncio.run(_run(cfg, env, endpoints, open_writer, total, retry_errors))
     except KeyboardInterrupt:
         status = "cancelled"  # the run file already says so; finished conversations are kept
     if not out_path.exists():
@@ -187,6 +199,7 @@ async def _run(
     endpoints: Endpoints,
     open_writer: Callable[[], RunWriter],
     total: int,
+    retry_errors: bool = False,
 ) -> str:
     """Preflight the endpoints (before any file is written), then run; returns the run's final status."""
     try:
@@ -209,7 +222,8 @@ async def _run(
         BarColumn(bar_width=12), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"),
         console=err, transient=False,
     ) as progress:  # fmt: skip
-        bar = progress.add_task(line(), total=total, completed=len(writer.done))
+        remaining = len(pending_jobs(env, cfg, writer, retry_errors=retry_errors))
+        bar = progress.add_task(line(), total=total, completed=total - remaining)
 
         def on_record(record: dict[str, Any]) -> None:
             if record.get("status") == "success":
@@ -226,7 +240,7 @@ async def _run(
 
         status = "error"
         try:
-            await evaluate(cfg, env, endpoints, writer, on_record=on_record)
+            await evaluate(cfg, env, endpoints, writer, on_record=on_record, retry_errors=retry_errors)
             status = "success"
         except (KeyboardInterrupt, asyncio.CancelledError):
             status = "cancelled"

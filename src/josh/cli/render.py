@@ -22,7 +22,7 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
     table.add_row("average reward", f"{_pct(summary['average_reward'])}  (95% CI {low:.3f}-{high:.3f})")
     table.add_row("100% success rate", f"{_pct(summary['success_rate'])}  ({summary['perfect']:,} at 1.0)")
     if summary["errors"]:
-        table.add_row("average reward, errors as 0", _pct(summary["average_reward_errors_as_zero"]))
+        table.add_row("average reward (errors left out)", _pct(summary["average_reward_scored"]))
     for k, value in summary["pass_hat_k"].items():
         table.add_row(f"pass^{k}", _pct(value))
     table.add_row("terminations", ", ".join(f"{k} {v}" for k, v in sorted(summary["terminations"].items())))

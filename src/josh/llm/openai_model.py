@@ -84,8 +84,8 @@ def to_wire(message: Message) -> dict[str, Any]:
 
 
 def _tool_call_to_wire(call: ToolCall) -> dict[str, Any]:
-    # A call whose arguments did not parse is replayed exactly as the model wrote it.
-    if call.parse_error is not None and call.raw_arguments is not None:
+    # Arguments are replayed exactly as the model wrote them (as the reference does), parsed or not.
+    if call.raw_arguments is not None:
         arguments = call.raw_arguments
     else:
         arguments = json.dumps(call.arguments, ensure_ascii=False)
@@ -136,7 +136,7 @@ def parse_tool_call(raw: Any) -> ToolCall:
     if not isinstance(value, dict):
         reason = f"arguments must be a JSON object, got {_json_type(value)}"
         return ToolCall(id=call_id, name=name, raw_arguments=text, parse_error=reason)
-    return ToolCall(id=call_id, name=name, arguments=value)
+    return ToolCall(id=call_id, name=name, arguments=value, raw_arguments=text)
 
 
 def _json_type(value: Any) -> str:

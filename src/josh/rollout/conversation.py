@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from josh.agents.base import Agent
+from josh.agents.base import Agent, AgentProtocolError
 from josh.llm.base import LLMError
 from josh.rollout.record import CallResult, RolloutRecord, Termination
 from josh.types import Message, Usage
@@ -75,6 +75,9 @@ async def run_conversation(
             visible.append(replied.message)
             notes.extend(f"turn {agent_turn}: {n}" for n in replied.notes)
             agent_turn += 1
+    except AgentProtocolError as exc:
+        termination = "agent_error"
+        notes.append(f"turn {agent_turn}: {exc} (strict errors: the conversation ends with reward 0)")
     except LLMError as exc:
         termination, error = "error", f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # a bug: recorded for this task, never the end of the run
@@ -92,7 +95,7 @@ async def run_conversation(
         seed=seed,
         status="error" if error else "success",
         termination=termination,
-        reward=None if error else score,
+        reward=None if error else (0.0 if termination == "agent_error" else score),
         partial_reward=score,
         goal_calls=goal_calls,
         failed_goals=[g.name for g in session.failed_goals()],

@@ -8,7 +8,8 @@ from pydantic import Field
 
 from josh.types import Message, Record, Usage
 
-Termination = Literal["user_ended", "max_turns", "error"]
+# agent_error: with strict errors, the agent broke the tool protocol where the reference crashes (reward 0).
+Termination = Literal["user_ended", "max_turns", "agent_error", "error"]
 
 
 class CallResult(Record):

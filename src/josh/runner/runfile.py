@@ -102,16 +102,29 @@ def read_run(path: Path) -> RunContents:
 class RunWriter:
     """Appends records to a run file, flushing each line. Use `open_run` to create or resume one."""
 
-    def __init__(self, path: Path, handle: IO[str], header: dict[str, Any], done: set[tuple[str, int]]):
+    def __init__(
+        self,
+        path: Path,
+        handle: IO[str],
+        header: dict[str, Any],
+        done: set[tuple[str, int]],
+        errored: set[tuple[str, int]] | None = None,
+    ):
         self.path = path
         self._handle = handle
         self.header = header
         self.done = done
+        self.errored = errored or set()  # keys whose latest record is an error (see --retry-errors)
 
     def write(self, record: dict[str, Any]) -> None:
         self._handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         self._handle.flush()
-        self.done.add((record["task_id"], int(record.get("trial", 0))))
+        key = (record["task_id"], int(record.get("trial", 0)))
+        self.done.add(key)
+        if record.get("status") == "error":
+            self.errored.add(key)
+        else:
+            self.errored.discard(key)
 
     def close(self, status: str) -> None:
         """Append the final status line (`success`, `error` or `cancelled`) and close."""
@@ -147,7 +160,9 @@ def open_run(
             with open(path, "rb+") as fh:  # cut the line a kill left half-written
                 fh.truncate(path.stat().st_size - contents.torn_bytes)
         handle = open(path, "a", encoding="utf-8")  # noqa: SIM115
-        writer = RunWriter(path, handle, contents.header, set(contents.keyed()))
+        keyed = contents.keyed()
+        errored = {k for k, r in keyed.items() if r.get("status") == "error"}
+        writer = RunWriter(path, handle, contents.header, set(keyed), errored)
         handle.write(json.dumps({"type": "status", "status": "resumed", "at": now_iso()}) + "\n")
         handle.flush()
         return writer

@@ -38,16 +38,27 @@ def _usage(record: dict[str, Any], role: str) -> dict[str, float]:
     return record.get(f"{role}_usage") or {}
 
 
+def _reward(record: dict[str, Any]) -> float:
+    """A record's reward as the paper counts it: a conversation that failed with an error scores 0."""
+    if record.get("status") == "success" and record.get("reward") is not None:
+        return float(record["reward"])
+    return 0.0
+
+
 def summarize(records: Iterable[dict[str, Any]], *, wall_s: float | None = None) -> dict[str, Any]:
-    """The summary `josh eval` prints and saves as RUN.summary.json."""
+    """The summary `josh eval` prints and saves as RUN.summary.json.
+
+    As in the paper, a conversation that ended in an error counts as reward 0 (and its goal calls as failed)
+    in every headline number; `average_reward_scored` leaves errors out.
+    """
     rows = latest_by_key(records)
     scored = [r for r in rows if r.get("status") == "success" and r.get("reward") is not None]
     errors = [r for r in rows if r.get("status") != "success"]
-    rewards = [float(r["reward"]) for r in scored]
+    rewards = [_reward(r) for r in rows]
 
     by_task: dict[str, list[float]] = defaultdict(list)
-    for r in scored:
-        by_task[r["task_id"]].append(float(r["reward"]))
+    for r in rows:
+        by_task[r["task_id"]].append(_reward(r))
     task_means = [sum(v) / len(v) for v in by_task.values()]
     trials = max((len(v) for v in by_task.values()), default=0)
     pass_k = {}
@@ -58,15 +69,16 @@ def summarize(records: Iterable[dict[str, Any]], *, wall_s: float | None = None)
 
     per_api: dict[str, Counter[str]] = defaultdict(Counter)
     per_domain_rewards: dict[str, list[float]] = defaultdict(list)
-    for r in scored:
-        failed = Counter(r.get("failed_goals", []))
-        for name in r.get("goal_calls", []):
+    for r in rows:
+        goals = r.get("goal_calls", [])
+        failed = Counter(goals if r.get("status") != "success" else r.get("failed_goals", []))
+        for name in goals:
             per_api[name]["goal_calls"] += 1
             if failed[name] > 0:
                 failed[name] -= 1
                 per_api[name]["failed"] += 1
-        for domain in {n.split("_", 1)[-1] for n in r.get("goal_calls", [])}:
-            per_domain_rewards[domain].append(float(r["reward"]))
+        for domain in {n.split("_", 1)[-1] for n in goals}:
+            per_domain_rewards[domain].append(_reward(r))
     per_domain: dict[str, dict[str, Any]] = {}
     for api, counts in sorted(per_api.items()):
         domain = api.split("_", 1)[-1]
@@ -88,14 +100,15 @@ def summarize(records: Iterable[dict[str, Any]], *, wall_s: float | None = None)
     }
     cost = {role: sum(float(_usage(r, role).get("cost", 0.0)) for r in rows) for role in ("agent", "user")}
     low, high = bootstrap_ci(task_means)
+    scored_rewards = [float(r["reward"]) for r in scored]
     return {
-        "tasks": len({r["task_id"] for r in rows}),
+        "tasks": len(by_task),
         "records": len(rows),
         "scored": len(scored),
         "errors": len(errors),
         "trials": trials,
         "average_reward": sum(rewards) / len(rewards) if rewards else 0.0,
-        "average_reward_errors_as_zero": sum(rewards) / len(rows) if rows else 0.0,
+        "average_reward_scored": sum(scored_rewards) / len(scored_rewards) if scored_rewards else 0.0,
         "success_rate": sum(x == 1.0 for x in rewards) / len(rewards) if rewards else 0.0,
         "perfect": sum(x == 1.0 for x in rewards),
         "pass_hat_k": pass_k,

@@ -1,0 +1,93 @@
+"""Runner pieces: pass^k, the summary's error accounting, run files and the pool."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from josh.errors import JoshError
+from josh.runner import open_run, read_run, run_pool, summarize
+from josh.runner.summary import pass_hat_k
+
+
+def rec(
+    task: str, trial: int, reward: float | None, status: str = "success", goals=("search_hotel",), failed=()
+):
+    return {"task_id": task, "trial": trial, "status": status, "reward": reward, "goal_calls": list(goals),
+            "failed_goals": list(failed), "termination": "user_ended" if status == "success" else "error",
+            "error": None if status == "success" else "RetryableLLMError: gave up"}  # fmt: skip
+
+
+def test_pass_hat_k() -> None:
+    assert pass_hat_k(2, 4, 1) == 0.5
+    assert pass_hat_k(2, 4, 2) == pytest.approx(1 / 6)
+    assert pass_hat_k(4, 4, 3) == 1.0 and pass_hat_k(0, 3, 1) == 0.0
+
+
+def test_summary_counts_errors_as_zero_like_the_paper() -> None:
+    rows = [
+        rec("A", 0, 1.0),
+        rec("A", 1, 0.5, failed=["search_hotel"]),
+        rec("B", 0, None, "error"),
+        rec("B", 1, 1.0),
+    ]
+    s = summarize(rows)
+    assert s["records"] == 4 and s["errors"] == 1 and s["trials"] == 2
+    assert s["average_reward"] == pytest.approx(2.5 / 4)
+    assert s["average_reward_scored"] == pytest.approx(2.5 / 3)
+    assert s["success_rate"] == 0.5 and s["pass_hat_k"] == {"1": 0.5, "2": 0.0}
+    assert s["per_api"]["search_hotel"] == {"goal_calls": 4, "failed": 2, "failure_rate": 0.5}
+    # the last record of a key wins (a retried error)
+    assert summarize([*rows, rec("B", 0, 1.0)])["errors"] == 0
+
+
+def test_run_file_resume_cuts_a_torn_line_and_refuses_another_config(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    writer = open_run(path, config={"a": 1}, config_hash="h1", seed=1, resume=False, command="test")
+    writer.write(rec("A", 0, 1.0))
+    writer._handle.write('{"task_id": "B", "tri')  # a kill mid-line
+    writer._handle.flush()
+    assert read_run(path).torn_bytes > 0
+    with pytest.raises(JoshError, match="already exists"):
+        open_run(path, config={"a": 1}, config_hash="h1", seed=1, resume=False, command="test")
+    with pytest.raises(JoshError, match="differs in: a"):
+        open_run(path, config={"a": 2}, config_hash="h2", seed=1, resume=True, command="test")
+    again = open_run(path, config={"a": 1}, config_hash="h1", seed=1, resume=True, command="test")
+    assert again.done == {("A", 0)}
+    again.write(rec("B", 0, 1.0))
+    again.close("success")
+    contents = read_run(path)
+    assert contents.torn_bytes == 0 and [r["task_id"] for r in contents.records] == ["A", "B"]
+    assert [s["status"] for s in contents.statuses] == ["resumed", "success"]
+    for line in path.read_text().splitlines():
+        json.loads(line)
+
+
+def test_pool_isolates_failures_and_respects_the_limit() -> None:
+    running = peak = 0
+    results: dict[int, str] = {}
+
+    async def worker(job: int) -> str:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        if job % 3 == 0:
+            raise RuntimeError(f"boom {job}")
+        return f"ok {job}"
+
+    asyncio.run(
+        run_pool(
+            list(range(10)),
+            worker,
+            concurrency=3,
+            on_result=results.__setitem__,
+            on_error=lambda job, exc: f"error {exc}",
+        )  # fmt: skip
+    )
+    assert len(results) == 10 and peak == 3
+    assert results[3] == "error boom 3" and results[4] == "ok 4"
