@@ -274,3 +274,23 @@ def test_resume_can_retry_the_tasks_that_failed(tmp_path: Path) -> None:
     assert len(records(out)) == 12 + len(failed)  # appended, never rewritten
     final = json.loads((tmp_path / "run.summary.json").read_text())
     assert final["errors"] == 0 and final["records"] == 12
+
+
+def test_yaml_config_with_flag_overrides_and_the_replay_user(tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("agent:\n  strategy: fc\nuser:\n  mode: replay\nlimit: 5\nmax_turns: 6\n")
+    out = tmp_path / "run.jsonl"
+    proc = run_josh("eval", "toolwoz", "--config", str(config), "--limit", "2", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads((tmp_path / "run.config.json").read_text())
+    assert saved["agent"]["strategy"] == "fc" and saved["user"]["mode"] == "replay"
+    assert saved["limit"] == 2 and saved["max_turns"] == 6  # the flag wins over the file
+    rows = records(out)
+    assert len(rows) == 2 and all(r["user_model_calls"] == 0 for r in rows)
+    assert all(
+        len(r["messages"]) <= 7 for r in rows
+    )  # the loop stops at max_turns messages (+ the last reply)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("limit: [unclosed\n")
+    bad = run_josh("eval", "toolwoz", "--config", str(broken), "--out", str(tmp_path / "x.jsonl"))
+    assert bad.returncode == 1 and "cannot read the config file" in bad.stderr

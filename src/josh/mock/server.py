@@ -18,6 +18,7 @@ HOST = "127.0.0.1"  # never another interface: this is a test double, not a serv
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("mock endpoint: " + format, *args)
@@ -79,6 +80,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = (
+        1024  # socketserver's default backlog of 5 resets connections under a concurrent eval
+    )
 
     def __init__(self, port: int, policy: ScriptedToolWOZ):
         self.policy = policy
