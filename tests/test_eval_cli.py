@@ -294,3 +294,15 @@ def test_yaml_config_with_flag_overrides_and_the_replay_user(tmp_path: Path) -> 
     broken.write_text("limit: [unclosed\n")
     bad = run_josh("eval", "toolwoz", "--config", str(broken), "--out", str(tmp_path / "x.jsonl"))
     assert bad.returncode == 1 and "cannot read the config file" in bad.stderr
+
+
+def test_in_process_scripted_backend_matches_the_http_mock(tmp_path: Path) -> None:
+    http, local = tmp_path / "http.jsonl", tmp_path / "local.jsonl"
+    assert run_josh("eval", "toolwoz", "--limit", "6", "--agent", "fc", "--out", str(http)).returncode == 0
+    proc = run_josh(
+        "eval", "toolwoz", "--model", "scripted", "--limit", "6", "--agent", "fc", "--out", str(local)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "scripted policies" in proc.stderr
+    rewards = {r["task_id"]: r["reward"] for r in records(http)}
+    assert {r["task_id"]: r["reward"] for r in records(local)} == rewards

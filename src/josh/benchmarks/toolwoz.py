@@ -10,12 +10,13 @@ from typing import Any
 
 from josh.agents import FunctionCallingAgent, ReactAgent
 from josh.agents.base import Agent
-from josh.benchmarks.toolwoz_config import PAPER_USER_MODEL, ToolWOZEvalConfig
+from josh.benchmarks.toolwoz_config import PAPER_USER_MODEL, SCRIPTED, ToolWOZEvalConfig
 from josh.envs.toolwoz import Task, ToolWOZEnvironment
 from josh.errors import JoshError
 from josh.llm import OpenAIChatModel, ResponseCache, RetryPolicy
 from josh.llm.base import ChatModel, LLMError
 from josh.mock import MockConfig, MockServer
+from josh.mock.scripted_backend import scripted_model
 from josh.rollout import run_conversation
 from josh.runner import RunWriter, run_pool
 from josh.users import GoalUserSimulator, GuideUserSimulator, ReplayUserSimulator
@@ -100,6 +101,10 @@ def open_endpoints(config: ToolWOZEvalConfig, env: ToolWOZEnvironment) -> Endpoi
         "cache": cache,
     }
     mock = None
+    if config.agent.model == SCRIPTED:
+        settings = config.mock.model_dump() if config.mock else {}
+        scripted = scripted_model(env, MockConfig(**settings))
+        return Endpoints(scripted, scripted if config.user.mode != "replay" else None)
     if config.dry_run:
         settings = config.mock.model_dump() if config.mock else {}
         mock = MockServer(env, MockConfig(**settings)).start()

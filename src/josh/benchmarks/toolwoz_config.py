@@ -39,6 +39,7 @@ class AgentConfig(_Config):
 
 
 PAPER_USER_MODEL = "gpt-4o"
+SCRIPTED = "scripted"  # --model scripted: the mock's policies in-process, without HTTP
 
 
 class UserConfig(_Config):
@@ -95,15 +96,19 @@ class ToolWOZEvalConfig(_Config):
 
     @model_validator(mode="after")
     def _dry_run_when_no_model(self) -> ToolWOZEvalConfig:
-        if self.agent.model is None and self.mock is None:
+        if self.dry_run and self.mock is None:
             self.mock = MockSettings()
-        if self.agent.model is not None and self.user.model is None and self.user.mode != "replay":
-            self.user.model = PAPER_USER_MODEL
+        if self.user.model is None and self.user.mode != "replay":
+            if self.agent.model == SCRIPTED:
+                self.user.model = SCRIPTED
+            elif self.agent.model is not None:
+                self.user.model = PAPER_USER_MODEL
         return self
 
     @property
     def dry_run(self) -> bool:
-        return self.agent.model is None
+        """No real model: the scripted mock, over HTTP (no --model) or in-process (--model scripted)."""
+        return self.agent.model in (None, SCRIPTED)
 
     def result_fields(self) -> dict[str, Any]:
         """The options that change a conversation's result. Not which tasks or how many trials run (a resumed

@@ -136,7 +136,7 @@ def eval_toolwoz(
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise JoshError(f"invalid options: {problems}") from None
     if cfg.mock is not None and not cfg.dry_run:
-        raise JoshError("--mock-* options only apply to a dry run (without --model)")
+        raise JoshError("--mock-* options only apply to a dry run (no --model, or --model scripted)")
 
     env = ToolWOZEnvironment.load(report)
     task_ids = select_tasks(env, cfg)
@@ -148,6 +148,13 @@ def eval_toolwoz(
         )
     total = len(task_ids) * cfg.trials
     endpoints = open_endpoints(cfg, env)
+    if cfg.agent.model == "scripted":
+        err.print(
+            "[bold yellow]DRY RUN[/bold yellow]: agent and customer are josh's [bold]scripted policies[/bold], "
+            "in-process (an oracle and a script, not language models). "
+            "Point at a real model with --model NAME [--base-url URL] (key from $OPENAI_API_KEY).",
+            soft_wrap=True,
+        )
     if endpoints.mock is not None:
         err.print(
             f"[bold yellow]DRY RUN[/bold yellow]: agent and customer are josh's [bold]scripted mock endpoint[/bold] "

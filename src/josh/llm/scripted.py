@@ -65,5 +65,9 @@ class ScriptedChatModel:
             out.append(reply)
         return out
 
+    async def check(self) -> None:
+        """Nothing to reach: always ready."""
+        return None
+
     async def aclose(self) -> None:
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from typing import Any
@@ -57,8 +58,13 @@ def _message(choice: dict[str, Any]) -> AssistantMessage:
 def scripted_model(
     env: ToolWOZEnvironment, config: MockConfig | None = None, name: str = "scripted"
 ) -> ScriptedChatModel:
-    """A chat model that plays the mock's scripted agent or customer, in-process and deterministic."""
-    policy = ScriptedToolWOZ(env, config or MockConfig())
+    """A chat model that plays the mock's scripted agent or customer, in-process and deterministic.
+
+    Transport faults (HTTP 500s, hangs, latency) need HTTP and are left out; mistakes, malformed tool calls
+    and empty replies are kept.
+    """
+    config = dataclasses.replace(config or MockConfig(), error_rate=0.0, hang_rate=0.0, latency_s=0.0)
+    policy = ScriptedToolWOZ(env, config)
 
     def answer(request: ChatRequest) -> AssistantMessage:
         body: dict[str, Any] = {"model": name, "messages": [_wire(m) for m in request.messages]}
