@@ -100,17 +100,17 @@ def open_endpoints(config: ToolWOZEvalConfig, env: ToolWOZEnvironment) -> Endpoi
         "retry": retry,
         "cache": cache,
     }
-    mock = None
+    mock_config = MockConfig(**(config.mock.model_dump() if config.mock else {}))
     if config.agent.model == SCRIPTED:
-        settings = config.mock.model_dump() if config.mock else {}
-        scripted = scripted_model(env, MockConfig(**settings))
+        scripted = scripted_model(env, mock_config)
         return Endpoints(scripted, scripted if config.user.mode != "replay" else None)
     if config.dry_run:
-        settings = config.mock.model_dump() if config.mock else {}
-        mock = MockServer(env, MockConfig(**settings)).start()
+        mock = MockServer(env, mock_config).start()
         agent = OpenAIChatModel(MOCK_AGENT_MODEL, base_url=mock.base_url, api_key=None, **common)
-        user = OpenAIChatModel(MOCK_USER_MODEL, base_url=mock.base_url, api_key=None, **common)
-        return Endpoints(agent, user if config.user.mode != "replay" else None, mock)
+        user = None
+        if config.user.mode != "replay":
+            user = OpenAIChatModel(MOCK_USER_MODEL, base_url=mock.base_url, api_key=None, **common)
+        return Endpoints(agent, user, mock)
     assert config.agent.model is not None
     agent_key = _key(config.agent.api_key_env)
     agent = OpenAIChatModel(config.agent.model, base_url=config.agent.base_url, api_key=agent_key, **common)

@@ -58,7 +58,6 @@ class ToolWOZTools:
         self.parameters: dict[str, frozenset[str]] = {
             api: frozenset(spec["parameters"]) for defs in api_defs.values() for api, spec in defs.items()
         }
-        self.search_columns = {d: list(api_defs[d][f"search_{d}"]["parameters"]) for d in api_defs}
 
     @cached_property
     def _all_records(self) -> dict[str, list[dict[str, Any]]]:
