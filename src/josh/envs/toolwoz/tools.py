@@ -23,6 +23,7 @@ from josh.envs.toolwoz.data_model import (
     unique_id_key,
 )
 from josh.envs.toolwoz.store import ToolWOZStore
+from josh.envs.toolwoz.tasks import reference_query
 
 INVALID_API_CALL = (
     "ERROR: INVALID API CALL! YOUR REQUEST CONTAINED PARAMETERS THAT ARE NOT ALLOWED FOR THIS API "
@@ -37,15 +38,31 @@ SearchResult = list[dict[str, Any]]
 ToolResult = SearchResult | dict[str, Any] | str
 
 
-def _operator(key: str) -> str:
-    # The reference's trains: `leaveAt` means "leaves after", `arriveBy` means "arrives before".
-    return ">" if key == "leaveAt" else "<" if key == "arriveBy" else "="
+def select(query: _Query, task: Task, domain: str, args: dict[str, Any]) -> SearchResult:
+    """The one record a search returns (or none), by the reference's `_serve_search_result_calls` rules.
 
-
-def _matches(record_value: Any, op: str, value: str) -> bool:
-    if not isinstance(record_value, str):
-        return False
-    return record_value > value if op == ">" else record_value < value if op == "<" else record_value == value
+    "decoy" is the last match that does not satisfy the goal's search; "booked" the last match that is the
+    goal's booked entity.
+    """
+    first = query.first()
+    if first is None:
+        return []
+    search_goal = task.goal(f"search_{domain}")
+    if search_goal is None:  # the domain is not in the goal
+        return [first]
+    booking = task.goal(f"book_{domain}")
+    key = unique_id_key(domain)
+    if is_subset(search_goal.parameters, args):
+        if booking is None:
+            return [first]
+        found = query.last_with_id(key, booking.unique_id) or query.last_decoy(search_goal)
+        return [found] if found else []
+    if is_subset(args, search_goal.parameters):
+        found = query.last_decoy(search_goal)
+        if found is None and booking is not None:
+            found = query.last_with_id(key, booking.unique_id)
+        return [found or first]
+    return [first]
 
 
 class ToolWOZTools:
@@ -89,81 +106,18 @@ class ToolWOZTools:
     # -- search -------------------------------------------------------------------------------------
 
     def _search(self, task: Task, domain: str, args: dict[str, Any]) -> SearchResult:
-        filters = [
-            (k, _operator(k), v) for k, v in args.items() if isinstance(v, str) and v and not is_empty(v)
-        ]
-        if domain not in DOMAINS:
-            return self._search_other(domain, filters)
-        search_goal = task.goal(f"search_{domain}")
-        if search_goal is None:
-            return self._first(domain, filters)
-        booking = task.goal(f"book_{domain}")
-        goal_params = search_goal.parameters
+        filters = {k: v for k, v in args.items() if isinstance(v, str) and v and not is_empty(v)}
+        if domain not in DOMAINS:  # taxi and hospital: never in a goal, not in SQLite
+            return select(self.python_query(domain, filters), task, domain, args)
         try:
-            query = _SqlQuery(self.store.connection(), domain, filters)
-            first = query.first()
-            if first is None:
-                return []
-            if is_subset(goal_params, args):
-                if booking is not None:
-                    found = query.last_with_id(unique_id_key(domain), booking.unique_id) or query.last_decoy(
-                        search_goal
-                    )
-                    return [found] if found else []
-                return [first]
-            if is_subset(args, goal_params):
-                found = query.last_decoy(search_goal)
-                if found is None and booking is not None:
-                    found = query.last_with_id(unique_id_key(domain), booking.unique_id)
-                return [found or first]
-            return [first]
+            return select(_SqlQuery(self.store.connection(), domain, filters), task, domain, args)
         except (UnicodeEncodeError, OverflowError, sqlite3.Error):
-            # Strings SQLite cannot hold (lone surrogates): the same semantics, in Python.
-            return self._search_in_python(task, domain, filters, args)
+            # Strings SQLite cannot hold (lone surrogates): the same rules, over the records in Python.
+            return select(self.python_query(domain, filters), task, domain, args)
 
-    def _first(self, domain: str, filters: list[tuple[str, str, str]]) -> SearchResult:
-        try:
-            found = _SqlQuery(self.store.connection(), domain, filters).first()
-            return [found] if found else []
-        except (UnicodeEncodeError, OverflowError, sqlite3.Error):
-            matches = self._python_matches(domain, filters)
-            return [copy.deepcopy(matches[0])] if matches else []
-
-    def _python_matches(self, domain: str, filters: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
-        records = self._all_records[domain]
-        if any(records and key not in records[0] for key, _, _ in filters):
-            return []  # the reference fails on a column its database lacks; nothing matches here
-        return [r for r in records if all(_matches(r.get(k), op, v) for k, op, v in filters)]
-
-    def _search_in_python(
-        self, task: Task, domain: str, filters: list[tuple[str, str, str]], args: dict[str, Any]
-    ) -> SearchResult:
-        matches = self._python_matches(domain, filters)
-        if not matches:
-            return []
-        search_goal = task.goal(f"search_{domain}")
-        if search_goal is None:
-            return [copy.deepcopy(matches[0])]
-        booking = task.goal(f"book_{domain}")
-        key = unique_id_key(domain)
-        correct = wrong = None
-        for record in matches:
-            if booking is not None and record[key] == booking.unique_id:
-                correct = record
-            if not is_subset(search_goal.parameters, record):
-                wrong = record
-        chosen: dict[str, Any] | None = matches[0]
-        if is_subset(search_goal.parameters, args):
-            if booking is not None:
-                chosen = correct or wrong
-        elif is_subset(args, search_goal.parameters):
-            chosen = wrong or (correct if booking is not None else None) or matches[0]
-        return [copy.deepcopy(chosen)] if chosen else []
-
-    def _search_other(self, domain: str, filters: list[tuple[str, str, str]]) -> SearchResult:
-        # Taxi and hospital: never in a goal, so the reference serves the first match.
-        matches = self._python_matches(domain, filters)
-        return [copy.deepcopy(matches[0])] if matches else []
+    def python_query(self, domain: str, filters: dict[str, str]) -> _PythonQuery:
+        """The matches of a search, filtered in Python exactly as the reference's `queryDataBase`."""
+        return _PythonQuery(reference_query(self._all_records[domain], filters))
 
     # -- book ---------------------------------------------------------------------------------------
 
@@ -177,11 +131,13 @@ class ToolWOZTools:
 class _SqlQuery:
     """The matches of one search, read lazily: only the records the selection rules need."""
 
-    def __init__(self, conn: sqlite3.Connection, domain: str, filters: list[tuple[str, str, str]]):
+    def __init__(self, conn: sqlite3.Connection, domain: str, filters: dict[str, str]):
         self.conn = conn
         self.table = f"db_{domain}"
-        self.where = " AND ".join(f'"{k}" {op} ?' for k, op, _ in filters) or "1"
-        self.params: list[Any] = [v for _, _, v in filters]
+        # The reference's trains: `leaveAt` means "leaves after", `arriveBy` means "arrives before".
+        ops = {"leaveAt": ">", "arriveBy": "<"}
+        self.where = " AND ".join(f'"{k}" {ops.get(k, "=")} ?' for k in filters) or "1"
+        self.params: list[Any] = list(filters.values())
 
     def _one(self, extra: str, extra_params: list[Any], order: str) -> dict[str, Any] | None:
         sql = f"SELECT record FROM {self.table} WHERE {self.where}{extra} ORDER BY rowid {order} LIMIT 1"
@@ -206,3 +162,24 @@ class _SqlQuery:
             raise sqlite3.DataError("non-string goal value")  # handled by the Python path
         satisfied = " AND ".join(f'COALESCE("n_{k}" = ?, 0)' for k, _ in items)
         return self._one(f" AND NOT ({satisfied})", [v for _, v in items], "DESC")
+
+
+class _PythonQuery:
+    """The same three questions as `_SqlQuery`, over a list of matches already filtered in Python."""
+
+    def __init__(self, matches: list[dict[str, Any]]):
+        self.matches = matches
+
+    def first(self) -> dict[str, Any] | None:
+        return copy.deepcopy(self.matches[0]) if self.matches else None
+
+    def last_with_id(self, key: str, value: Any) -> dict[str, Any] | None:
+        found = [r for r in self.matches if r.get(key) == value]
+        return copy.deepcopy(found[-1]) if found else None
+
+    def last_decoy(self, goal: GoalCall) -> dict[str, Any] | None:
+        found = [r for r in self.matches if not is_subset(goal.parameters, r)]
+        return copy.deepcopy(found[-1]) if found else None
+
+
+_Query = _SqlQuery | _PythonQuery
