@@ -3,56 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import uuid
 from typing import Any
 
 from josh.envs.toolwoz import ToolWOZEnvironment
+from josh.llm.openai_model import metadata_headers, parse_tool_call, to_wire
 from josh.llm.scripted import ChatRequest, ScriptedChatModel
 from josh.mock.policies import MockConfig, ScriptedToolWOZ
-from josh.types import AssistantMessage, Message, ToolCall, Usage
-
-
-def _wire(message: Message) -> dict[str, Any]:
-    data: dict[str, Any] = {"role": message.role, "content": getattr(message, "content", "")}
-    if message.role == "assistant" and message.tool_calls:
-        data["tool_calls"] = [
-            {
-                "id": c.id,
-                "type": "function",
-                "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
-            }
-            for c in message.tool_calls
-        ]
-    if message.role == "tool":
-        data["tool_call_id"] = message.tool_call_id
-    return data
-
-
-def header_name(key: str) -> str:
-    """`task_id` -> `X-Josh-Task-Id`: how metadata travels as HTTP headers."""
-    return "X-Josh-" + "-".join(part.capitalize() for part in key.split("_"))
+from josh.types import AssistantMessage, Usage
 
 
 def _message(choice: dict[str, Any]) -> AssistantMessage:
-    calls = []
-    for raw in choice.get("tool_calls") or []:
-        text = raw["function"]["arguments"]
-        try:
-            arguments = json.loads(text)
-            error = None if isinstance(arguments, dict) else "arguments are not a JSON object"
-        except json.JSONDecodeError as exc:
-            arguments, error = None, f"invalid JSON: {exc.msg}"
-        calls.append(
-            ToolCall(
-                id=raw.get("id") or f"call_{uuid.uuid4().hex[:8]}",
-                name=raw["function"]["name"],
-                arguments=arguments if isinstance(arguments, dict) else {},
-                raw_arguments=None if error is None else text,
-                parse_error=error,
-            )
-        )
-    return AssistantMessage(content=choice.get("content") or "", tool_calls=tuple(calls))
+    calls = tuple(parse_tool_call(raw) for raw in choice.get("tool_calls") or [])
+    return AssistantMessage(content=choice.get("content") or "", tool_calls=calls)
 
 
 def scripted_model(
@@ -67,10 +29,10 @@ def scripted_model(
     policy = ScriptedToolWOZ(env, config)
 
     def answer(request: ChatRequest) -> AssistantMessage:
-        body: dict[str, Any] = {"model": name, "messages": [_wire(m) for m in request.messages]}
+        body: dict[str, Any] = {"model": name, "messages": [to_wire(m) for m in request.messages]}
         if request.tools:
             body["tools"] = list(request.tools)
-        headers = {header_name(k): v for k, v in request.metadata.items()}
+        headers = metadata_headers(request.metadata)
         response = policy.complete(body, headers)
         usage = response["usage"]
         message = _message(response["choices"][0]["message"])
