@@ -6,6 +6,9 @@ share prefixes safely and saved records round-trip exactly. OpenAI wire-format d
 
 from __future__ import annotations
 
+import json
+import re
+import reprlib
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -82,3 +85,49 @@ MESSAGES_ADAPTER: TypeAdapter[list[Message]] = TypeAdapter(list[Message])
 def message_from_dict(data: dict[str, Any]) -> Message:
     """Parse a saved message (`{"role": ..., ...}`)."""
     return MESSAGE_ADAPTER.validate_python(data)
+
+
+# ---------------------------------------------------------------------------------------------- JSON safety
+# A model can send anything: text with lone surrogates (valid in a JSON escape, not in UTF-8), or arguments
+# nested hundreds deep (deeper than pydantic or a reader will go). Records must still serialise, so values
+# that end up in them pass through `bounded`, and lines are written with `dumps_line`.
+
+MAX_DEPTH = 32
+TOO_DEEP = f"<cut: nested deeper than {MAX_DEPTH} levels>"
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 200, 200
+
+
+def clean_text(text: str) -> str:
+    """`text` with every lone surrogate (which UTF-8 cannot encode) replaced by U+FFFD."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+def bounded(value: Any, max_depth: int = MAX_DEPTH) -> Any:
+    """A JSON-ready copy of `value`: containers deeper than `max_depth` become a marker string, strings lose
+    their lone surrogates, tuples and sets become lists, other objects their (short) repr. Never raises."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict | list | tuple | set | frozenset):
+        if max_depth <= 0:
+            return TOO_DEEP
+        if isinstance(value, dict):
+            return {clean_text(str(k)): bounded(v, max_depth - 1) for k, v in value.items()}
+        return [bounded(v, max_depth - 1) for v in value]
+    try:
+        return clean_text(_REPR.repr(value))
+    except Exception:  # a hostile __repr__
+        return f"<{type(value).__name__}>"
+
+
+def dumps_line(obj: Any) -> str:
+    """One JSON line (no newline) that always encodes as UTF-8: lone surrogates are replaced and anything
+    too deep or not JSON is made safe with `bounded` first. Never raises."""
+    try:
+        text = json.dumps(obj, ensure_ascii=False, default=str)
+    except (ValueError, TypeError, RecursionError):
+        text = json.dumps(bounded(obj), ensure_ascii=False, default=str)
+    return clean_text(text)
