@@ -65,7 +65,7 @@ def test_dry_run_is_the_embedded_default(tmp_path: Path) -> None:
         "wall_s",
     } <= set(summary)
     config = json.loads((tmp_path / "run.config.json").read_text())
-    assert config["agent"]["strategy"] == "react" and config["max_turns"] == 15
+    assert config["agent"] == "react" and config["max-turns"] == 15 and config["strict-errors"] is True
     assert "average reward" in proc.stdout and "per API" in proc.stdout
 
 
@@ -98,7 +98,7 @@ def test_faults_never_lose_a_task(tmp_path: Path) -> None:
     proc = run_josh(
         "eval", "toolwoz", "--limit", "50", "--concurrency", "16", "--timeout", "1", "--max-retries", "2",
         "--mock-error-rate", "0.1", "--mock-hang-rate", "0.05", "--mock-malformed-rate", "0.05",
-        "--agent", "fc", "--out", str(out),
+        "--mock-hang-seconds", "3", "--agent", "fc", "--lenient-errors", "--out", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     rows = records(out)
@@ -149,8 +149,8 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path: Path) -> None:
 
 def test_unreachable_endpoint_fails_fast(tmp_path: Path) -> None:
     started = time.monotonic()
-    proc = run_josh("eval", "toolwoz", "--model", "m", "--base-url", "http://127.0.0.1:9/v1", "--out",
-                    str(tmp_path / "x.jsonl"))  # fmt: skip
+    proc = run_josh("eval", "toolwoz", "--model", "m", "--base-url", "http://127.0.0.1:9/v1", "--user", "replay",
+                    "--out", str(tmp_path / "x.jsonl"))  # fmt: skip
     assert proc.returncode == 1 and time.monotonic() - started < 30
     assert "cannot reach http://127.0.0.1:9/v1" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.jsonl").exists()  # nothing half-started to clean up
@@ -204,7 +204,7 @@ def test_any_openai_compatible_url_and_the_key_never_leaks(
         assert secret not in path.read_text(), path
     assert secret not in proc.stdout + proc.stderr
     config = json.loads((tmp_path / "run.config.json").read_text())
-    assert config["agent"]["api_key_env"] == "JOSH_TEST_KEY" and config["agent"]["base_url"] == mock.base_url
+    assert config["api-key-env"] == "JOSH_TEST_KEY" and config["base-url"] == mock.base_url
 
 
 def test_report_one_run_and_a_comparison(tmp_path: Path) -> None:
@@ -230,7 +230,10 @@ def test_report_one_run_and_a_comparison(tmp_path: Path) -> None:
 
 def test_bad_options_are_clear_errors(tmp_path: Path) -> None:
     proc = run_josh("eval", "toolwoz", "--agent", "telepathy", "--out", str(tmp_path / "x.jsonl"))
-    assert proc.returncode == 1 and "agent.strategy" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "--agent" in proc.stderr and "react" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = run_josh("eval", "toolwoz", "--temperature", "3", "--out", str(tmp_path / "x.jsonl"))
+    assert proc.returncode == 1 and "--temperature: Input should be less than or equal to 2" in proc.stderr
     proc = run_josh("eval", "toolwoz", "--task", "NOPE1", "--out", str(tmp_path / "x.jsonl"))
     assert proc.returncode == 1 and "NOPE1" in proc.stderr
 
@@ -278,13 +281,13 @@ def test_resume_can_retry_the_tasks_that_failed(tmp_path: Path) -> None:
 
 def test_yaml_config_with_flag_overrides_and_the_replay_user(tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
-    config.write_text("agent:\n  strategy: fc\nuser:\n  mode: replay\nlimit: 5\nmax_turns: 6\n")
+    config.write_text("agent: fc\nuser: replay\nlimit: 5\nmax-turns: 6\ntimeout: 30\n")
     out = tmp_path / "run.jsonl"
     proc = run_josh("eval", "toolwoz", "--config", str(config), "--limit", "2", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     saved = json.loads((tmp_path / "run.config.json").read_text())
-    assert saved["agent"]["strategy"] == "fc" and saved["user"]["mode"] == "replay"
-    assert saved["limit"] == 2 and saved["max_turns"] == 6  # the flag wins over the file
+    assert saved["agent"] == "fc" and saved["user"] == "replay" and saved["timeout"] == 30
+    assert saved["limit"] == 2 and saved["max-turns"] == 6  # the flag wins over the file
     rows = records(out)
     assert len(rows) == 2 and all(r["user_model_calls"] == 0 for r in rows)
     assert all(
@@ -294,6 +297,18 @@ def test_yaml_config_with_flag_overrides_and_the_replay_user(tmp_path: Path) -> 
     broken.write_text("limit: [unclosed\n")
     bad = run_josh("eval", "toolwoz", "--config", str(broken), "--out", str(tmp_path / "x.jsonl"))
     assert bad.returncode == 1 and "cannot read the config file" in bad.stderr
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("max-turn: 6\ntemperature: 5\n")
+    bad = run_josh("eval", "toolwoz", "--config", str(typo), "--out", str(tmp_path / "x.jsonl"))
+    assert bad.returncode == 1 and "unknown option 'max-turn' (did you mean 'max-turns'?)" in bad.stderr
+    typo.write_text("temperature: 5\n")
+    bad = run_josh("eval", "toolwoz", "--config", str(typo), "--out", str(tmp_path / "x.jsonl"))
+    assert bad.returncode == 1 and f"'temperature' in {typo}: Input should be less than" in bad.stderr
+    again = run_josh(
+        "eval", "toolwoz", "--config", str(tmp_path / "run.config.json"), "--out", str(tmp_path / "y.jsonl")
+    )
+    assert again.returncode == 0, again.stderr  # a saved config feeds back as is
+    assert json.loads((tmp_path / "y.config.json").read_text()) == saved
 
 
 def test_in_process_scripted_backend_matches_the_http_mock(tmp_path: Path) -> None:
@@ -306,3 +321,22 @@ def test_in_process_scripted_backend_matches_the_http_mock(tmp_path: Path) -> No
     assert "scripted policies" in proc.stderr
     rewards = {r["task_id"]: r["reward"] for r in records(http)}
     assert {r["task_id"]: r["reward"] for r in records(local)} == rewards
+
+
+def test_missing_keys_and_bad_flags_stop_before_any_work(tmp_path: Path) -> None:
+    out = tmp_path / "x.jsonl"
+    no_key = {"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}
+    cases = [
+        (["--model", "gpt-4o-mini"], "the agent model gpt-4o-mini is on OpenAI and needs a key: set OPENAI_API_KEY"),
+        (["--model", "m", "--base-url", "http://127.0.0.1:9/v1"],
+         "the customer model gpt-4o is on OpenAI and needs a key"),
+        (["--model", "m", "--base-url", "http://127.0.0.1:9/v1", "--user", "replay", "--api-key-env", "JOSH_NOPE"],
+         "--api-key-env names the environment variable JOSH_NOPE, which is not set"),
+        (["--retry-errors"], "--retry-errors only applies with --resume"),
+    ]  # fmt: skip
+    for args, expected in cases:
+        proc = run_josh("eval", "toolwoz", *args, "--out", str(out), env=no_key)
+        assert proc.returncode == 1 and expected in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and not out.exists()
+    port = run_josh("serve-mock", "--port", "70000")
+    assert port.returncode == 1 and "--port: Input should be less than or equal to 65535" in port.stderr

@@ -10,7 +10,7 @@ from typing import Any
 
 from josh.agents import FunctionCallingAgent, ReactAgent
 from josh.agents.base import Agent
-from josh.benchmarks.toolwoz_config import PAPER_USER_MODEL, SCRIPTED, ToolWOZEvalConfig
+from josh.benchmarks.toolwoz_config import SCRIPTED, MockOptions, RunOptions, ToolWOZEvalConfig
 from josh.envs.toolwoz import Task, ToolWOZEnvironment
 from josh.errors import JoshError
 from josh.llm import OpenAIChatModel, ResponseCache, RetryPolicy
@@ -26,11 +26,11 @@ MOCK_AGENT_MODEL = "josh-mock-agent"
 MOCK_USER_MODEL = "josh-mock-user"
 
 
-def select_tasks(env: ToolWOZEnvironment, config: ToolWOZEvalConfig) -> list[str]:
-    """The task ids of the run, in order: the split, then `task_ids`, then `limit`."""
+def select_tasks(env: ToolWOZEnvironment, config: RunOptions) -> list[str]:
+    """The task ids of the run, in order: the split, then `task`, then `limit`."""
     ids = env.task_ids(config.split)
-    if config.task_ids:
-        wanted = [t.removesuffix(".json") for t in config.task_ids]
+    if config.task:
+        wanted = [t.removesuffix(".json") for t in config.task]
         in_split = set(ids)
         missing = [t for t in wanted if t not in in_split]
         if missing:
@@ -39,39 +39,71 @@ def select_tasks(env: ToolWOZEnvironment, config: ToolWOZEvalConfig) -> list[str
     return ids[: config.limit] if config.limit else ids
 
 
-def build_agent(
-    config: ToolWOZEvalConfig, model: ChatModel, tools: list[dict[str, Any]], trial: int
-) -> Agent:
-    cls = ReactAgent if config.agent.strategy == "react" else FunctionCallingAgent
+def build_agent(config: RunOptions, model: ChatModel, tools: list[dict[str, Any]], trial: int) -> Agent:
+    cls = ReactAgent if config.agent == "react" else FunctionCallingAgent
     return cls(
         model=model,
         tools=tools,
-        temperature=config.agent.temperature,
-        max_tokens=config.agent.max_tokens,
+        temperature=config.temperature,
+        max_tokens=config.max_tokens,
         seed=config.seed + trial,
-        strict_errors=config.agent.strict_errors,
+        strict_errors=config.strict_errors,
     )
 
 
-def build_user(config: ToolWOZEvalConfig, model: ChatModel | None, task: Task, trial: int) -> UserSimulator:
+def build_user(config: RunOptions, model: ChatModel | None, task: Task, trial: int) -> UserSimulator:
     turns = [(t.role, t.text) for t in task.turns]
-    if config.user.mode == "replay":
+    if config.user == "replay":
         return ReplayUserSimulator(turns)
     assert model is not None
     common = {
-        "temperature": config.user.temperature,
-        "max_tokens": config.user.max_tokens,
+        "temperature": config.user_temperature,
+        "max_tokens": config.user_max_tokens,
         "seed": config.seed + trial,
     }
-    if config.user.mode == "guide":
+    if config.user == "guide":
         return GuideUserSimulator(model, task.goal_messages, turns, **common)
     return GoalUserSimulator(model, task.goal_messages, **common)
+
+
+OPENAI_URL = "https://api.openai.com/v1"
+
+
+def _is_openai(base_url: str | None) -> bool:
+    url = base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+    return "api.openai.com" in url
 
 
 def _key(env_name: str | None) -> str | None:
     if not env_name:
         return None
     return os.environ.get(env_name) or None
+
+
+def check_keys(config: RunOptions) -> None:
+    """Before any work: a key variable the user named must be set, and a model on OpenAI needs a key."""
+    roles = [("agent", "--api-key-env", config.api_key_env, "api_key_env", config.base_url)]
+    if config.user != "replay":
+        user_env = config.user_api_key_env or config.api_key_env
+        roles.append(("customer", "--user-api-key-env", user_env, "user_api_key_env", config.user_base_url))
+    for role, flag, env_name, field, base_url in roles:
+        if role == "agent" and config.dry_run or role == "customer" and config.customer_model == SCRIPTED:
+            continue
+        named = field in config.model_fields_set
+        if named and not os.environ.get(env_name):
+            raise JoshError(f"{flag} names the environment variable {env_name}, which is not set")
+        if _is_openai(base_url) and not os.environ.get(env_name):
+            model = config.model if role == "agent" else config.customer_model
+            raise JoshError(
+                f"the {role} model {model} is on OpenAI and needs a key: set {env_name} (or name another "
+                f"variable with {flag}); for a local server pass its --{'user-' if role == 'customer' else ''}base-url"
+            )
+
+
+def _price(price_in: float | None, price_out: float | None) -> tuple[float, float] | None:
+    if price_in is None and price_out is None:
+        return None
+    return (price_in or 0.0, price_out or 0.0)
 
 
 @dataclass
@@ -90,38 +122,67 @@ class Endpoints:
             self.mock.stop()
 
 
-def open_endpoints(config: ToolWOZEvalConfig, env: ToolWOZEnvironment) -> Endpoints:
+def mock_config(config: MockOptions) -> MockConfig:
+    """The scripted mock's behaviour from the `--mock-*` options."""
+    return MockConfig(
+        mistake_rate=config.mock_mistake_rate,
+        latency_s=config.mock_latency,
+        error_rate=config.mock_error_rate,
+        hang_rate=config.mock_hang_rate,
+        malformed_rate=config.mock_malformed_rate,
+        empty_rate=config.mock_empty_rate,
+        hang_s=config.mock_hang_seconds,
+        seed=config.mock_seed,
+    )
+
+
+def open_endpoints(config: RunOptions, env: ToolWOZEnvironment) -> Endpoints:
     """Create the agent and user models; start the in-process mock endpoint for a dry run."""
     retry = RetryPolicy(max_attempts=config.max_retries + 1)
     cache = ResponseCache(Path(config.cache_dir) / "responses.sqlite") if config.cache_dir else None
     common = {
-        "timeout": config.timeout_s,
+        "timeout": config.timeout,
         "max_concurrency": config.concurrency,
         "retry": retry,
         "cache": cache,
     }
-    mock_config = MockConfig(**(config.mock.model_dump() if config.mock else {}))
-    if config.agent.model == SCRIPTED:
-        scripted = scripted_model(env, mock_config)
-        return Endpoints(scripted, scripted if config.user.mode != "replay" else None)
+    customer = config.user != "replay"
+    if config.model == SCRIPTED:
+        scripted = scripted_model(env, mock_config(config))
+        return Endpoints(scripted, scripted if customer else None)
     if config.dry_run:
-        mock = MockServer(env, mock_config).start()
+        mock = MockServer(env, mock_config(config)).start()
         agent = OpenAIChatModel(MOCK_AGENT_MODEL, base_url=mock.base_url, api_key=None, **common)
-        user = None
-        if config.user.mode != "replay":
-            user = OpenAIChatModel(MOCK_USER_MODEL, base_url=mock.base_url, api_key=None, **common)
+        user = (
+            OpenAIChatModel(MOCK_USER_MODEL, base_url=mock.base_url, api_key=None, **common)
+            if customer
+            else None
+        )
         return Endpoints(agent, user, mock)
-    assert config.agent.model is not None
-    agent_key = _key(config.agent.api_key_env)
-    agent = OpenAIChatModel(config.agent.model, base_url=config.agent.base_url, api_key=agent_key, **common)
-    if config.user.mode == "replay":
+    assert config.model is not None
+    agent_key = _key(config.api_key_env)
+    agent = OpenAIChatModel(
+        config.model, base_url=config.base_url, api_key=agent_key,
+        price_override=_price(config.price_in, config.price_out), **common,
+    )  # fmt: skip
+    if not customer:
         return Endpoints(agent, None)
-    user_model = config.user.model or PAPER_USER_MODEL
-    user_url = config.user.base_url
-    user_key = _key(config.user.api_key_env or config.agent.api_key_env)
-    if (user_model, user_url, user_key) == (config.agent.model, config.agent.base_url, agent_key):
+    user_model = config.customer_model
+    assert user_model is not None
+    user_key = _key(config.user_api_key_env or config.api_key_env)
+    user_price = _price(config.user_price_in, config.user_price_out)
+    same = (user_model, config.user_base_url, user_key, user_price) == (
+        config.model,
+        config.base_url,
+        agent_key,
+        _price(config.price_in, config.price_out),
+    )
+    if same:
         return Endpoints(agent, agent)
-    return Endpoints(agent, OpenAIChatModel(user_model, base_url=user_url, api_key=user_key, **common))
+    user = OpenAIChatModel(
+        user_model, base_url=config.user_base_url, api_key=user_key, price_override=user_price, **common
+    )
+    return Endpoints(agent, user)
 
 
 async def preflight(endpoints: Endpoints) -> None:

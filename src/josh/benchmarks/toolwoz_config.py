@@ -1,132 +1,228 @@
-"""Configuration of a ToolWOZ evaluation. Every option is documented once, here; the CLI shows these texts."""
+"""Configuration of a ToolWOZ run. Every option is declared once, here, with its help text.
+
+One vocabulary: a field's name is its command-line flag (`max_tokens` is `--max-tokens`) and its key in a
+YAML config file (`max_tokens: 256` or `max-tokens: 256`), so `RUN.config.json`, which a run writes beside its
+results, can be fed back with `--config`. The CLI builds its options from these fields (see
+`josh.cli.options`), so `--help`, YAML and saved configs cannot drift apart. `RunOptions` holds what every
+command that runs conversations shares (endpoints, protocol, tasks, throughput); `ToolWOZEvalConfig` adds what
+only evaluation needs.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from josh.envs.toolwoz.env import SPLIT_CHOICES
 
 Split = Literal["test", "full_test", "val", "train", "all"]
-assert set(SPLIT_CHOICES) == {"test", "full_test", "val", "train", "all"}
-
-
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AgentConfig(_Config):
-    strategy: Literal["react", "fc"] = Field(
-        "react", description="ReAct text protocol, or native function calling."
-    )
-    model: str | None = Field(
-        None, description="Agent model name; none runs the scripted mock endpoint (dry run)."
-    )
-    base_url: str | None = Field(None, description="OpenAI-compatible base URL (default: OpenAI).")
-    api_key_env: str = Field(
-        "OPENAI_API_KEY", description="Environment variable holding the agent's API key."
-    )
-    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Agent sampling temperature (the paper: 0).")
-    max_tokens: int | None = Field(256, ge=1, description="Max tokens per agent model call (the paper: 256).")
-    strict_errors: bool = Field(
-        False,
-        description="End the conversation with reward 0 on tool-call arguments that are not a JSON object, as the "
-        "reference's crash does (default: the agent is shown an error result and goes on).",
-    )
-
+assert set(SPLIT_CHOICES) == set(Split.__args__)  # type: ignore[attr-defined]
 
 PAPER_USER_MODEL = "gpt-4o"
 SCRIPTED = "scripted"  # --model scripted: the mock's policies in-process, without HTTP
 
-
-class UserConfig(_Config):
-    mode: Literal["goal", "guide", "replay"] = Field(
-        "goal", description="User simulator: goal, guide or replay."
-    )
-    model: str | None = Field(
-        None, description=f"User-simulator model (default: {PAPER_USER_MODEL}, the paper's)."
-    )
-    base_url: str | None = Field(None, description="User-simulator base URL (default: OpenAI).")
-    api_key_env: str | None = Field(
-        None, description="Environment variable of the user's key (default: agent's)."
-    )
-    temperature: float = Field(0.0, ge=0.0, le=2.0, description="User sampling temperature (the paper: 0).")
-    max_tokens: int | None = Field(256, ge=1, description="Max tokens per user model call (the paper: 256).")
+# Help panels of `--help`, in the order they appear.
+AGENT, CUSTOMER, PROTOCOL, TASKS, THROUGHPUT, MOCK = (
+    "Agent",
+    "Customer (user simulator)",
+    "Protocol",
+    "Tasks",
+    "Throughput and robustness",
+    "Dry run (scripted mock endpoint)",
+)
 
 
-class MockSettings(_Config):
-    """The scripted mock endpoint used for dry runs (no real model)."""
-
-    mistake_rate: float = Field(0.0, ge=0.0, le=1.0, description="Oracle agent: chance a goal call is wrong.")
-    latency_s: float = Field(0.0, ge=0.0, description="Latency added to every mock response.")
-    error_rate: float = Field(0.0, ge=0.0, le=1.0, description="Share of mock responses that are HTTP 500.")
-    hang_rate: float = Field(
-        0.0, ge=0.0, le=1.0, description="Share of mock responses held past the timeout."
-    )
-    malformed_rate: float = Field(
-        0.0, ge=0.0, le=1.0, description="Share of agent tool calls with broken JSON."
-    )
-    empty_rate: float = Field(0.0, ge=0.0, le=1.0, description="Share of empty mock replies.")
-    seed: int = Field(0, description="Seed of the injected faults.")
+def _opt(default: Any, help: str, panel: str, *, flag: str | None = None, **constraints: Any) -> Any:
+    """A documented option: `help` feeds `--help`; `flag` overrides the flag spelling (e.g. a bool pair)."""
+    extra: dict[str, Any] = {"panel": panel}
+    if flag:
+        extra["flag"] = flag
+    return Field(default, description=help, json_schema_extra=extra, **constraints)
 
 
-class ToolWOZEvalConfig(_Config):
-    """A whole `josh eval toolwoz` run. `result_fields()` is what the config hash (and resume) checks."""
+class MockOptions(BaseModel):
+    """How josh's scripted mock endpoint behaves (dry runs and `josh serve-mock`)."""
 
-    agent: AgentConfig = Field(default_factory=AgentConfig)
-    user: UserConfig = Field(default_factory=UserConfig)
-    split: Split = Field(
-        "test", description="Task split: test (450, the paper's), full_test, val, train or all."
+    model_config = ConfigDict(extra="forbid")
+
+    mock_mistake_rate: float = _opt(
+        0.0, "Share of the oracle agent's goal calls made with a wrong argument.", MOCK, ge=0.0, le=1.0
     )
-    task_ids: list[str] | None = Field(None, description="Run only these task ids (after the split).")
-    limit: int | None = Field(None, ge=1, description="Run only the first N tasks of the split.")
-    trials: int = Field(1, ge=1, description="Conversations per task (pass^k needs k or more).")
-    max_turns: int = Field(15, ge=1, description="Messages per conversation, both sides (the paper: 15).")
-    seed: int = Field(42, description="API seed of trial 0 (trial t uses seed + t); the paper: 42.")
-    concurrency: int = Field(
-        8, ge=1, description="Conversations at once (and the per-endpoint request limit)."
+    mock_error_rate: float = _opt(0.0, "Share of mock responses that are HTTP 500.", MOCK, ge=0.0, le=1.0)
+    mock_hang_rate: float = _opt(
+        0.0, "Share of mock responses held past the request timeout.", MOCK, ge=0.0, le=1.0
     )
-    timeout_s: float = Field(120.0, gt=0, description="Timeout of one model request, in seconds.")
-    max_retries: int = Field(5, ge=0, description="Retries of a failed model request (429, 5xx, timeouts).")
-    cache_dir: str | None = Field(None, description="Cache model responses here, so a rerun is free.")
-    mock: MockSettings | None = Field(None, description="Dry run against the scripted mock endpoint.")
+    mock_malformed_rate: float = _opt(
+        0.0, "Share of agent tool calls sent with broken JSON arguments.", MOCK, ge=0.0, le=1.0
+    )
+    mock_empty_rate: float = _opt(0.0, "Share of mock replies that are empty.", MOCK, ge=0.0, le=1.0)
+    mock_latency: float = _opt(0.0, "Seconds added to every mock response.", MOCK, ge=0.0)
+    mock_hang_seconds: float = _opt(30.0, "Seconds a hung mock response is held.", MOCK, ge=0.0)
+    mock_seed: int = _opt(0, "Seed of the mock's injected faults.", MOCK)
+
+
+class RunOptions(MockOptions):
+    """Options shared by every command that runs ToolWOZ conversations."""
+
+    PANELS: ClassVar[tuple[str, ...]] = (AGENT, CUSTOMER, PROTOCOL, TASKS, THROUGHPUT, MOCK)
+
+    # -- the agent ---------------------------------------------------------------------------------------
+    model: str | None = _opt(
+        None,
+        "Agent model name at --base-url. Omitted: a DRY RUN on josh's scripted mock endpoint over HTTP (an "
+        "oracle agent and a scripted customer, not language models); with --base-url and no --model, the "
+        "endpoint's only model. 'scripted': the same scripted policies in-process, without HTTP.",
+        AGENT,
+    )
+    base_url: str | None = _opt(
+        None, "OpenAI-compatible base URL of the agent's model, e.g. http://127.0.0.1:8000/v1 (default: OpenAI).",
+        AGENT,
+    )  # fmt: skip
+    api_key_env: str = _opt(
+        "OPENAI_API_KEY", "Environment variable holding the agent endpoint's API key (a local server needs none).",
+        AGENT,
+    )  # fmt: skip
+    agent: Literal["react", "fc"] = _opt(
+        "react", "The paper's agents: ReAct text protocol (PLAN / APICALL / SPEAK) or native function calling.",
+        AGENT,
+    )  # fmt: skip
+    temperature: float = _opt(0.0, "Agent sampling temperature (the paper: 0).", AGENT, ge=0.0, le=2.0)
+    max_tokens: int = _opt(256, "Max tokens of one agent model call (the paper: 256).", AGENT, ge=1)
+    price_in: float | None = _opt(
+        None, "Agent model's price in USD per 1M prompt tokens, for models josh does not know.", AGENT, ge=0.0
+    )
+    price_out: float | None = _opt(
+        None, "Agent model's price in USD per 1M completion tokens.", AGENT, ge=0.0
+    )
+
+    # -- the customer ------------------------------------------------------------------------------------
+    user: Literal["goal", "guide", "replay"] = _opt(
+        "goal",
+        "Customer: 'goal' is told the task's goal (the paper's default); 'guide' is coached from the original "
+        "MultiWOZ dialogue; 'replay' replays the original customer turns (no model).",
+        CUSTOMER,
+    )
+    user_model: str | None = _opt(
+        None, f"Customer model (default: {PAPER_USER_MODEL} on OpenAI, the paper's; 'scripted' in a dry run).",
+        CUSTOMER,
+    )  # fmt: skip
+    user_base_url: str | None = _opt(None, "Customer model's base URL (default: OpenAI).", CUSTOMER)
+    user_api_key_env: str | None = _opt(
+        None, "Environment variable holding the customer endpoint's key (default: --api-key-env's).", CUSTOMER
+    )
+    user_temperature: float = _opt(
+        0.0, "Customer sampling temperature (the paper: 0).", CUSTOMER, ge=0.0, le=2.0
+    )
+    user_max_tokens: int = _opt(
+        256, "Max tokens of one customer model call (the paper: 256).", CUSTOMER, ge=1
+    )
+    user_price_in: float | None = _opt(
+        None, "Customer model's price in USD per 1M prompt tokens, for models josh does not know.", CUSTOMER,
+        ge=0.0,
+    )  # fmt: skip
+    user_price_out: float | None = _opt(
+        None, "Customer model's price in USD per 1M completion tokens.", CUSTOMER, ge=0.0
+    )
+
+    # -- the protocol ------------------------------------------------------------------------------------
+    strict_errors: bool = _opt(
+        True,
+        "--strict-errors (the paper's protocol): where the reference implementation crashes on a model's "
+        "output, the conversation ends with reward 0 (termination agent_error): tool-call arguments that are "
+        "not a JSON object or are empty, tool names that do not split in two on '_', an empty tool_calls "
+        "list, ReAct APICALL parameters that are not an object. --lenient-errors: the agent is shown an "
+        "error result instead and the conversation goes on.",
+        PROTOCOL,
+        flag="--strict-errors/--lenient-errors",
+    )
+
+    # -- which tasks -------------------------------------------------------------------------------------
+    split: Split = _opt(
+        "test",
+        "Task split: test (450, the paper's), full_test (805), val (793), train (6,251) or all.",
+        TASKS,
+    )
+    task: list[str] | None = _opt(None, "Run only this task id (repeatable; must be in --split).", TASKS)
+    limit: int | None = _opt(None, "Run only the first N tasks of the split.", TASKS, ge=1)
+    max_turns: int = _opt(
+        15, "Messages per conversation, customer and agent together (the paper: 15).", TASKS, ge=1
+    )
+    seed: int = _opt(42, "API seed of trial 0; trial t sends seed + t (the paper: 42).", TASKS)
+
+    # -- throughput and robustness -----------------------------------------------------------------------
+    concurrency: int = _opt(
+        8, "Conversations at once (also the limit of requests in flight per endpoint).", THROUGHPUT, ge=1
+    )
+    timeout: float = _opt(120.0, "Timeout of one model request, in seconds.", THROUGHPUT, gt=0)
+    max_retries: int = _opt(
+        5, "Retries of a failed model request (HTTP 429, 5xx, timeouts), with backoff.", THROUGHPUT, ge=0
+    )
+    max_outage: float = _opt(
+        300.0,
+        "Seconds an endpoint may stay unreachable before the run stops (it pauses and probes meanwhile; "
+        "--resume continues later).",
+        THROUGHPUT,
+        gt=0,
+    )
+    cache_dir: str | None = _opt(
+        None, "Cache model responses in this folder: an identical rerun costs nothing and needs no endpoint.",
+        THROUGHPUT,
+    )  # fmt: skip
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _one_task_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _dry_run_when_no_model(self) -> ToolWOZEvalConfig:
-        if self.dry_run and self.mock is None:
-            self.mock = MockSettings()
-        if self.user.model is None and self.user.mode != "replay":
-            if self.agent.model == SCRIPTED:
-                self.user.model = SCRIPTED
-            elif self.agent.model is not None:
-                self.user.model = PAPER_USER_MODEL
+    def _mock_options_need_a_dry_run(self) -> RunOptions:
+        mock_set = sorted(name for name in self.model_fields_set if name.startswith("mock_"))
+        if mock_set and not self.dry_run:
+            flags = ", ".join("--" + name.replace("_", "-") for name in mock_set)
+            raise ValueError(f"{flags} only apply to a dry run (no --model, or --model scripted)")
         return self
 
     @property
     def dry_run(self) -> bool:
         """No real model: the scripted mock, over HTTP (no --model) or in-process (--model scripted)."""
-        return self.agent.model in (None, SCRIPTED)
+        return self.model in (None, SCRIPTED)
+
+    @property
+    def customer_model(self) -> str | None:
+        """The customer's model name as it will be used (None for the replayed customer)."""
+        if self.user == "replay":
+            return None
+        if self.user_model is not None:
+            return self.user_model
+        return SCRIPTED if self.dry_run else PAPER_USER_MODEL
+
+    # Options that do not change a conversation's result: which tasks and how many trials run (a resumed
+    # run may extend them), throughput, keys, prices, the cache, and injected infrastructure faults.
+    NOT_HASHED: ClassVar[frozenset[str]] = frozenset({
+        "task", "limit", "concurrency", "timeout", "max_retries", "max_outage", "cache_dir", "api_key_env",
+        "user_api_key_env", "price_in", "price_out", "user_price_in", "user_price_out", "mock_error_rate",
+        "mock_hang_rate", "mock_latency", "mock_hang_seconds", "mock_seed",
+    })  # fmt: skip
 
     def result_fields(self) -> dict[str, Any]:
-        """The options that change a conversation's result. Not which tasks or how many trials run (a resumed
-        run may extend them), nor concurrency, timeouts, retries or the cache."""
-        return self.model_dump(
-            mode="json",
-            exclude={
-                "limit": True,
-                "task_ids": True,
-                "trials": True,
-                "concurrency": True,
-                "timeout_s": True,
-                "max_retries": True,
-                "cache_dir": True,
-                "mock": {"latency_s", "error_rate", "hang_rate", "seed"},  # infrastructure faults
-            },
-        )
+        """The options that change a conversation's result: what the config hash (and resume) checks."""
+        return self.model_dump(mode="json", exclude=set(self.NOT_HASHED) | {"trials"})
 
     def config_hash(self) -> str:
         text = json.dumps(self.result_fields(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class ServeMockOptions(MockOptions):
+    """`josh serve-mock`."""
+
+    port: int = _opt(8765, "Port on 127.0.0.1 (0 picks a free one).", MOCK, ge=0, le=65535)
+
+
+class ToolWOZEvalConfig(RunOptions):
+    """A whole `josh eval toolwoz` run."""
+
+    trials: int = _opt(1, "Conversations per task; the summary reports pass^k for k up to this.", TASKS, ge=1)

@@ -10,8 +10,8 @@ from josh.cli import data_cmd, eval_cmd, score_cmd
 app = typer.Typer(
     name="josh",
     help=(
-        "JOSH and ToolWOZ: benchmark tool-calling agents on ToolWOZ, harvest training data from sparse "
-        "rewards, fine-tune and evaluate."
+        "JOSH and ToolWOZ: benchmark tool-calling agents on ToolWOZ (the paper's protocol, its official "
+        "data) with a simulated customer, and inspect the results."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
