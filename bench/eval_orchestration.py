@@ -25,7 +25,7 @@ from josh.runner import open_run, read_run
 def run(env: ToolWOZEnvironment, tasks: int, latency: float, concurrency: int) -> tuple[float, int, int]:
     """Seconds, conversations and model calls of one dry-run eval."""
     config = ToolWOZEvalConfig.model_validate(
-        {"limit": tasks, "concurrency": concurrency, "mock": {"latency_s": latency}}
+        {"limit": tasks, "concurrency": concurrency, "mock_latency": latency}
     )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "run.jsonl"
