@@ -220,8 +220,21 @@ def test_report_one_run_and_a_comparison(tmp_path: Path) -> None:
     data = json.loads(both.stdout)
     assert data["paired"]["common"] == 10 and data["paired"]["worse"] >= 1
     assert data["b"]["average_reward"] < data["a"]["average_reward"]
+    assert data["paired"]["p_value"] < 0.05 and data["differing"] == []
     table = run_josh("report", str(a), str(b))
     assert "comparison" in table.stdout and "better on" in table.stdout
+    assert "paired permutation test p" in table.stdout and "warning" not in table.stderr
+    fc = tmp_path / "fc.jsonl"
+    assert run_josh("eval", "toolwoz", "--limit", "4", "--agent", "fc", "--trials", "2", "--out", str(fc)).returncode == 0
+    mixed = run_josh("report", str(a), str(fc), env={"COLUMNS": "200"})
+    assert "the runs differ in agent, trials" in mixed.stderr
+    assert re.search(r"pass\^2 +│ +n/a │ +0\.750 │ +n/a", mixed.stdout), mixed.stdout
+    assert "nan" not in mixed.stdout
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(a.read_text().splitlines()[0] + "\n")  # a header and nothing else
+    nothing = run_josh("report", str(empty))
+    assert nothing.returncode == 0 and "holds no finished conversation yet" in nothing.stderr
+    assert "0.000" not in nothing.stdout
     bad = tmp_path / "bad.jsonl"
     bad.write_text("hello\n")
     failed = run_josh("report", str(bad))

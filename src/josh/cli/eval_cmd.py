@@ -25,11 +25,12 @@ from josh.benchmarks.toolwoz import (
 from josh.benchmarks.toolwoz_config import SCRIPTED, ServeMockOptions, ToolWOZEvalConfig
 from josh.cli.console import err, out, report, user_errors
 from josh.cli.options import config_for_file, resolve, with_options
-from josh.cli.render import print_comparison, print_summary
+from josh.cli.render import print_comparison, print_summary, settings_table
 from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.errors import JoshError
 from josh.mock import MockServer
 from josh.runner import RunWriter, open_run, read_run, summarize
+from josh.runner.compare import compare_runs
 from josh.runner.summary import latest_by_key
 
 eval_app = typer.Typer(help="Evaluate an agent on a benchmark.", no_args_is_help=True)
@@ -209,41 +210,66 @@ async def _run(
     return status
 
 
+# What `josh report A B` shows of each run; differences other than the model are warned about.
+SETTINGS = ("model", "base-url", "agent", "user", "user-model", "prompts", "strict-errors", "split", "trials",
+            "max-turns", "temperature")  # fmt: skip
+
+
+def run_settings(header: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a run from its header (run files written before the flat vocabulary too)."""
+    config = header.get("config") or {}
+    if isinstance(config.get("agent"), dict):  # format 1: nested sections
+        agent, user = config["agent"], config.get("user") or {}
+        config = {"model": agent.get("model"), "base-url": agent.get("base_url"), "agent": agent.get("strategy"),
+                  "user": user.get("mode"), "user-model": user.get("model"), "split": config.get("split"),
+                  "trials": config.get("trials"), "max-turns": config.get("max_turns"),
+                  "temperature": agent.get("temperature"), "strict-errors": agent.get("strict_errors")}  # fmt: skip
+    return {key: config.get(key, "n/a") for key in SETTINGS}
+
+
 @user_errors
 def report_cmd(
     run: Annotated[Path, typer.Argument(help="A run file (JSONL) written by josh eval.")],
     other: Annotated[Path | None, typer.Argument(help="A second run file to compare with the first.")] = None,
     json_out: Annotated[
-        bool, typer.Option("--json", help="Print the summary as JSON instead of tables.")
+        bool, typer.Option("--json", help="Print the summary (or the comparison) as JSON instead of tables.")
     ] = False,
 ) -> None:
-    """Summarise a run, or compare two runs side by side."""
+    """Summarise a run, or compare two: each run's settings, metrics side by side, and a paired
+    permutation test with a bootstrap interval over the tasks both ran."""
     first = read_run(run)
     summary = summarize(first.records)
     if other is None:
         if json_out:
             out.print_json(json.dumps(summary))
+        elif not first.records:
+            err.print(f"{run} holds no finished conversation yet", soft_wrap=True)
         else:
-            print_summary(
-                out,
-                summary,
-                f"{run}  ({first.header.get('command', '')}, config {first.header.get('config_hash')})",
-            )
+            title = f"{run}  ({first.header.get('command', '')}, config {first.header.get('config_hash')})"
+            print_summary(out, summary, title)
         return
     second = read_run(other)
     summary2 = summarize(second.records)
-    a = {k: r for k, r in first.keyed().items() if r.get("status") == "success"}
-    b = {k: r for k, r in second.keyed().items() if r.get("status") == "success"}
-    common = set(a) & set(b)
-    paired = {
-        "common": len(common),
-        "better": sum(b[k]["reward"] > a[k]["reward"] for k in common),
-        "worse": sum(b[k]["reward"] < a[k]["reward"] for k in common),
-        "equal": sum(b[k]["reward"] == a[k]["reward"] for k in common),
-    }
+    paired = compare_runs(first.records, second.records)
+    settings = [run_settings(first.header), run_settings(second.header)]
+    differing = [k for k in SETTINGS if k not in ("model", "base-url") and settings[0][k] != settings[1][k]]
     if json_out:
-        out.print_json(json.dumps({"a": summary, "b": summary2, "paired": paired}))
+        payload = {
+            "a": summary,
+            "b": summary2,
+            "paired": paired,
+            "settings": settings,
+            "differing": differing,
+        }
+        out.print_json(json.dumps(payload))
         return
+    out.print(settings_table(settings, (run.name, other.name), differing))
+    if differing:
+        err.print(
+            f"[yellow]warning:[/yellow] the runs differ in {', '.join(differing)}: the comparison mixes more "
+            "than the model",
+            soft_wrap=True,
+        )
     print_comparison(out, summary, summary2, (run.name, other.name), paired)
 
 

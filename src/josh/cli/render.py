@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.console import Console
@@ -73,8 +74,38 @@ def print_summary(console: Console, summary: dict[str, Any], title: str) -> None
         console.print(table)
 
 
-def print_comparison(console: Console, a: dict[str, Any], b: dict[str, Any], names: tuple[str, str],
-                     paired: dict[str, int]) -> None:  # fmt: skip
+def _number(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.3f}"
+
+
+def _delta(x: Any, y: Any) -> str:
+    if not isinstance(x, int | float) or not isinstance(y, int | float):
+        return "n/a"
+    if isinstance(x, int) and isinstance(y, int):
+        return f"{y - x:+,}"
+    return f"{y - x:+.3f}"
+
+
+def settings_table(settings: list[dict[str, Any]], names: tuple[str, str], differing: list[str]) -> Table:
+    """What each run was: model, agent, customer, split, trials... (differences marked)."""
+    table = Table(title="runs", title_justify="left")
+    table.add_column("setting")
+    table.add_column(names[0])
+    table.add_column(names[1])
+    for key in settings[0]:
+        mark = " (differs)" if key in differing else ""
+        table.add_row(key + mark, *("-" if s[key] is None else str(s[key]) for s in settings))
+    return table
+
+
+def print_comparison(
+    console: Console, a: dict[str, Any], b: dict[str, Any], names: tuple[str, str], paired: dict[str, Any]
+) -> None:
+    """Two runs side by side ("n/a" where a metric cannot be computed) and their paired test."""
     table = Table(title="comparison", title_justify="left")
     table.add_column("metric")
     table.add_column(names[0], justify="right")
@@ -85,20 +116,26 @@ def print_comparison(console: Console, a: dict[str, Any], b: dict[str, Any], nam
         ("errors", a["errors"], b["errors"]),
         ("average reward", a["average_reward"], b["average_reward"]),
         ("100% success rate", a["success_rate"], b["success_rate"]),
-        *[(f"pass^{k}", a["pass_hat_k"].get(k, float("nan")), b["pass_hat_k"].get(k, float("nan")))
-          for k in sorted(set(a["pass_hat_k"]) | set(b["pass_hat_k"]))],
-        *[(f"reward: {d}", a["per_domain"].get(d, {}).get("average_reward", float("nan")),
-           b["per_domain"].get(d, {}).get("average_reward", float("nan")))
+        *[(f"pass^{k}", a["pass_hat_k"].get(k), b["pass_hat_k"].get(k))
+          for k in sorted(set(a["pass_hat_k"]) | set(b["pass_hat_k"]), key=int)],
+        *[(f"reward: {d}", a["per_domain"].get(d, {}).get("average_reward"),
+           b["per_domain"].get(d, {}).get("average_reward"))
           for d in sorted(set(a["per_domain"]) | set(b["per_domain"]))],
         ("cost (USD)", a["cost_usd"]["total"], b["cost_usd"]["total"]),
     ]  # fmt: skip
     for name, x, y in rows:
-        if isinstance(x, int) and isinstance(y, int):
-            table.add_row(name, f"{x:,}", f"{y:,}", f"{y - x:+,}")
-        else:
-            table.add_row(name, f"{x:.3f}", f"{y:.3f}", f"{y - x:+.3f}")
+        table.add_row(name, _number(x), _number(y), _delta(x, y))
     console.print(table)
+    if not paired["common"]:
+        console.print("the runs share no task: no paired comparison")
+        return
+    low, high = paired["difference_ci95"]
+    p = paired["p_value"]
     console.print(
-        f"on the {paired['common']:,} tasks both scored: {names[1]} better on {paired['better']:,}, "
-        f"worse on {paired['worse']:,}, equal on {paired['equal']:,}"
+        f"on the {paired['common']:,} tasks both ran: {names[1]} better on {paired['better']:,}, "
+        f"worse on {paired['worse']:,}, equal on {paired['equal']:,}; mean reward "
+        f"{paired['mean_a']:.3f} -> {paired['mean_b']:.3f} (difference {paired['mean_difference']:+.3f}, "
+        f"95% CI {low:+.3f} to {high:+.3f}); paired permutation test "
+        + ("p < 0.0001" if p < 0.0001 else f"p = {p:.4f}"),
+        soft_wrap=True,
     )

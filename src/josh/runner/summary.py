@@ -38,7 +38,7 @@ def _usage(record: dict[str, Any], role: str) -> dict[str, float]:
     return record.get(f"{role}_usage") or {}
 
 
-def _reward(record: dict[str, Any]) -> float:
+def record_reward(record: dict[str, Any]) -> float:
     """A record's reward as the paper counts it: a conversation that failed with an error scores 0."""
     if record.get("status") == "success" and record.get("reward") is not None:
         return float(record["reward"])
@@ -54,11 +54,11 @@ def summarize(records: Iterable[dict[str, Any]], *, wall_s: float | None = None)
     rows = latest_by_key(records)
     scored = [r for r in rows if r.get("status") == "success" and r.get("reward") is not None]
     errors = [r for r in rows if r.get("status") != "success"]
-    rewards = [_reward(r) for r in rows]
+    rewards = [record_reward(r) for r in rows]
 
     by_task: dict[str, list[float]] = defaultdict(list)
     for r in rows:
-        by_task[r["task_id"]].append(_reward(r))
+        by_task[r["task_id"]].append(record_reward(r))
     task_means = [sum(v) / len(v) for v in by_task.values()]
     trials = max((len(v) for v in by_task.values()), default=0)
     pass_k = {}
@@ -78,7 +78,7 @@ def summarize(records: Iterable[dict[str, Any]], *, wall_s: float | None = None)
                 failed[name] -= 1
                 per_api[name]["failed"] += 1
         for domain in {n.split("_", 1)[-1] for n in goals}:
-            per_domain_rewards[domain].append(_reward(r))
+            per_domain_rewards[domain].append(record_reward(r))
     per_domain: dict[str, dict[str, Any]] = {}
     for api, counts in sorted(per_api.items()):
         domain = api.split("_", 1)[-1]
