@@ -49,7 +49,8 @@ def test_run_file_resume_cuts_a_torn_line_and_refuses_another_config(tmp_path: P
     writer = open_run(path, config={"a": 1}, config_hash="h1", seed=1, resume=False, command="test")
     writer.write(rec("A", 0, 1.0))
     writer._handle.write('{"task_id": "B", "tri')  # a kill mid-line
-    writer._handle.flush()
+    writer._handle.close()
+    writer._lock.release()  # the kernel drops a killed process's lock
     assert read_run(path).torn_bytes > 0
     with pytest.raises(JoshError, match="already exists"):
         open_run(path, config={"a": 1}, config_hash="h1", seed=1, resume=False, command="test")

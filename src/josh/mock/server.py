@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -84,17 +85,37 @@ class _Server(ThreadingHTTPServer):
         1024  # socketserver's default backlog of 5 resets connections under a concurrent eval
     )
 
-    def __init__(self, port: int, policy: ScriptedToolWOZ):
+    def __init__(self, port: int, policy: ScriptedToolWOZ, reset_level: int = logging.DEBUG):
         self.policy = policy
+        self.reset_level = reset_level
         super().__init__((HOST, port), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One log line for a client that went away (socketserver would print a traceback to stderr)."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            log.log(self.reset_level, "mock endpoint: client reset the connection (%s)", type(exc).__name__)
+        else:
+            log.exception("mock endpoint: error while serving %s", client_address)
 
 
 class MockServer:
-    """The scripted mock endpoint, served from a background thread. Use as a context manager."""
+    """The scripted mock endpoint, served from a background thread. Use as a context manager.
 
-    def __init__(self, env: ToolWOZEnvironment, config: MockConfig | None = None, port: int = 0):
+    A client that resets its connection or goes silent is logged in one line: at debug level with
+    `quiet_resets` (in-process, e.g. a dry run that is interrupted), else at info level (`josh serve-mock`).
+    """
+
+    def __init__(
+        self,
+        env: ToolWOZEnvironment,
+        config: MockConfig | None = None,
+        port: int = 0,
+        *,
+        quiet_resets: bool = True,
+    ):
         self.policy = ScriptedToolWOZ(env, config)
-        self._server = _Server(port, self.policy)
+        self._server = _Server(port, self.policy, logging.DEBUG if quiet_resets else logging.INFO)
         self._thread: threading.Thread | None = None
 
     @property

@@ -2,24 +2,32 @@
 
 A killed run loses at most the line being written; `resume` skips the keys already recorded and refuses a
 file made with a different configuration. The file is never rewritten, only appended to (a torn last
-line from a kill is cut off first).
+line from a kill is cut off first), and only by the run holding its lock (`josh.runner.lock`). A damaged
+line costs only its own task, which a resume runs again; every record written can be read back.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import IO, Any
 
 from josh import __version__
 from josh.errors import JoshError
+from josh.runner.lock import RunLock
+from josh.types import bounded, dumps_line
 
 FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
 
 
 def _git_state() -> tuple[str | None, bool | None]:
@@ -46,35 +54,93 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+# How deep a written line may nest: CPython's json reader gives up near 1,000 levels minus its caller's stack,
+# so a record deeper than this is cut (with `bounded`) before it is written, to stay readable anywhere.
+MAX_LINE_DEPTH = 200
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_HEADER_START = b'{"type": "header"'  # how `open_run` begins every file (json.dumps of the header)
+
+
+class UnstartedRunError(JoshError):
+    """The file is empty, or holds only the start of a header (a run killed as it began): no run yet."""
+
+
 @dataclass
 class RunContents:
-    """What a run file holds: its header, its records (last one per key wins) and status lines."""
+    """What a run file holds: its header, its records (last one per key wins), status lines, and the lines
+    that could not be read (`damaged`: line number and reason; their tasks count as not done)."""
 
     header: dict[str, Any]
     records: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[dict[str, Any]] = field(default_factory=list)
     torn_bytes: int = 0  # length of an incomplete last line (a run killed mid-write)
+    damaged: list[tuple[int, str]] = field(default_factory=list)
 
     def keyed(self) -> dict[tuple[str, int], dict[str, Any]]:
         return {(r["task_id"], int(r.get("trial", 0))): r for r in self.records}
 
+    @property
+    def previous_wall_s(self) -> float:
+        """Seconds of wall time the runs that wrote this file reported (`wall_s` of each status line)."""
+        return sum(
+            s["wall_s"]
+            for s in self.statuses
+            if isinstance(s.get("wall_s"), int | float)
+            and not isinstance(s.get("wall_s"), bool)
+            and math.isfinite(s["wall_s"])
+        )
+
 
 def read_run(path: Path) -> RunContents:
-    """Read a run file. Raises JoshError with a clear message for anything that is not one."""
+    """Read a run file. Damaged lines are skipped (listed in `damaged`, with one logged warning); anything
+    that is not a run file raises JoshError with a clear message, whatever bytes it holds."""
     if not path.is_file():
         raise JoshError(f"{path} does not exist")
-    data = path.read_bytes()
-    torn = 0
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        torn = len(data) - cut
-        data = data[:cut]
-    lines = data.decode("utf-8", errors="replace").splitlines()
-    if not lines:
-        raise JoshError(f"{path} is empty: not a josh run file")
     try:
-        header = json.loads(lines[0])
-    except json.JSONDecodeError:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise JoshError(f"cannot read {path}: {exc.strerror}") from None
+    end = data.find(b"\n")
+    header = _parse_header(path, data if end < 0 else data[:end], complete=end >= 0)
+    body = data[end + 1 :]
+    torn = 0
+    if body and not body.endswith(b"\n"):
+        cut = body.rfind(b"\n") + 1
+        torn = len(body) - cut
+        body = body[:cut]
+    contents = RunContents(header=header, torn_bytes=torn)
+    for number, raw in enumerate(body.split(b"\n")[:-1], start=2):
+        if not raw.strip():
+            continue
+        item, problem = _parse_line(raw)
+        if problem is not None:
+            contents.damaged.append((number, problem))
+        elif item.get("type") == "status":
+            contents.statuses.append(item)
+        else:
+            contents.records.append(item)
+    if contents.damaged:
+        shown = "; ".join(f"line {n}: {why}" for n, why in contents.damaged[:10])
+        more = f"; and {len(contents.damaged) - 10} more" if len(contents.damaged) > 10 else ""
+        log.warning(
+            "%s: skipped %d damaged line(s) (%s%s); their tasks count as not done and run again on --resume",
+            path, len(contents.damaged), shown, more,
+        )  # fmt: skip
+    return contents
+
+
+def _parse_header(path: Path, first: bytes, *, complete: bool) -> dict[str, Any]:
+    """The header from the file's first line (`complete`: it ends in a newline), or a JoshError."""
+    if not first and not complete:
+        raise UnstartedRunError(f"{path} is empty: not a josh run file yet")
+    if not complete and (_HEADER_START.startswith(first) or first.startswith(_HEADER_START)):
+        raise UnstartedRunError(
+            f"{path} holds only a torn header (a run killed as it started); run it again to start over"
+        )
+    try:
+        header = json.loads(first.decode("utf-8")) if complete else None
+    except (UnicodeDecodeError, ValueError, RecursionError):
         header = None
     if not isinstance(header, dict) or header.get("type") != "header":
         raise JoshError(f"{path} is not a josh run file (its first line is not a josh header)")
@@ -82,25 +148,65 @@ def read_run(path: Path) -> RunContents:
         raise JoshError(
             f"{path} has run-file format {header.get('format_version')}; this josh reads {FORMAT_VERSION}"
         )
-    contents = RunContents(header=header, torn_bytes=torn)
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise JoshError(
-                f"{path}:{number} is not valid JSON ({exc.msg}); the run file is damaged"
-            ) from None
-        if item.get("type") == "status":
-            contents.statuses.append(item)
-        else:
-            contents.records.append(item)
-    return contents
+    return header
+
+
+def _parse_line(raw: bytes) -> tuple[dict[str, Any], None] | tuple[None, str]:
+    """A record or status line, or why it is not one."""
+    try:
+        item = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "not UTF-8"
+    except RecursionError:
+        return None, "nested too deeply to read"
+    except ValueError as exc:
+        return None, f"not valid JSON ({getattr(exc, 'msg', exc)})"
+    if not isinstance(item, dict):
+        return None, "not a JSON object"
+    kind = item.get("type")
+    if kind == "status":
+        return item, None
+    if kind == "header":
+        return None, "a second header (two runs wrote this file)"
+    if not isinstance(item.get("task_id"), str) or not item["task_id"]:
+        return None, "no task_id"
+    trial = item.get("trial", 0)
+    if not isinstance(trial, int) or isinstance(trial, bool):
+        return None, "trial is not an integer"
+    return item, None
+
+
+def _first_line(path: Path) -> tuple[bytes, bool]:
+    """The first line of `path` without its newline, and whether it is complete; reads only that far."""
+    chunks: list[bytes] = []
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 16):
+            end = chunk.find(b"\n")
+            if end >= 0:
+                chunks.append(chunk[:end])
+                return b"".join(chunks), True
+            chunks.append(chunk)
+    return b"".join(chunks), False
+
+
+def _json_depth(line: str) -> int:
+    """How deep the JSON text `line` nests (brackets inside strings do not count)."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", line))
+    return max(accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
+
+
+def encode_line(obj: Any) -> str:
+    """`obj` as one JSON line (with its newline) that any reader can parse: lone surrogates replaced, non-JSON
+    values written as text, nesting cut at MAX_LINE_DEPTH. Never raises."""
+    line = dumps_line(obj)
+    if line.count("[") + line.count("{") > MAX_LINE_DEPTH and _json_depth(line) > MAX_LINE_DEPTH:
+        line = dumps_line(bounded(obj, MAX_LINE_DEPTH))
+    return line + "\n"
 
 
 class RunWriter:
-    """Appends records to a run file, flushing each line. Use `open_run` to create or resume one."""
+    """Appends records to a run file, flushing each line, and holds the file's lock until `close`.
+    Use `open_run` to create or resume one."""
 
     def __init__(
         self,
@@ -109,15 +215,18 @@ class RunWriter:
         header: dict[str, Any],
         done: set[tuple[str, int]],
         errored: set[tuple[str, int]] | None = None,
+        lock: RunLock | None = None,
     ):
         self.path = path
         self._handle = handle
         self.header = header
         self.done = done
         self.errored = errored or set()  # keys whose latest record is an error (see --retry-errors)
+        self._lock = lock
 
     def write(self, record: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        """Append one finished task's record. Never fails on what the record holds (see `encode_line`)."""
+        self._handle.write(encode_line(record))
         self._handle.flush()
         key = (record["task_id"], int(record.get("trial", 0)))
         self.done.add(key)
@@ -126,15 +235,24 @@ class RunWriter:
         else:
             self.errored.discard(key)
 
-    def close(self, status: str) -> None:
-        """Append the final status line (`success`, `error` or `cancelled`) and close."""
-        if not self._handle.closed:
-            self.write_status(status)
-            self._handle.close()
+    def close(self, status: str, **extra: Any) -> None:
+        """Append the final status line (`success`, `error` or `cancelled`, plus `extra` fields such as
+        `wall_s`), close the file and release its lock. A second call does nothing."""
+        try:
+            if not self._handle.closed:
+                try:
+                    self.write_status(status, **extra)
+                finally:
+                    self._handle.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
-    def write_status(self, status: str) -> None:
-        line = {"type": "status", "status": status, "at": now_iso(), "records": len(self.done)}
-        self._handle.write(json.dumps(line) + "\n")
+    def write_status(self, status: str, **extra: Any) -> None:
+        """Append a status line (`records` defaults to the number of keys done) and sync it to disk."""
+        line = {"type": "status", "status": status, "at": now_iso(), "records": len(self.done), **extra}
+        line.update(type="status", status=status)
+        self._handle.write(encode_line(line))
         self._handle.flush()
         os.fsync(self._handle.fileno())
 
@@ -142,8 +260,47 @@ class RunWriter:
 def open_run(
     path: Path, *, config: dict[str, Any], config_hash: str, seed: int | None, resume: bool, command: str
 ) -> RunWriter:
-    """Create a run file, or reopen it with `resume` (same config hash only). Never asks a question."""
-    if path.exists() and path.stat().st_size > 0:
+    """Create a run file, or reopen it with `resume` (same config hash only). Never asks a question.
+
+    Takes an exclusive lock on `PATH.lock` first (RunLockedError, naming the holder, if another run has it)
+    and holds it until `RunWriter.close`. An empty file, or one holding only a torn header, is started anew.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = RunLock.acquire(path, command=command)
+    try:
+        return _open_locked(
+            path, lock, config=config, config_hash=config_hash, seed=seed, resume=resume, command=command
+        )
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _open_locked(
+    path: Path,
+    lock: RunLock,
+    *,
+    config: dict[str, Any],
+    config_hash: str,
+    seed: int | None,
+    resume: bool,
+    command: str,
+) -> RunWriter:
+    started = False
+    if path.exists():
+        try:
+            first, complete = _first_line(path)
+        except OSError as exc:
+            raise JoshError(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            _parse_header(path, first, complete=complete)
+            started = True
+        except UnstartedRunError:
+            if first:
+                log.warning(
+                    "%s holds only a torn header (a run killed as it started); starting it over", path
+                )
+    if started:
         if not resume:
             raise JoshError(
                 f"{path} already exists; pass --resume to continue that run, or choose another --out"
@@ -159,14 +316,17 @@ def open_run(
         if contents.torn_bytes:
             with open(path, "rb+") as fh:  # cut the line a kill left half-written
                 fh.truncate(path.stat().st_size - contents.torn_bytes)
-        handle = open(path, "a", encoding="utf-8")  # noqa: SIM115
         keyed = contents.keyed()
         errored = {k for k, r in keyed.items() if r.get("status") == "error"}
-        writer = RunWriter(path, handle, contents.header, set(keyed), errored)
-        handle.write(json.dumps({"type": "status", "status": "resumed", "at": now_iso()}) + "\n")
-        handle.flush()
+        handle = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        writer = RunWriter(path, handle, contents.header, set(keyed), errored, lock)
+        try:
+            handle.write(encode_line({"type": "status", "status": "resumed", "at": now_iso()}))
+            handle.flush()
+        except BaseException:
+            handle.close()
+            raise
         return writer
-    path.parent.mkdir(parents=True, exist_ok=True)
     commit, dirty = _git_state()
     header = {
         "type": "header",
@@ -182,9 +342,13 @@ def open_run(
         "started_at": now_iso(),
     }
     handle = open(path, "w", encoding="utf-8")  # noqa: SIM115
-    handle.write(json.dumps(header) + "\n")
-    handle.flush()
-    return RunWriter(path, handle, header, set())
+    try:
+        handle.write(json.dumps(header) + "\n")
+        handle.flush()
+    except BaseException:
+        handle.close()
+        raise
+    return RunWriter(path, handle, header, set(), lock=lock)
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> Iterator[str]:

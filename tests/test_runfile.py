@@ -1,0 +1,227 @@
+"""Run files are never unreadable: damaged lines cost only their task, torn headers restart, any record writes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from josh.errors import JoshError
+from josh.runner import open_run, read_run
+from josh.runner.runfile import MAX_LINE_DEPTH
+
+
+def ok(task: str, trial: int = 0, **extra: Any) -> dict[str, Any]:
+    return {"task_id": task, "trial": trial, "status": "success", "reward": 1.0, **extra}
+
+
+def start(path: Path, resume: bool = False):
+    return open_run(path, config={"a": 1}, config_hash="h1", seed=0, resume=resume, command="test")
+
+
+def depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((depth(v) for v in value), default=0)
+    return 0
+
+
+def test_damaged_middle_lines_are_skipped_with_one_warning_and_run_again_on_resume(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "run.jsonl"
+    writer = start(path)
+    writer.write(ok("A"))
+    writer.close("cancelled")
+    with open(path, "ab") as fh:
+        fh.write(b'{"task_id": "B", "tri{"task_id": "C", "trial": 0, "status": "success"}\n')  # line 4
+        fh.write(b"[1, 2]\n")  # line 5
+        fh.write(b'{"trial": 0, "status": "success"}\n')  # line 6
+        fh.write(b'{"task_id": "\xff\xfe", "trial": 0}\n')  # line 7
+        fh.write(b'{"type": "header", "format_version": 1}\n')  # line 8
+        fh.write(b"[" * 100_000 + b"]" * 100_000 + b"\n")  # line 9
+        fh.write(b'{"task_id": "E", "trial": ' + b"7" * 5000 + b"}\n")  # line 10
+        fh.write(b'{"task_id": "F", "trial": "x"}\n')  # line 11
+        fh.write((json.dumps(ok("D")) + "\n").encode())  # line 12
+    with caplog.at_level(logging.WARNING, logger="josh.runner.runfile"):
+        contents = read_run(path)
+    assert [r["task_id"] for r in contents.records] == ["A", "D"]
+    assert [n for n, _ in contents.damaged] == [4, 5, 6, 7, 8, 9, 10, 11]
+    reasons = dict(contents.damaged)
+    assert reasons[4].startswith("not valid JSON") and reasons[5] == "not a JSON object"
+    assert (
+        reasons[6] == "no task_id" and reasons[7] == "not UTF-8" and reasons[8].startswith("a second header")
+    )
+    assert reasons[9] == "nested too deeply to read" and reasons[10].startswith("not valid JSON")
+    assert reasons[11] == "trial is not an integer"
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert str(path) in message and "8 damaged line(s)" in message
+    assert all(f"line {n}:" in message for n in (4, 5, 6, 7, 8, 9, 10, 11))
+    again = start(path, resume=True)  # B and C were never recorded whole: they are not done
+    assert again.done == {("A", 0), ("D", 0)}
+    again.write(ok("B"))
+    again.close("success")
+    assert [r["task_id"] for r in read_run(path).records] == ["A", "D", "B"]
+
+
+def test_line_separators_inside_strings_do_not_split_a_record(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    writer = start(path)
+    text = "a\u2028b\u2029c\x85d\x1ce\x0bf\rg"  # str.splitlines() splits at every one of these
+    writer.write(ok("A", note=text))
+    writer.close("success")
+    contents = read_run(path)
+    assert contents.damaged == [] and contents.records[0]["note"] == text
+
+
+@pytest.mark.parametrize("resume", [False, True])
+@pytest.mark.parametrize(
+    "torn", [b'{"type": "hea', b'{"type": "header", "format_version": 1, "josh_ver', b"{"]
+)
+def test_a_file_holding_only_a_torn_header_starts_over(tmp_path: Path, resume: bool, torn: bytes) -> None:
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(torn)
+    with pytest.raises(JoshError, match="holds only a torn header"):
+        read_run(path)
+    writer = start(path, resume=resume)
+    assert writer.done == set()
+    writer.write(ok("A"))
+    writer.close("success")
+    contents = read_run(path)
+    assert contents.header["config"] == {"a": 1} and [r["task_id"] for r in contents.records] == ["A"]
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_an_empty_file_is_started(tmp_path: Path, resume: bool) -> None:
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(b"")
+    start(path, resume=resume).close("success")
+    assert read_run(path).header["config_hash"] == "h1"
+
+
+BINARY = {
+    "random": random.Random(7).randbytes(3000),
+    "random, no newline": random.Random(7).randbytes(3000).replace(b"\n", b""),
+    "png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01",
+    "utf-16 header": '{"type": "header", "format_version": 1}\n'.encode("utf-16"),
+    "a json array": b"[1, 2, 3]",
+}
+
+
+@pytest.mark.parametrize("name", list(BINARY))
+def test_a_file_that_is_not_a_run_is_named_so_and_never_overwritten(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(BINARY[name])
+    with pytest.raises(JoshError, match=r"run\.jsonl is not a josh run file"):
+        read_run(path)
+    for resume in (False, True):
+        with pytest.raises(JoshError, match="not a josh run file|already exists"):
+            start(path, resume=resume)
+    assert path.read_bytes() == BINARY[name]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=400))
+def test_reading_any_bytes_raises_only_a_josh_error(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "any.jsonl"
+    path.write_bytes(data)
+    with contextlib.suppress(JoshError):
+        read_run(path)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["task_id", "trial", "type", "status", "wall_s"]) | st.text(max_size=3),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+LINES = st.lists(st.binary(max_size=30) | JSON_VALUES.map(lambda v: json.dumps(v).encode()), max_size=8)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(LINES)
+def test_any_lines_after_a_header_read_without_raising(tmp_path: Path, lines: list[bytes]) -> None:
+    fresh = tmp_path / "fresh.jsonl"  # the same tmp_path for every example: make the header once
+    if not fresh.exists():
+        start(fresh).close("success")
+    path = tmp_path / "any.jsonl"
+    path.write_bytes(fresh.read_bytes() + b"\n".join(lines))
+    contents = read_run(path)
+    assert all(isinstance(key, str) and isinstance(trial, int) for key, trial in contents.keyed())
+    assert contents.previous_wall_s == contents.previous_wall_s  # a number, never NaN
+    start(path, resume=True).close("success")
+
+
+def nested(levels: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(levels):
+        value = {"x": value}
+    return value
+
+
+HOSTILE = {
+    "lone surrogate": ok(
+        "S", internal=[{"tool_calls": [{"name": "search", "arguments": {"q": "a\ud800b"}}]}]
+    ),
+    "500 deep": ok("S", internal=[{"tool_calls": [{"arguments": nested(500)}]}]),
+    "5000 deep": ok("S", internal=[{"tool_calls": [{"arguments": nested(5000)}]}]),
+    "not json": ok("S", obj=object(), tags={3}, raw=b"\xff", keys={(1, 2): "v"}),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_any_record_is_written_read_back_and_resumed(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "run.jsonl"
+    writer = start(path)
+    writer.write(HOSTILE[name])
+    writer.write(ok("N"))
+    writer.close("cancelled")
+    for line in path.read_bytes().split(b"\n")[:-1]:
+        json.loads(line.decode("utf-8"))
+    contents = read_run(path)
+    assert contents.damaged == [] and set(contents.keyed()) == {("S", 0), ("N", 0)}
+    saved = contents.records[0]
+    if name == "lone surrogate":
+        assert saved["internal"][0]["tool_calls"][0]["arguments"] == {"q": "a\ufffdb"}
+    elif name == "not json":
+        assert saved["tags"] == [3] and saved["keys"] == {"(1, 2)": "v"} and saved["raw"] == "b'\\xff'"
+    else:
+        assert depth(saved) <= MAX_LINE_DEPTH
+        assert "cut: nested deeper than" in json.dumps(saved)
+    again = start(path, resume=True)
+    assert again.done == {("S", 0), ("N", 0)}
+    again.write(HOSTILE[name] | {"task_id": "T"})
+    again.close("success")
+    assert set(read_run(path).keyed()) == {("S", 0), ("N", 0), ("T", 0)}
+
+
+def test_status_lines_carry_extra_fields_and_wall_time_adds_up_over_resumes(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    writer = start(path)
+    writer.write(ok("A"))
+    writer.close("cancelled", wall_s=12.5, errors=1, records=3)
+    again = start(path, resume=True)
+    assert read_run(path).previous_wall_s == 12.5
+    again.write(ok("B"))
+    again.close("success", wall_s=7.25)
+    contents = read_run(path)
+    first, resumed, last = contents.statuses
+    assert (first["status"], first["wall_s"], first["errors"], first["records"]) == ("cancelled", 12.5, 1, 3)
+    assert resumed["status"] == "resumed" and "wall_s" not in resumed
+    assert (last["status"], last["wall_s"], last["records"]) == ("success", 7.25, 2)
+    assert contents.previous_wall_s == 19.75
