@@ -285,7 +285,7 @@ def serve_mock(*, options: dict[str, Any]) -> None:
     settings = resolve(ServeMockOptions, options)
     env = ToolWOZEnvironment.load(report)
     try:
-        server = MockServer(env, mock_config(settings), port=settings.port)
+        server = MockServer(env, mock_config(settings), port=settings.port, quiet_resets=False)
     except OSError as exc:
         raise JoshError(
             f"cannot listen on 127.0.0.1:{settings.port}: {exc.strerror}; choose another --port"
