@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.markup import escape
 
 from josh.errors import JoshError
@@ -17,6 +19,20 @@ err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def setup_logging(verbose: int = 0) -> None:
+    """josh's log lines on stderr, above any progress bar: warnings by default, more with -v / -vv.
+
+    `josh serve-mock` lines (one per client reset) are info: shown by default there."""
+    level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
+    handler = RichHandler(console=err, show_time=False, show_path=False, markup=False, rich_tracebacks=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("josh")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    logging.getLogger("josh.mock").setLevel(min(level, logging.INFO))
 
 
 def report(message: str) -> None:

@@ -6,6 +6,7 @@ import typer
 
 from josh import __version__
 from josh.cli import data_cmd, eval_cmd, score_cmd
+from josh.cli.console import setup_logging
 
 app = typer.Typer(
     name="josh",
@@ -35,8 +36,11 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Show the version."
     ),
+    verbose: int = typer.Option(
+        0, "--verbose", "-v", count=True, help="Show more log lines: -v for progress details, -vv for debugging."
+    ),
 ) -> None:
-    pass
+    setup_logging(verbose)
 
 
 def main() -> None:
