@@ -282,3 +282,11 @@ def test_third_party_agents_raising_plain_exceptions(toolwoz_env) -> None:
     assert protocol.notes == ["turn 0: bad call (strict errors: the conversation ends with reward 0)"]
     llm = run(RetryableLLMError("timeout"))
     assert (llm.status, llm.error) == ("error", "RetryableLLMError: timeout")
+
+
+def test_the_scripted_backend_reads_an_empty_tool_call_list_like_the_http_client() -> None:
+    from josh.mock.scripted_backend import _message
+
+    assert _message({"content": "x", "tool_calls": []}).empty_tool_calls is True
+    assert _message({"content": "x", "tool_calls": None}).empty_tool_calls is False
+    assert _message({"content": "x"}).empty_tool_calls is False
