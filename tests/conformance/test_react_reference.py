@@ -29,12 +29,12 @@ HARNESS = Path(__file__).with_name("react_harness.py")
 
 @pytest.fixture(scope="module")
 def reference_turns(
-    request: pytest.FixtureRequest, toolwoz_env: ToolWOZEnvironment
+    tmp_path_factory: pytest.TempPathFactory, toolwoz_env: ToolWOZEnvironment
 ) -> dict[str, dict[str, Any]]:
     pytest.importorskip(
         "pandas", reason="the reference implementation needs pandas (pip install -e '.[dev]')"
     )
-    workdir = Path(request.config.cache.mkdir("josh-reference-react-0.1.4"))
+    workdir = tmp_path_factory.mktemp("josh-reference-react")  # a few files from the wheel: cheap to extract
     proc = subprocess.run(
         [sys.executable, str(HARNESS), str(paths.wheel_path()), str(workdir), str(CORPUS_PATH)],
         capture_output=True,
