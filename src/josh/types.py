@@ -64,6 +64,7 @@ class AssistantMessage(Record):
     role: Literal["assistant"] = "assistant"
     content: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
+    empty_tool_calls: bool = False  # the server sent `tool_calls: []` (the reference crashes on it)
     usage: Usage | None = None
     latency_s: float | None = None
     model: str | None = None

@@ -1,6 +1,14 @@
 """Agents: prompts and output parsing for the ReAct text protocol and native function calling."""
 
-from josh.agents.base import Agent, AgentProtocolError, AgentTurn, ExecutedCall, ModelAgent, ToolExecutor
+from josh.agents.base import (
+    Agent,
+    AgentProtocolError,
+    AgentTurn,
+    AgentTurnError,
+    ExecutedCall,
+    ModelAgent,
+    ToolExecutor,
+)
 from josh.agents.function_calling import FunctionCallingAgent
 from josh.agents.react import ReactAgent
 
@@ -8,6 +16,7 @@ __all__ = [
     "Agent",
     "AgentProtocolError",
     "AgentTurn",
+    "AgentTurnError",
     "ModelAgent",
     "ExecutedCall",
     "FunctionCallingAgent",

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from josh.agents.prompts import OUT_OF_RETRIES
 from josh.llm.base import ChatModel
 from josh.types import AssistantMessage, Message, ToolCall, Usage
 
@@ -38,6 +39,17 @@ class AgentTurn:
     notes: list[str] = field(default_factory=list)  # protocol errors the model made (recorded, not fatal)
 
 
+class AgentTurnError(Exception):
+    """A turn that failed after it began. `turn` holds what was finished before the failure (messages, tool
+    calls, notes, usage, model calls), so the record keeps it; `cause` is the failure (also `__cause__`)."""
+
+    def __init__(self, turn: AgentTurn, cause: BaseException):
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.turn = turn
+        self.cause = cause
+        self.__cause__ = cause
+
+
 class Agent(Protocol):
     """An agent policy. `internal` is the agent's own view of the conversation so far (without system prompt)."""
 
@@ -58,7 +70,27 @@ class ModelAgent:
     max_tokens: int | None = 256  # the reference's request_openai default
     seed: int | None = 42  # the reference always sends seed 42
     max_model_calls: int = 3
-    strict_errors: bool = False  # reproduce the reference's crash (reward 0) on malformed tool arguments
+    strict_errors: bool = False  # reproduce the reference's crashes (reward 0) on protocol errors
+
+    async def step(
+        self, internal: Sequence[Message], execute: ToolExecutor, *, metadata: Mapping[str, str] | None = None
+    ) -> AgentTurn:
+        """One agent turn. Any failure after the turn began is raised as `AgentTurnError` with the partial turn."""
+        turn = AgentTurn(message=AssistantMessage(content=OUT_OF_RETRIES))
+        try:
+            return await self._turn(turn, list(internal), execute, metadata)
+        except Exception as exc:
+            raise AgentTurnError(turn, exc) from exc
+
+    async def _turn(
+        self,
+        turn: AgentTurn,
+        history: list[Message],
+        execute: ToolExecutor,
+        metadata: Mapping[str, str] | None,
+    ) -> AgentTurn:
+        """The turn itself: fills `turn` as it goes (so a failure leaves what was done) and returns it."""
+        raise NotImplementedError
 
     async def _complete(
         self,

@@ -9,6 +9,7 @@ models were evaluated with them, so they stay.
 from __future__ import annotations
 
 COMMAND_END = "<COMMAND_END>"
+TOOLS_PLACEHOLDER = "{tools}"  # in REACT_PROMPT: where the tool schemas go
 REACT_MARKER = "You have three commands: PLAN, APICALL and SPEAK."
 FC_MARKER = "You are a travel agent."
 

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from josh.agents.base import AgentProtocolError, AgentTurn, ExecutedCall, ModelAgent, ToolExecutor
-from josh.agents.prompts import BAD_APICALL, COMMAND_END, NO_COMMAND, OUT_OF_RETRIES, REACT_PROMPT
+from josh.agents.prompts import (
+    BAD_APICALL,
+    COMMAND_END,
+    NO_COMMAND,
+    OUT_OF_RETRIES,
+    REACT_PROMPT,
+    TOOLS_PLACEHOLDER,
+)
 from josh.types import AssistantMessage, Message, SystemMessage, ToolCall, UserMessage
 
 COMMAND_PATTERN = re.compile(r"(PLAN|APICALL|SPEAK)(.*?)(?=PLAN|APICALL|SPEAK|$)", re.DOTALL)
@@ -39,8 +46,8 @@ def parse_apicall(command: str, *, strict: bool = False) -> tuple[str, Any] | No
         name, parameters = data["name"], data["parameters"]
     except (json.JSONDecodeError, KeyError, TypeError, RecursionError):
         return None
-    if strict and isinstance(name, (list, dict)):
-        raise AgentProtocolError(f"APICALL name is a {type(name).__name__}")
+    if strict and isinstance(name, list | dict):  # the reference's `name not in <dict>` raises TypeError
+        raise AgentProtocolError(f"APICALL name is {_json_type(name)}, not a string")
     if not isinstance(name, str) or name not in TOOL_NAMES:
         return None
     return name, parameters
@@ -48,60 +55,86 @@ def parse_apicall(command: str, *, strict: bool = False) -> tuple[str, Any] | No
 
 @dataclass
 class ReactAgent(ModelAgent):
-    """ReAct over plain text, matching the reference `ReACTAgentSimulator` turn for turn."""
+    """ReAct over plain text, matching the reference `ReACTAgentSimulator` turn for turn.
+
+    `prompt` is the system prompt; `tools_placeholder` in it is replaced with `json.dumps(tools, indent=2)`,
+    as the reference does (the paper's text: `josh.benchmarks.toolwoz_prompts.toolwoz_prompts("paper")`).
+    """
 
     name: str = "react"
+    prompt: str = REACT_PROMPT
+    tools_placeholder: str = TOOLS_PLACEHOLDER
 
     def __post_init__(self) -> None:
-        self.system_prompt = REACT_PROMPT.replace("{tools}", json.dumps(self.tools, indent=2))
+        self.system_prompt = self.prompt.replace(self.tools_placeholder, json.dumps(self.tools, indent=2))
 
-    async def step(
-        self, internal: Sequence[Message], execute: ToolExecutor, *, metadata: Mapping[str, str] | None = None
+    async def _turn(
+        self,
+        turn: AgentTurn,
+        history: list[Message],
+        execute: ToolExecutor,
+        metadata: Mapping[str, str] | None,
     ) -> AgentTurn:
-        turn = AgentTurn(message=AssistantMessage(content=OUT_OF_RETRIES))
-        history = list(internal)
         for _ in range(self.max_model_calls):
             reply = await self._complete(
                 [SystemMessage(content=self.system_prompt), *history], turn, metadata=metadata
             )
             commands = parse_commands(reply.content)
-            new: list[Message] = []
             if not commands:
-                new.append(AssistantMessage(content=NO_COMMAND))
+                self._add(turn, history, AssistantMessage(content=NO_COMMAND))
                 turn.notes.append("no command in the model output")
             thought = ""
-            spoken = None
             for kind, text in commands:
                 if kind == "PLAN":
                     thought = f"PLAN {text} {COMMAND_END} "
                 elif kind == "SPEAK":
-                    spoken = text
-                    new.append(AssistantMessage(content=f"{thought}SPEAK {text} {COMMAND_END}"))
-                    break
+                    self._add(turn, history, AssistantMessage(content=f"{thought}SPEAK {text} {COMMAND_END}"))
+                    return self._finish(turn, text)
                 else:  # APICALL
                     command = text.replace("\n", "")
-                    result = self._call(command, execute, turn, strict=self.strict_errors)
-                    new.append(AssistantMessage(content=f"{thought}APICALL {command} {COMMAND_END}"))
-                    new.append(UserMessage(content="APIRETURN " + json.dumps(result)))
-            history.extend(new)
-            turn.internal.extend(new)
-            if spoken is not None:
-                return self._finish(turn, spoken)
+                    said = AssistantMessage(content=f"{thought}APICALL {command} {COMMAND_END}")
+                    result = self._call(command, execute, turn, said)
+                    self._add(turn, history, said, UserMessage(content="APIRETURN " + json.dumps(result)))
         turn.notes.append("ran out of model calls without SPEAK")
         return self._finish(turn, OUT_OF_RETRIES)
 
     @staticmethod
-    def _call(command: str, execute: ToolExecutor, turn: AgentTurn, *, strict: bool = False) -> Any:
-        parsed = parse_apicall(command, strict=strict)
+    def _add(turn: AgentTurn, history: list[Message], *messages: Message) -> None:
+        history.extend(messages)
+        turn.internal.extend(messages)
+
+    def _call(self, command: str, execute: ToolExecutor, turn: AgentTurn, said: AssistantMessage) -> Any:
+        """Run one APICALL; the reference's crashes raise `AgentProtocolError` with `strict_errors`."""
+        try:
+            parsed = parse_apicall(command, strict=self.strict_errors)
+        except AgentProtocolError:
+            turn.internal.append(said)  # the record shows what ended the conversation
+            raise
         if parsed is None:
             turn.notes.append(f"malformed APICALL: {command[:200]}")
             return BAD_APICALL
         name, parameters = parsed
-        if strict and not isinstance(parameters, dict):
-            raise AgentProtocolError(f"APICALL parameters is a {type(parameters).__name__}, not an object")
+        if not isinstance(parameters, dict):
+            problem = f"APICALL parameters is {_json_type(parameters)}, not an object"
+            if self.strict_errors:
+                turn.internal.append(said)
+                raise AgentProtocolError(problem)
+            turn.notes.append(f"{problem} (the reference crashes here)")
         result = execute(name, parameters)
         arguments = parameters if isinstance(parameters, dict) else {}
         error = None if isinstance(parameters, dict) else "parameters is not a JSON object"
         call = ToolCall(id=f"call_{len(turn.calls)}", name=name, arguments=arguments, parse_error=error)
         turn.calls.append(ExecutedCall(call=call, result=result))
         return result
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null" if value is None else type(value).__name__

@@ -1,7 +1,8 @@
 """The scripted policies behind the mock endpoint, over OpenAI wire-format requests.
 
-Which part a request plays comes from the `X-Josh-Role` header our clients send, else from the prompt
-(the ReAct or user-simulator system prompt, the guide's coach prompt, or tools for function calling).
+Which part a request plays comes from the prompt (tools for function calling; else the first message:
+the ReAct system prompt, the customer's or the guide's coach prompt, in josh's wording or the paper's, whose
+markers are derived at run time from the text read from the wheel), else from the `X-Josh-Role` header.
 Which task it is about comes from `X-Josh-Task-Id`, else from the goal text or the customer's opening line.
 """
 
@@ -19,7 +20,9 @@ from typing import Any
 
 from josh.agents.prompts import COMMAND_END, REACT_MARKER
 from josh.envs.toolwoz import Task, ToolWOZEnvironment
-from josh.users.prompts import END_CONVERSATION, GUIDE_MARKER, USER_MARKER
+from josh.envs.toolwoz.reference_text import reference_prompts
+from josh.errors import DataError
+from josh.users.prompts import END_CONVERSATION, GUIDE_MARKER, GUIDE_PROMPT, USER_MARKER
 
 DONE_PHRASE = "Everything you asked for is taken care of."
 ASK_PHRASE = "Could you tell me a little more about what you need?"
@@ -73,6 +76,70 @@ def _content(message: dict[str, Any]) -> str:
     return str(content)
 
 
+@dataclass(frozen=True)
+class PromptMarkers:
+    """How to recognise one prompt set in a request: text found only in the first message of each part, and
+    the lines around the current conversation in the guide's coach prompt."""
+
+    react: tuple[str, ...]
+    goal: tuple[str, ...]
+    guide: tuple[str, ...]
+    guide_convo: tuple[str, str]  # (the line before {current_convo}, the line after it)
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _convo_bounds(guide_prompt: str) -> tuple[str, str]:
+    before, _, after = guide_prompt.partition("{current_convo}")
+    lines_before = [line.strip() for line in before.splitlines() if line.strip()]
+    return (lines_before[-1] if lines_before else "", _first_line(after))
+
+
+JOSH_MARKERS = PromptMarkers(
+    react=(REACT_MARKER,),
+    goal=(USER_MARKER,),
+    guide=(GUIDE_MARKER,),
+    guide_convo=_convo_bounds(GUIDE_PROMPT),
+)
+
+
+def paper_markers() -> PromptMarkers | None:
+    """The markers of the paper's prompts, from their text in the wheel; None when it cannot be read."""
+    try:
+        paper = reference_prompts()
+    except DataError:
+        return None
+    return PromptMarkers(
+        react=(_first_line(paper.react),),
+        goal=tuple(dict.fromkeys((_first_line(paper.user_opening), _first_line(paper.user_system)))),
+        guide=(_first_line(paper.guide),),
+        guide_convo=_convo_bounds(paper.guide),
+    )
+
+
+def _current_convo(prompt: str, markers: PromptMarkers) -> str | None:
+    """The current conversation in a filled coach prompt (without the source conversation before it)."""
+    start, end = markers.guide_convo
+    at = prompt.find(start) if start else -1
+    if at < 0:
+        return None
+    rest = prompt[at + len(start) :]
+    return rest.split(end, 1)[0] if end else rest
+
+
+def _part(first: str, markers: PromptMarkers) -> tuple[str, str] | None:
+    """(role, kind) when the first message of a request is one of `markers`' prompts."""
+    if any(m in first for m in markers.react):
+        return "agent", "react"
+    if any(m in first for m in markers.guide):
+        return "user", "guide"
+    if any(m in first for m in markers.goal):
+        return "user", "goal"
+    return None
+
+
 def _chunks(task: Task) -> list[str]:
     """The goal, in up to three pieces the customer reveals one per turn."""
     lines = [_plain(m) for m in task.goal_messages if _plain(m)]
@@ -90,6 +157,15 @@ class ScriptedToolWOZ:
         self._lock = threading.Lock()
         self._goal_index: dict[str, str] | None = None
         self._opening_index: dict[str, str] | None = None
+        self._paper_markers: PromptMarkers | None = None
+        self._paper_loaded = False
+
+    def _paper(self) -> PromptMarkers | None:
+        """The paper's markers, read from the wheel once, on first need (never for josh's prompts)."""
+        if not self._paper_loaded:
+            self._paper_markers = paper_markers()
+            self._paper_loaded = True
+        return self._paper_markers
 
     # -- entry point ----------------------------------------------------------------------------------
 
@@ -147,12 +223,11 @@ class ScriptedToolWOZ:
         header = headers.get("x-josh-role", "")
         if body.get("tools"):
             return "agent", "fc"
-        if REACT_MARKER in first:
-            return "agent", "react"
-        if GUIDE_MARKER in first:
-            return "user", "guide"
-        if USER_MARKER in first:
-            return "user", "goal"
+        found = _part(first, JOSH_MARKERS)
+        paper = self._paper() if found is None else None
+        found = found or (_part(first, paper) if paper else None)
+        if found:
+            return found
         if header == "agent":
             return "agent", "react"
         raise MockRequestError(
@@ -274,8 +349,11 @@ class ScriptedToolWOZ:
         self, task: Task, kind: str, messages: list[dict[str, Any]], headers: dict[str, str]
     ) -> dict[str, Any]:
         if kind == "guide":
-            convo = _content(messages[-1]).split("CURRENT (real) conversation", 1)[-1]
-            convo = convo.split("Use your judgement", 1)[0]
+            prompt = _content(messages[-1])
+            convo = _current_convo(prompt, JOSH_MARKERS)
+            if convo is None:
+                paper = self._paper()
+                convo = (_current_convo(prompt, paper) if paper else None) or prompt
             said = sum(1 for line in convo.splitlines() if line.startswith("agent: "))  # the customer's lines
             agent_done = DONE_PHRASE in convo
         else:

@@ -13,8 +13,10 @@ from josh.types import AssistantMessage, Usage
 
 
 def _message(choice: dict[str, Any]) -> AssistantMessage:
-    calls = tuple(parse_tool_call(raw) for raw in choice.get("tool_calls") or [])
-    return AssistantMessage(content=choice.get("content") or "", tool_calls=calls)
+    raw_calls = choice.get("tool_calls")
+    calls = tuple(parse_tool_call(raw) for raw in raw_calls or [])
+    empty = isinstance(raw_calls, list) and not raw_calls  # `tool_calls: []`, as the HTTP client reads it
+    return AssistantMessage(content=choice.get("content") or "", tool_calls=calls, empty_tool_calls=empty)
 
 
 def scripted_model(

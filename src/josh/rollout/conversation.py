@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from josh.agents.base import Agent, AgentProtocolError
+from josh.agents.base import Agent, AgentProtocolError, AgentTurn, AgentTurnError
 from josh.llm.base import LLMError
 from josh.rollout.record import CallResult, RolloutRecord, Termination
 from josh.types import Message, Usage
@@ -60,6 +60,13 @@ async def run_conversation(
         turn_of_call.append(agent_turn)
         return session.call(name, arguments)
 
+    def record_turn(turn: AgentTurn) -> None:
+        nonlocal agent_usage, agent_calls
+        agent_usage, agent_calls = agent_usage + turn.usage, agent_calls + turn.model_calls
+        internal.extend(turn.internal)
+        notes.extend(f"turn {agent_turn}: {n}" for n in turn.notes)
+
+    failure: BaseException | None = None
     try:
         while len(visible) < max_turns:
             said = await user.step(visible, metadata={**base, "role": "user", "turn": str(len(visible))})
@@ -69,20 +76,26 @@ async def run_conversation(
             if said.done:
                 termination = "user_ended"
                 break
-            replied = await agent.step(internal, execute, metadata={**base, "role": "agent"})
-            agent_usage, agent_calls = agent_usage + replied.usage, agent_calls + replied.model_calls
-            internal.extend(replied.internal)
+            try:
+                replied = await agent.step(internal, execute, metadata={**base, "role": "agent"})
+            except AgentTurnError as exc:  # keep what the turn finished before it failed
+                record_turn(exc.turn)
+                failure = exc.cause
+                break
+            record_turn(replied)
             visible.append(replied.message)
-            notes.extend(f"turn {agent_turn}: {n}" for n in replied.notes)
             agent_turn += 1
-    except AgentProtocolError as exc:
+    except Exception as exc:
+        failure = exc
+    if isinstance(failure, AgentProtocolError):
         termination = "agent_error"
-        notes.append(f"turn {agent_turn}: {exc} (strict errors: the conversation ends with reward 0)")
-    except LLMError as exc:
-        termination, error = "error", f"{type(exc).__name__}: {exc}"
-    except Exception as exc:  # a bug: recorded for this task, never the end of the run
+        notes.append(f"turn {agent_turn}: {failure} (strict errors: the conversation ends with reward 0)")
+    elif isinstance(failure, LLMError):
+        termination, error = "error", f"{type(failure).__name__}: {failure}"
+    elif failure is not None:  # a bug: recorded for this task, never the end of the run
         termination = "error"
-        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+        trace = "".join(traceback.format_exception(failure, limit=8))
+        error = f"{type(failure).__name__}: {failure}\n{trace}"
 
     score = session.score()
     calls = [

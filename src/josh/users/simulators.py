@@ -52,18 +52,22 @@ class GoalUserSimulator:
     max_tokens: int | None = 256
     seed: int | None = 42
     name: str = "goal"
+    # The prompts ({goals} is filled in); the paper's: `josh.benchmarks.toolwoz_prompts.toolwoz_prompts("paper")`.
+    opening_prompt: str = OPENING_PROMPT  # the only message of the first request
+    system_prompt: str = SYSTEM_PROMPT  # first message of later requests, before the conversation
+    turn_prompt: str = TURN_PROMPT  # last message of later requests, after the conversation
 
     async def step(
         self, visible: Sequence[Message], *, metadata: Mapping[str, str] | None = None
     ) -> UserTurn:
         goals = "\n".join(self.goal_messages)
         if not visible:
-            messages: list[Message] = [SystemMessage(content=OPENING_PROMPT.replace("{goals}", goals))]
+            messages: list[Message] = [SystemMessage(content=self.opening_prompt.replace("{goals}", goals))]
         else:
             messages = [
-                SystemMessage(content=SYSTEM_PROMPT.replace("{goals}", goals)),
+                SystemMessage(content=self.system_prompt.replace("{goals}", goals)),
                 *_flip(visible),
-                SystemMessage(content=TURN_PROMPT),
+                SystemMessage(content=self.turn_prompt),
             ]
         [reply] = await self.model.chat(
             messages,
@@ -94,6 +98,9 @@ class GuideUserSimulator:
     max_tokens: int | None = 256
     seed: int | None = 42
     name: str = "guide"
+    # The coach prompt ({goals}, {goal_convo}, {current_convo} are filled in); the paper's:
+    # `josh.benchmarks.toolwoz_prompts.toolwoz_prompts("paper")`.
+    guide_prompt: str = GUIDE_PROMPT
 
     async def step(
         self, visible: Sequence[Message], *, metadata: Mapping[str, str] | None = None
@@ -104,7 +111,7 @@ class GuideUserSimulator:
         )
         current = transcript(visible)
         prompt = (
-            GUIDE_PROMPT.replace("{goals}", "\n".join(self.goal_messages))
+            self.guide_prompt.replace("{goals}", "\n".join(self.goal_messages))
             .replace("{goal_convo}", source)
             .replace("{current_convo}", current if current else "NOT YET STARTED")
         )
