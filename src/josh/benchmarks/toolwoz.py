@@ -11,6 +11,7 @@ from typing import Any
 from josh.agents import FunctionCallingAgent, ReactAgent
 from josh.agents.base import Agent
 from josh.benchmarks.toolwoz_config import SCRIPTED, MockOptions, RunOptions, ToolWOZEvalConfig
+from josh.benchmarks.toolwoz_prompts import ToolWOZPrompts, toolwoz_prompts
 from josh.envs.toolwoz import Task, ToolWOZEnvironment
 from josh.errors import JoshError
 from josh.llm import OpenAIChatModel, ResponseCache, RetryPolicy
@@ -39,19 +40,28 @@ def select_tasks(env: ToolWOZEnvironment, config: RunOptions) -> list[str]:
     return ids[: config.limit] if config.limit else ids
 
 
-def build_agent(config: RunOptions, model: ChatModel, tools: list[dict[str, Any]], trial: int) -> Agent:
-    cls = ReactAgent if config.agent == "react" else FunctionCallingAgent
-    return cls(
-        model=model,
-        tools=tools,
-        temperature=config.temperature,
-        max_tokens=config.max_tokens,
-        seed=config.seed + trial,
-        strict_errors=config.strict_errors,
-    )
+def build_agent(
+    config: RunOptions, model: ChatModel, tools: list[dict[str, Any]], trial: int, prompts: ToolWOZPrompts
+) -> Agent:
+    """The agent of one conversation: the paper's ReAct or function-calling agent with the run's prompts."""
+    common: dict[str, Any] = {
+        "model": model,
+        "tools": tools,
+        "temperature": config.temperature,
+        "max_tokens": config.max_tokens,
+        "seed": config.seed + trial,
+        "strict_errors": config.strict_errors,
+        **prompts.agent_options(config.agent),
+    }
+    if config.agent == "react":
+        return ReactAgent(**common)
+    return FunctionCallingAgent(**common, parse_text_tool_calls=config.parse_text_tool_calls)
 
 
-def build_user(config: RunOptions, model: ChatModel | None, task: Task, trial: int) -> UserSimulator:
+def build_user(
+    config: RunOptions, model: ChatModel | None, task: Task, trial: int, prompts: ToolWOZPrompts
+) -> UserSimulator:
+    """The customer of one conversation."""
     turns = [(t.role, t.text) for t in task.turns]
     if config.user == "replay":
         return ReplayUserSimulator(turns)
@@ -60,6 +70,7 @@ def build_user(config: RunOptions, model: ChatModel | None, task: Task, trial: i
         "temperature": config.user_temperature,
         "max_tokens": config.user_max_tokens,
         "seed": config.seed + trial,
+        **prompts.user_options(config.user),
     }
     if config.user == "guide":
         return GuideUserSimulator(model, task.goal_messages, turns, **common)
@@ -229,12 +240,13 @@ async def evaluate(
     """Run every (task, trial) not yet in `writer` (and, with `retry_errors`, those that ended in an error);
     append each record as it finishes. Returns the number of conversations run."""
     jobs = pending_jobs(env, config, writer, retry_errors=retry_errors)
+    prompts = toolwoz_prompts(config.prompts)
 
     async def worker(job: tuple[str, int]) -> dict[str, Any]:
         task_id, trial = job
         task = env.task(task_id)
-        agent = build_agent(config, endpoints.agent, env.tool_schemas, trial)
-        user = build_user(config, endpoints.user, task, trial)
+        agent = build_agent(config, endpoints.agent, env.tool_schemas, trial, prompts)
+        user = build_user(config, endpoints.user, task, trial, prompts)
         record = await run_conversation(
             task_id,
             [g.name for g in task.goal_calls],

@@ -128,6 +128,12 @@ class RunOptions(MockOptions):
     )
 
     # -- the protocol ------------------------------------------------------------------------------------
+    prompts: Literal["paper", "josh"] = _opt(
+        "paper",
+        "Prompts of agents and customer: 'paper' is the paper's own text, read at run time from the official "
+        "josh-train 0.1.4 wheel (the benchmark's protocol); 'josh' is josh's own wording of the same content.",
+        PROTOCOL,
+    )
     strict_errors: bool = _opt(
         True,
         "--strict-errors (the paper's protocol): where the reference implementation crashes on a model's "
@@ -137,6 +143,13 @@ class RunOptions(MockOptions):
         "error result instead and the conversation goes on.",
         PROTOCOL,
         flag="--strict-errors/--lenient-errors",
+    )
+    parse_text_tool_calls: bool = _opt(
+        False,
+        "Function calling only: run a tool call the model wrote as JSON text (fenced, bare, <tool_call>...) "
+        "instead of sending it to the customer as speech, which is what the paper does (each such message is "
+        "noted and counted either way).",
+        PROTOCOL,
     )
 
     # -- which tasks -------------------------------------------------------------------------------------

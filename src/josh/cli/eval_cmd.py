@@ -23,6 +23,7 @@ from josh.benchmarks.toolwoz import (
     select_tasks,
 )
 from josh.benchmarks.toolwoz_config import SCRIPTED, ServeMockOptions, ToolWOZEvalConfig
+from josh.benchmarks.toolwoz_prompts import toolwoz_prompts
 from josh.cli.console import err, out, report, user_errors
 from josh.cli.options import config_for_file, resolve, with_options
 from josh.cli.render import print_comparison, print_summary, settings_table
@@ -93,6 +94,7 @@ def eval_toolwoz(
     cfg = resolve(ToolWOZEvalConfig, options, config)
     check_keys(cfg)
     env = ToolWOZEnvironment.load(report)
+    toolwoz_prompts(cfg.prompts)  # the paper's text comes from the wheel: a problem shows now, not mid-run
     task_ids = select_tasks(env, cfg)
     if out_path is None:
         label = "dry-run" if cfg.dry_run else (cfg.model or "model").replace("/", "_")

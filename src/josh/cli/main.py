@@ -37,7 +37,11 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Show the version."
     ),
     verbose: int = typer.Option(
-        0, "--verbose", "-v", count=True, help="Show more log lines: -v for progress details, -vv for debugging."
+        0,
+        "--verbose",
+        "-v",
+        count=True,
+        help="Show more log lines: -v for progress details, -vv for debugging.",
     ),
 ) -> None:
     setup_logging(verbose)

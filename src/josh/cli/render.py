@@ -35,6 +35,8 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
     )
     cost = summary["cost_usd"]
     table.add_row("cost (USD)", f"{cost['total']:.4f}  (agent {cost['agent']:.4f}, user {cost['user']:.4f})")
+    if summary.get("text_tool_calls"):
+        table.add_row("tool calls written as text", f"{summary['text_tool_calls']:,}")
     if summary.get("wall_s") is not None:
         table.add_row("wall time", f"{summary['wall_s']:.1f} s")
     return table

@@ -8,6 +8,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from josh.agents.text_tool_calls import TEXT_TOOL_CALL_NOTE
+
 
 def latest_by_key(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One record per (task_id, trial): the last one written."""
@@ -128,6 +130,12 @@ def summarize(records: Iterable[dict[str, Any]], *, wall_s: float | None = None)
         ),
         "tokens": tokens,
         "cost_usd": {**cost, "total": cost["agent"] + cost["user"]},
+        "text_tool_calls": sum(
+            TEXT_TOOL_CALL_NOTE in note
+            for r in rows
+            for note in r.get("notes") or []
+            if isinstance(note, str)
+        ),
         "model_calls": {
             "agent": sum(int(r.get("agent_model_calls", 0)) for r in rows),
             "user": sum(int(r.get("user_model_calls", 0)) for r in rows),
