@@ -154,7 +154,7 @@ def plain_text(value: Any) -> str | None:
 def _plain_scalar(value: Any) -> Any:
     """A JSON scalar as its plain value (str, int, float, bool or None); `_NOT_JSON` for anything else."""
     kind = type(value)
-    if value is None or kind in (str, int, float, bool):
+    if value is None or kind is str or kind is int or kind is float or kind is bool:
         return value
     if issubclass(kind, str):
         return str.__str__(value)
