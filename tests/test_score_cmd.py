@@ -202,3 +202,9 @@ def test_hostile_files_through_the_path_argument(tmp_path: Path) -> None:
     records = [json.loads(line) for line in out.read_bytes().decode("utf-8").splitlines()]
     _assert_good(records[0])
     assert records[1]["line"] == 2 and "error" in records[1]
+
+
+def test_an_unwritable_out_is_one_clear_error(tmp_path: Path) -> None:
+    proc = run_josh("score", "--out", str(tmp_path / "no" / "such" / "dir.jsonl"), input=GOOD + "\n")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "cannot write" in proc.stderr and "No such file or directory" in proc.stderr

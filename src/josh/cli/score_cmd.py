@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import sys
 from collections import defaultdict
@@ -233,22 +234,27 @@ def score(
     the rest are still scored, and the exit code stays 0. Input is UTF-8 (UTF-16 is detected and decoded);
     output is always UTF-8. The summary goes to stderr.
     """
-    if path is not None and str(path) != "-" and not path.is_file():
-        raise JoshError(f"{path} does not exist or is not a file")
-    env = ToolWOZEnvironment.load(report)
     from_stdin = path is None or str(path) == "-"
-    # Bytes in and out: each line is decoded on its own, so one bad line cannot stop the rest.
-    source = sys.stdin.buffer if from_stdin else open(path, "rb")  # noqa: SIM115
-    sink = sys.stdout.buffer if output is None else open(output, "wb")  # noqa: SIM115
-    try:
+    if not from_stdin and not path.is_file():
+        raise JoshError(f"{path} does not exist or is not a file")
+    with contextlib.ExitStack() as stack:
+        # Bytes in and out: each line is decoded on its own, so one bad line cannot stop the rest.
+        source = sys.stdin.buffer if from_stdin else stack.enter_context(_open(path, "rb"))
+        sink = sys.stdout.buffer if output is None else stack.enter_context(_open(output, "wb"))
+        env = ToolWOZEnvironment.load(report)
         summary = score_stream(env, source, sink)
-    finally:
-        if not from_stdin:
-            source.close()
-        if output is not None:
-            sink.close()
-        else:
-            sink.flush()
+        sink.flush()
     print_summary(summary)
     if summary_json is not None:
-        summary_json.write_text(json.dumps(summary, indent=2) + "\n")
+        try:
+            summary_json.write_text(json.dumps(summary, indent=2) + "\n")
+        except OSError as exc:
+            raise JoshError(f"cannot write the summary to {summary_json}: {exc.strerror or exc}") from None
+
+
+def _open(path: Path, mode: str) -> IO[bytes]:
+    try:
+        return open(path, mode)  # noqa: SIM115
+    except OSError as exc:
+        doing = "read" if "r" in mode else "write"
+        raise JoshError(f"cannot {doing} {path}: {exc.strerror or exc}") from None
