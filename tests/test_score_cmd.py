@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,3 +69,142 @@ def test_bad_lines_become_error_records_and_the_rest_is_scored() -> None:
 def test_missing_input_file_is_a_clear_error(tmp_path: Path) -> None:
     proc = run_josh("score", str(tmp_path / "nope.jsonl"))
     assert proc.returncode != 0 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+GOOD = json.dumps(
+    {
+        "task_id": "MUL0003",
+        "calls": [
+            {
+                "name": "book_restaurant",
+                "arguments": {"time": "18:45", "day": "sunday", "people": "6", "name": "ask"},
+            }
+        ],
+    }
+)
+
+
+def _score_bytes(data: bytes) -> tuple[subprocess.CompletedProcess[bytes], list[dict[str, Any]]]:
+    """Run `josh score` on raw bytes; the output must be UTF-8 JSON lines, one per input line."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "josh.cli.main", "score"], input=data, capture_output=True, timeout=300
+    )
+    stderr = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    return proc, [json.loads(line) for line in proc.stdout.decode("utf-8").splitlines()]
+
+
+def _assert_good(record: dict[str, Any]) -> None:
+    assert record["task_id"] == "MUL0003" and record["reward"] == 0.25
+    assert record["reward_events"] == ["book_restaurant"]
+
+
+HOSTILE_LINES = [
+    ("an array 100,000 deep", b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
+    ("an object 100,000 deep", b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "nested too deep"),
+    (
+        "an integer of 5,000 digits",
+        b'{"task_id": "MUL0003", "calls": [], "n": ' + b"9" * 5000 + b"}",
+        "digits",
+    ),
+    (
+        "a raw 0xff byte",
+        b'{"task_id": "MUL0003", "calls": [], "note": "caf\xff"}',
+        "not UTF-8 (byte 0xff at byte 49 of the line)",
+    ),
+    ("binary", bytes(range(256)).replace(b"\n", b""), "not UTF-8 (byte 0x80 at byte 128 of the line)"),
+    ("NULs", b"\x00" * 64, "not JSON"),
+    ("a lone surrogate in the task id", b'{"task_id": "\\ud800", "calls": []}', "unknown ToolWOZ task"),
+]
+
+
+@pytest.mark.parametrize(("bad", "reason"), [c[1:] for c in HOSTILE_LINES], ids=[c[0] for c in HOSTILE_LINES])
+def test_a_hostile_line_gets_an_error_record_and_the_rest_is_scored(bad: bytes, reason: str) -> None:
+    good = GOOD.encode()
+    proc, records = _score_bytes(b"\n".join([good, bad, good]) + b"\n")
+    assert len(records) == 3
+    _assert_good(records[0])
+    _assert_good(records[2])
+    assert records[1]["line"] == 2 and reason in records[1]["error"], records[1]
+    assert "scored 2 conversations (1 bad lines)" in proc.stderr.decode()
+
+
+def test_a_lone_surrogate_in_a_value_is_scored_and_written_as_utf8() -> None:
+    """Valid JSON a model can send: the call runs (it matches nothing); the echo holds U+FFFD instead."""
+    line = '{"task_id": "MUL0003", "calls": [{"name": "search_hotel", "arguments": {"area": "\\ud800"}}]}'
+    _, records = _score_bytes(f"{line}\n{GOOD}\n".encode())
+    assert records[0]["calls"][0]["arguments"]["area"] == "\ufffd"
+    assert records[0]["results"] == [[]] and records[0]["reward"] == 0.0
+    _assert_good(records[1])
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom", "name"),
+    [
+        ("utf-16", b"", "little-endian"),  # Python writes the BOM itself
+        ("utf-16-le", b"", "little-endian"),
+        ("utf-16-be", b"\xfe\xff", "big-endian"),
+        ("utf-16-be", b"", "big-endian"),
+    ],
+)
+def test_utf16_input_is_decoded_and_said_once(encoding: str, bom: bytes, name: str) -> None:
+    text = f"{GOOD}\r\n{GOOD}\r\n\r\n{{not json}}\r\n"
+    proc, records = _score_bytes(bom + text.encode(encoding))
+    _assert_good(records[0])
+    _assert_good(records[1])
+    assert records[2] == {"line": 4, "error": records[2]["error"]} and "not JSON" in records[2]["error"]
+    stderr = proc.stderr.decode()
+    assert stderr.count("UTF-16") == 1 and f"UTF-16 ({name}" in stderr
+
+
+def test_a_utf8_bom_is_skipped() -> None:
+    _, records = _score_bytes(b"\xef\xbb\xbf" + GOOD.encode() + b"\n")
+    _assert_good(records[0])
+
+
+def test_a_truncated_utf16_line_is_an_error_record() -> None:
+    data = (GOOD + "\n").encode("utf-16-le") + '{"a"'.encode("utf-16-le") + b"\x00"  # an odd last byte
+    _, records = _score_bytes(b"\xff\xfe" + data)
+    _assert_good(records[0])
+    assert records[1]["line"] == 2 and "not UTF-16" in records[1]["error"]
+
+
+@pytest.mark.parametrize("data", [b"", b"\n\n  \n", b"\xff\xfe"], ids=["empty", "blank lines", "a bare BOM"])
+def test_empty_input_says_so(data: bytes, tmp_path: Path) -> None:
+    summary_path = tmp_path / "summary.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "josh.cli.main", "score", "--summary-json", str(summary_path)],
+        input=data,
+        capture_output=True,
+        timeout=300,
+    )
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 0 and proc.stdout == b""
+    assert "no trajectories to score" in stderr and "0.000" not in stderr
+    summary = json.loads(summary_path.read_text())
+    assert summary["scored"] == 0 and summary["average_reward"] is None
+
+
+def test_only_bad_lines_print_no_averages() -> None:
+    proc, records = _score_bytes(b"not json\n\xff\n")
+    assert [r["line"] for r in records] == [1, 2]
+    stderr = proc.stderr.decode()
+    assert "no trajectories to score" in stderr and "2 bad lines" in stderr and "0.000" not in stderr
+
+
+def test_hostile_files_through_the_path_argument(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\xff\xfe" + f"{GOOD}\n\x00\n".encode("utf-16-le"))  # a NUL line too
+    out = tmp_path / "out.jsonl"
+    proc = run_josh("score", str(src), "--out", str(out))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    records = [json.loads(line) for line in out.read_bytes().decode("utf-8").splitlines()]
+    _assert_good(records[0])
+    assert records[1]["line"] == 2 and "error" in records[1]
+
+
+def test_an_unwritable_out_is_one_clear_error(tmp_path: Path) -> None:
+    proc = run_josh("score", "--out", str(tmp_path / "no" / "such" / "dir.jsonl"), input=GOOD + "\n")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "cannot write" in proc.stderr and "No such file or directory" in proc.stderr

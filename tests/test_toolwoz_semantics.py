@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import threading
+from typing import Any
 
 import pytest
 
 from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.envs.toolwoz.data_model import is_subset, normalise
-from josh.envs.toolwoz.tools import INVALID_API_CALL, INVALID_ARGUMENTS, INVALID_VALUE, select
+from josh.envs.toolwoz.tools import (
+    INVALID_API_CALL,
+    INVALID_ARGUMENTS,
+    INVALID_VALUE,
+    INVALID_VALUE_TYPE,
+    select,
+)
 from josh.errors import JoshError, UnknownTaskError
+from josh.types import bounded, dumps_line
 
 
 def test_is_subset_follows_the_reference() -> None:
@@ -186,3 +195,203 @@ def test_sql_and_python_paths_agree(toolwoz_env: ToolWOZEnvironment) -> None:
         fast = executor.execute(task, f"search_{domain}", args)
         slow = select(executor.python_query(domain, args), task, domain, args)
         assert fast == slow, (domain, args)
+
+
+# -- Python objects no JSON parser makes: the session still answers, and stays usable -----------------------
+
+
+class _Hostile:
+    """Every dunder a caller could trip over raises."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("__eq__")
+
+    def __ne__(self, other: object) -> bool:
+        raise RuntimeError("__ne__")
+
+    def __hash__(self) -> int:
+        raise RuntimeError("__hash__")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("__repr__")
+
+    def __str__(self) -> str:
+        raise RuntimeError("__str__")
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        raise RuntimeError("__deepcopy__")
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # isinstance() asks for it
+        raise RuntimeError("__class__")
+
+
+class _HashableHostile(_Hostile):
+    def __hash__(self) -> int:  # can be a dict key, but comparing or printing it raises
+        return 7
+
+
+class _EvilStr(str):
+    def __eq__(self, other: object) -> bool:  # a dict lookup of an equal hash asks for it
+        raise RuntimeError("__eq__")
+
+    def __ne__(self, other: object) -> bool:
+        raise RuntimeError("__ne__")
+
+    __hash__ = str.__hash__
+
+    def lower(self) -> str:
+        raise RuntimeError("lower")
+
+
+class _EvilInt(int):
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("__eq__")
+
+    __hash__ = int.__hash__
+
+
+def _nested(depth: int, leaf: Any = "x") -> Any:
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _nested_dict(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = {"area": value}
+    return value
+
+
+def _cycle() -> list[Any]:
+    loop: list[Any] = []
+    loop.append(loop)
+    return loop
+
+
+def _generator() -> Any:
+    yield "north"
+
+
+# (label, name, arguments, the result worked out from the executor's rules)
+ODD_CALLS: list[tuple[str, Any, Any, Any]] = [
+    ("list 1000 deep as arguments", "search_hotel", _nested(1000), INVALID_ARGUMENTS),
+    ("list 1000 deep as a value", "search_hotel", {"area": _nested(1000)}, INVALID_VALUE),
+    ("dict 1000 deep", "search_hotel", _nested_dict(1000), INVALID_VALUE),
+    ("list 1000 deep as the name", _nested(1000), {}, INVALID_API_CALL),
+    ("JSON text 100,000 deep", "search_hotel", "[" * 100_000 + "]" * 100_000, INVALID_ARGUMENTS),
+    ("a cycle as arguments", "search_hotel", _cycle(), INVALID_ARGUMENTS),
+    ("a lock as arguments", "search_hotel", threading.Lock(), INVALID_ARGUMENTS),
+    ("a lock as a value", "search_hotel", {"area": threading.Lock()}, INVALID_VALUE_TYPE),
+    ("a generator as a value", "search_hotel", {"area": _generator()}, INVALID_VALUE_TYPE),
+    ("a generator as arguments", "search_hotel", _generator(), INVALID_ARGUMENTS),
+    ("hostile name", _Hostile(), {}, INVALID_API_CALL),
+    ("hostile arguments", "search_hotel", _Hostile(), INVALID_ARGUMENTS),
+    ("hostile value", "search_hotel", {"area": _Hostile()}, INVALID_VALUE_TYPE),
+    ("hostile key", "search_hotel", {_HashableHostile(): "north"}, INVALID_API_CALL),
+    ("5,000-digit integer text", "search_hotel", "9" * 5000, INVALID_ARGUMENTS),
+    ("5,000-digit integer in JSON", "search_hotel", '{"stars": ' + "9" * 5000 + "}", INVALID_ARGUMENTS),
+    ("5,000-digit Python integer", "search_hotel", {"stars": 10**5000}, None),
+    ("integer key", "search_hotel", {1: "north"}, INVALID_API_CALL),
+    ("None key", "search_hotel", {None: "north"}, INVALID_API_CALL),
+    ("tuple key", "search_hotel", {("area",): "north"}, INVALID_API_CALL),
+    ("bytes as arguments", "search_hotel", b'{"area": "north"}', INVALID_ARGUMENTS),
+    ("bytes as a value", "search_hotel", {"area": b"north"}, INVALID_VALUE_TYPE),
+    ("bytes as the name", b"search_hotel", {}, INVALID_API_CALL),
+    ("a set as a value", "search_hotel", {"area": {"north"}}, INVALID_VALUE_TYPE),
+    ("a tuple as a value", "search_hotel", {"area": ("north",)}, INVALID_VALUE_TYPE),
+]
+
+
+@pytest.mark.data
+@pytest.mark.parametrize(
+    ("name", "arguments", "expected"), [c[1:] for c in ODD_CALLS], ids=[c[0] for c in ODD_CALLS]
+)
+def test_odd_python_objects_never_raise(toolwoz_env: ToolWOZEnvironment, name, arguments, expected) -> None:
+    s = toolwoz_env.session("MUL0003")
+    result = s.call(name, arguments)
+    if expected is not None:
+        assert result == expected
+    else:  # a number, ignored by a search as the reference ignores non-strings: as a JSON number would be
+        assert result == toolwoz_env.session("MUL0003").call("search_hotel", {"stars": 4})
+    json.dumps(result)
+    # Whatever came in, the session stays usable and everything it recorded is JSON.
+    assert s.score() == 0.0 and s.met_goals() == [] and len(s.failed_goals()) == 4
+    assert len(s.calls) == 1
+    line = json.dumps([c.to_dict() for c in s.calls], ensure_ascii=False, allow_nan=False)
+    line.encode("utf-8")
+    snap = s.snapshot()
+    branch = s.fork()
+    assert branch.snapshot() == snap and s.snapshot() == snap
+    assert branch.call("book_restaurant", {"time": "18:45", "day": "sunday", "people": "6", "name": "ask"})
+    assert branch.score() == 0.25 and s.score() == 0.0
+
+
+@pytest.mark.data
+def test_str_and_int_subclasses_act_as_their_values(toolwoz_env: ToolWOZEnvironment) -> None:
+    """A str or int subclass whose methods raise is read as the plain value it holds."""
+    plain = toolwoz_env.session("MUL0003")
+    odd = toolwoz_env.session("MUL0003")
+    booking = {"time": "18:45", "day": "sunday", "people": "6", "name": "ask"}
+    assert odd.call(_EvilStr("search_hotel"), {_EvilStr("type"): _EvilStr("guesthouse")}) == plain.call(
+        "search_hotel", {"type": "guesthouse"}
+    )
+    assert odd.call("book_restaurant", {k: _EvilStr(v) for k, v in booking.items()}) == plain.call(
+        "book_restaurant", booking
+    )
+    assert odd.call("search_hotel", {"stars": _EvilInt(4)}) == plain.call("search_hotel", {"stars": 4})
+    assert odd.call(_EvilStr("search_hotel"), _EvilStr('{"area": "north"}')) == plain.call(
+        "search_hotel", '{"area": "north"}'
+    )
+    assert odd.score() == plain.score() == 0.25
+    assert [g.name for g in odd.reward_events] == ["book_restaurant"]
+    assert [c.to_dict() for c in odd.calls] == [c.to_dict() for c in plain.calls]
+    assert all(type(c.name) is str for c in odd.calls)
+
+
+@pytest.mark.data
+def test_recorded_arguments_are_json_safe(toolwoz_env: ToolWOZEnvironment) -> None:
+    s = toolwoz_env.session("MUL0003")
+    s.call("search_hotel", {"area": "\ud800", "name": _nested(100)})
+    s.call("search_hotel", {"stars": 10**5000})
+    recorded = json.dumps([c.to_dict() for c in s.calls], ensure_ascii=False)
+    recorded.encode("utf-8")  # no lone surrogate left
+    assert s.calls[0].arguments["area"] == "\ufffd"
+    assert "nested deeper than" in recorded
+    assert isinstance(s.calls[1].arguments["stars"], str)  # too long to write as a JSON number
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("task_id", ["\ud800", _EvilStr("MUL0003"), "MUL0003\x00", "x" * 100_000])
+def test_odd_task_ids_are_unknown_tasks_or_found(toolwoz_env: ToolWOZEnvironment, task_id) -> None:
+    try:
+        task = toolwoz_env.task(task_id)
+    except UnknownTaskError as exc:
+        assert "unknown ToolWOZ task" in str(exc)
+    else:
+        assert task.task_id == "MUL0003"
+
+
+def test_bounded_and_dumps_line_make_any_value_json() -> None:
+    """The JSON-safety helpers the session records with: plain values out, whatever went in."""
+    value = {
+        "big": 10**5000,
+        "text": _EvilStr("caf\ud800"),
+        "number": _EvilInt(3),
+        _HashableHostile(): _Hostile(),
+        "deep": _nested(100),
+    }
+    out = bounded(value)
+    assert out["big"] == "<int of 16,610 bits>"  # 5,000 * log2(10) = 16,609.6
+    assert type(out["text"]) is str and out["text"] == "caf\ufffd"
+    assert type(out["number"]) is int and out["number"] == 3
+    assert out["<_HashableHostile>"] == "<_Hostile>"
+    json.dumps(out, ensure_ascii=False).encode("utf-8")
+
+    class _BadStr:
+        def __str__(self) -> str:
+            raise RuntimeError("__str__")
+
+    assert json.loads(dumps_line({"a": 10**5000, "b": _BadStr()}))["a"] == "<int of 16,610 bits>"

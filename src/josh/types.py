@@ -107,21 +107,49 @@ def clean_text(text: str) -> str:
 
 def bounded(value: Any, max_depth: int = MAX_DEPTH) -> Any:
     """A JSON-ready copy of `value`: containers deeper than `max_depth` become a marker string, strings lose
-    their lone surrogates, tuples and sets become lists, other objects their (short) repr. Never raises."""
-    if value is None or isinstance(value, bool | int | float):
+    their lone surrogates, tuples and sets become lists, subclasses of str, int, float, dict and list their
+    plain values, integers too long to print a marker, other objects their (short) repr. Never raises."""
+    kind = type(value)  # not isinstance(): a hostile `__class__` can raise, or lie
+    if value is None or kind is bool or kind is float:
         return value
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, dict | list | tuple | set | frozenset):
+    if issubclass(kind, float):
+        return float.__float__(value)
+    if issubclass(kind, int):  # base methods: a subclass's own __eq__ or __repr__ may raise
+        return _bounded_int(int.__int__(value))
+    if issubclass(kind, str):
+        return clean_text(str.__str__(value))
+    if issubclass(kind, dict | list | tuple | set | frozenset):
         if max_depth <= 0:
             return TOO_DEEP
-        if isinstance(value, dict):
-            return {clean_text(str(k)): bounded(v, max_depth - 1) for k, v in value.items()}
-        return [bounded(v, max_depth - 1) for v in value]
+        if issubclass(kind, dict):
+            return {_bounded_key(k): bounded(v, max_depth - 1) for k, v in dict.items(value)}
+        base = next(b for b in (list, tuple, set, frozenset) if issubclass(kind, b))
+        return [bounded(v, max_depth - 1) for v in base.__iter__(value)]
     try:
         return clean_text(_REPR.repr(value))
     except Exception:  # a hostile __repr__
-        return f"<{type(value).__name__}>"
+        return f"<{kind.__name__}>"
+
+
+def _bounded_int(number: int) -> int | str:
+    # Python refuses to print integers of more than `sys.get_int_max_str_digits()` digits (4,300 by default).
+    if number.bit_length() < 13_000:  # under 3,914 digits
+        return number
+    try:
+        int.__repr__(number)
+    except ValueError:
+        return f"<int of {number.bit_length():,} bits>"
+    return number
+
+
+def _bounded_key(key: Any) -> str:
+    plain = bounded(key, 1)
+    if type(plain) is str:
+        return plain
+    try:
+        return clean_text(str(plain))
+    except Exception:
+        return f"<{type(key).__name__}>"
 
 
 def dumps_line(obj: Any) -> str:
@@ -129,6 +157,6 @@ def dumps_line(obj: Any) -> str:
     too deep or not JSON is made safe with `bounded` first. Never raises."""
     try:
         text = json.dumps(obj, ensure_ascii=False, default=str)
-    except (ValueError, TypeError, RecursionError):
+    except Exception:  # too deep, an integer too long to print, or a `default=str` that raised
         text = json.dumps(bounded(obj), ensure_ascii=False, default=str)
     return clean_text(text)

@@ -42,6 +42,7 @@ def fetch(
     """Download the official data (PyPI josh-train==0.1.4), verify it and build the cache.
 
     Idempotent: a valid cache is left alone. Every command that needs the data runs this lazily.
+    Safe to run concurrently: a second fetch waits for the first (it says so), then uses its cache.
     The cache lives in $JOSH_CACHE, else the user cache directory (see `josh data path`).
     """
     if wheel is not None:

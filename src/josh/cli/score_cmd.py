@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import json
 import sys
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -14,73 +17,168 @@ from rich.table import Table
 from josh.cli.console import err, report, user_errors
 from josh.envs.toolwoz.env import ToolWOZEnvironment
 from josh.errors import JoshError, UnknownTaskError
+from josh.types import bounded, dumps_line
+
+_CHUNK = 1 << 16
+_ASCII_TEXT = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
 
 
-def _parse_line(line: str) -> tuple[str, list[tuple[Any, Any]]]:
+def _sniff(head: bytes) -> tuple[str, int, str | None]:
+    """(codec, length of its byte-order mark, how to name it to the user when it is not plain UTF-8)."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8", 3, None
+    if head.startswith(codecs.BOM_UTF16_LE):
+        return "utf-16-le", 2, "UTF-16 (little-endian, with a byte-order mark)"
+    if head.startswith(codecs.BOM_UTF16_BE):
+        return "utf-16-be", 2, "UTF-16 (big-endian, with a byte-order mark)"
+    # No mark: ASCII text read as UTF-16 has a NUL byte beside every character.
+    if len(head) >= 4 and head[1] == head[3] == 0 and head[0] in _ASCII_TEXT and head[2] in _ASCII_TEXT:
+        return "utf-16-le", 0, "UTF-16 (little-endian)"
+    if len(head) >= 4 and head[0] == head[2] == 0 and head[1] in _ASCII_TEXT and head[3] in _ASCII_TEXT:
+        return "utf-16-be", 0, "UTF-16 (big-endian)"
+    return "utf-8", 0, None
+
+
+def _split(raw: IO[bytes], pending: bytearray, newline: bytes, unit: int) -> Iterator[bytes]:
+    """The lines of a byte stream (without their newline); `unit` is the code unit size newlines align to."""
+    searched = 0
+    while True:
+        end = pending.find(newline, searched)
+        while end != -1 and end % unit:
+            end = pending.find(newline, end + 1)
+        if end == -1:
+            chunk = raw.read(_CHUNK)
+            if not chunk:
+                if pending:
+                    yield bytes(pending)
+                return
+            searched = max(0, len(pending) - len(newline) + 1)
+            pending += chunk
+            continue
+        yield bytes(pending[:end])
+        del pending[: end + len(newline)]
+        searched = 0
+
+
+def read_lines(raw: IO[bytes], say: Callable[[str], None] = report) -> Iterator[tuple[int, str | None, str]]:
+    """(line number, text, why the line is unreadable) for each line of a byte stream; never raises on content.
+
+    UTF-8 is expected (a UTF-8 byte-order mark is skipped). UTF-16, with or without a byte-order mark, is
+    decoded as such, and said once through `say`. A line that does not decode gets text None and a reason.
+    """
+    head = b""
+    while len(head) < 4:
+        more = raw.read(4 - len(head))
+        if not more:
+            break
+        head += more
+    codec, bom, named = _sniff(head)
+    if named:
+        say(f"the input is {named}; decoding it as such (josh expects UTF-8 and writes UTF-8)")
+    newline = "\n".encode(codec)
+    for number, data in enumerate(_split(raw, bytearray(head[bom:]), newline, len(newline)), start=1):
+        try:
+            yield number, data.decode(codec), ""
+        except UnicodeDecodeError as exc:
+            where = f"byte 0x{data[exc.start]:02x} at byte {exc.start + 1}"
+            if codec == "utf-8":
+                yield number, None, f"not UTF-8 ({where} of the line); josh reads UTF-8 JSON lines"
+            else:
+                yield number, None, f"not UTF-16 ({exc.reason} at byte {exc.start + 1} of the line)"
+
+
+def _parse_line(line: str) -> tuple[dict[str, Any], str, list[tuple[Any, Any]]]:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise ValueError("not readable: nested too deep for a JSON reader") from None
+    except ValueError as exc:  # an integer of more digits than Python converts (4,300 by default)
+        detail = str(exc).split("; use sys.")[0]
+        raise ValueError(f"not readable: a number too long for a JSON reader ({detail})") from None
     if not isinstance(record, dict):
         raise ValueError("a line must be a JSON object with task_id and calls")
     task_id = record.get("task_id")
     if not isinstance(task_id, str):
-        raise ValueError('missing "task_id" (a string)')
+        raise _BadRecord(record, 'missing "task_id" (a string)')
     calls = record.get("calls")
     if not isinstance(calls, list):
-        raise ValueError('missing "calls" (a list of {"name", "arguments"})')
+        raise _BadRecord(record, 'missing "calls" (a list of {"name", "arguments"})')
     parsed = []
     for i, call in enumerate(calls):
         if not isinstance(call, dict) or "name" not in call:
-            raise ValueError(f'call {i} must be an object with "name" and "arguments"')
+            raise _BadRecord(record, f'call {i} must be an object with "name" and "arguments"')
         parsed.append((call["name"], call.get("arguments", {})))
-    return task_id, parsed
+    return record, task_id, parsed
 
 
-def score_stream(env: ToolWOZEnvironment, lines: IO[str], sink: IO[str]) -> dict[str, Any]:
-    """Score each JSONL line of `lines` into `sink`; return the summary. Bad lines become error records."""
+class _BadRecord(ValueError):
+    """A JSON object that is not a trajectory; its task_id (if any) goes into the error record."""
+
+    def __init__(self, record: dict[str, Any], message: str):
+        super().__init__(message)
+        self.record = record
+
+
+def score_stream(
+    env: ToolWOZEnvironment, raw: IO[bytes], sink: IO[bytes], say: Callable[[str], None] = report
+) -> dict[str, Any]:
+    """Score each JSONL line of the byte stream `raw` into `sink` (UTF-8 JSON lines); return the summary.
+
+    Every non-blank line gives one output line: the scored trajectory, or an error record
+    `{"line": N, "error": "..."}` (with the task_id when it could be read). Never raises on content.
+    """
     rewards: list[float] = []
     errors = 0
     per_domain: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # tasks, goal calls met, goal calls
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+
+    def write(obj: dict[str, Any]) -> None:
+        sink.write((dumps_line(obj) + "\n").encode("utf-8"))
+
+    for number, line, unreadable in read_lines(raw, say):
+        if line is not None and not line.strip():
             continue
+        record: dict[str, Any] = {}
         try:
-            task_id, calls = _parse_line(line)
+            if line is None:
+                raise ValueError(unreadable)
+            record, task_id, calls = _parse_line(line)
             session = env.session(task_id)
-        except (ValueError, UnknownTaskError) as exc:
+            results = [session.call(name, arguments) for name, arguments in calls]
+            reward = session.score()
+            met = {g.name for g in session.met_goals()}
+            failed = [g.to_dict() for g in session.failed_goals()]
+        except Exception as exc:
             errors += 1
-            record: dict[str, Any] = {"line": number, "error": str(exc)}
-            try:
-                maybe = json.loads(line)
-                if isinstance(maybe, dict) and "task_id" in maybe:
-                    record = {"task_id": maybe["task_id"], **record}
-            except json.JSONDecodeError:
-                pass
-            sink.write(json.dumps(record) + "\n")
+            if isinstance(exc, _BadRecord):
+                record = exc.record
+            reason = str(exc)
+            if not isinstance(
+                exc, ValueError | UnknownTaskError
+            ):  # a bug of ours: it still costs one line only
+                reason = f"could not score it: {type(exc).__name__}: {exc}"
+            tagged = {"task_id": bounded(record["task_id"])} if "task_id" in record else {}
+            write({**tagged, "line": number, "error": reason})
             continue
-        results = [session.call(name, arguments) for name, arguments in calls]
-        reward = session.score()
+        record["results"] = results
+        record["reward"] = reward
+        record["reward_events"] = [g.name for g in session.reward_events]
+        record["failed_goals"] = failed
         rewards.append(reward)
-        met = {g.name for g in session.met_goals()}
         for domain in session.task.domains:
             goals = [g for g in session.task.goal_calls if g.domain == domain]
             stats = per_domain[domain]
             stats[0] += 1
             stats[1] += sum(g.name in met for g in goals)
             stats[2] += len(goals)
-        original = json.loads(line)
-        original["results"] = results
-        original["reward"] = reward
-        original["reward_events"] = [g.name for g in session.reward_events]
-        original["failed_goals"] = [g.to_dict() for g in session.failed_goals()]
-        sink.write(json.dumps(original, ensure_ascii=False) + "\n")
+        write(record)
     scored = len(rewards)
     return {
         "scored": scored,
         "errors": errors,
-        "average_reward": sum(rewards) / scored if scored else 0.0,
-        "success_rate": sum(r == 1.0 for r in rewards) / scored if scored else 0.0,
+        "average_reward": sum(rewards) / scored if scored else None,
+        "success_rate": sum(r == 1.0 for r in rewards) / scored if scored else None,
         "perfect": sum(r == 1.0 for r in rewards),
         "per_domain": {
             d: {"tasks": s[0], "met": s[1], "goal_calls": s[2]} for d, s in sorted(per_domain.items())
@@ -89,6 +187,17 @@ def score_stream(env: ToolWOZEnvironment, lines: IO[str], sink: IO[str]) -> dict
 
 
 def print_summary(summary: dict[str, Any]) -> None:
+    if not summary["scored"]:
+        bad = summary["errors"]
+        err.print(
+            "no trajectories to score "
+            + (
+                f"({bad:,} bad lines; see their error records)"
+                if bad
+                else "(the input has no non-blank line)"
+            )
+        )
+        return
     err.print(
         f"scored {summary['scored']:,} conversations ({summary['errors']:,} bad lines): "
         f"average reward [bold]{summary['average_reward']:.3f}[/bold], "
@@ -120,23 +229,32 @@ def score(
 
     Each input line: {"task_id": "MUL0003", "calls": [{"name": "search_hotel", "arguments": {...}}, ...]}.
     Each output line: the same fields plus "results" (each call's tool result), "reward" (the score:
-    met goal calls / goal calls), "reward_events" and "failed_goals". A malformed line or unknown task id
-    gives an error record for that line; the rest are still scored. The summary goes to stderr.
+    met goal calls / goal calls), "reward_events" and "failed_goals". A line that cannot be read (not UTF-8,
+    not JSON, nested too deep) or names an unknown task gives an error record {"line", "error"} instead;
+    the rest are still scored, and the exit code stays 0. Input is UTF-8 (UTF-16 is detected and decoded);
+    output is always UTF-8. The summary goes to stderr.
     """
-    if path is not None and str(path) != "-" and not path.is_file():
+    from_stdin = path is None or str(path) == "-"
+    if not from_stdin and not path.is_file():
         raise JoshError(f"{path} does not exist or is not a file")
-    env = ToolWOZEnvironment.load(report)
-    source = sys.stdin if path is None or str(path) == "-" else open(path, encoding="utf-8")  # noqa: SIM115
-    sink = sys.stdout if output is None else open(output, "w", encoding="utf-8")  # noqa: SIM115
-    try:
+    with contextlib.ExitStack() as stack:
+        # Bytes in and out: each line is decoded on its own, so one bad line cannot stop the rest.
+        source = sys.stdin.buffer if from_stdin else stack.enter_context(_open(path, "rb"))
+        sink = sys.stdout.buffer if output is None else stack.enter_context(_open(output, "wb"))
+        env = ToolWOZEnvironment.load(report)
         summary = score_stream(env, source, sink)
-    finally:
-        if source is not sys.stdin:
-            source.close()
-        if sink is not sys.stdout:
-            sink.close()
-        else:
-            sink.flush()
+        sink.flush()
     print_summary(summary)
     if summary_json is not None:
-        summary_json.write_text(json.dumps(summary, indent=2) + "\n")
+        try:
+            summary_json.write_text(json.dumps(summary, indent=2) + "\n")
+        except OSError as exc:
+            raise JoshError(f"cannot write the summary to {summary_json}: {exc.strerror or exc}") from None
+
+
+def _open(path: Path, mode: str) -> IO[bytes]:
+    try:
+        return open(path, mode)  # noqa: SIM115
+    except OSError as exc:
+        doing = "read" if "r" in mode else "write"
+        raise JoshError(f"cannot {doing} {path}: {exc.strerror or exc}") from None

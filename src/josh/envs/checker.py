@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -81,14 +82,26 @@ def check_results_are_not_aliased(env: Environment, task_id: str) -> None:
 
 
 def check_snapshot_restore(env: Environment, task_id: str) -> None:
+    """snapshot -> calls -> restore leaves the session equal to its snapshot, and later calls answer as in a
+    fresh session: a `restore` that does nothing (or half its job) is caught whether or not the score moved."""
     session = env.session(task_id)
     snapshot = session.snapshot()
     score = session.score()
-    for schema in session.tools:
-        session.call(schema["function"]["name"], _sample_arguments(schema))
+    calls = [(schema["function"]["name"], _sample_arguments(schema)) for schema in session.tools]
+    for name, args in calls:
+        session.call(name, copy.deepcopy(args))
     session.restore(snapshot)
+    if session.snapshot() != snapshot:
+        raise EnvCheckError(
+            "after restore(snapshot), snapshot() differs from that snapshot: restore lost state"
+        )
     if session.score() != score:
         raise EnvCheckError("restore() did not bring back the snapshot's score")
+    for name, args in calls:
+        after = session.call(name, copy.deepcopy(args))
+        fresh = env.session(task_id).call(name, copy.deepcopy(args))
+        if _frozen(after) != _frozen(fresh):
+            raise EnvCheckError(f"after restore(), {name} answered differently from a fresh session")
 
 
 def check_every_tool_accepts_a_sample_call(env: Environment, task_id: str) -> None:
@@ -118,6 +131,81 @@ def check_bad_calls_answer_not_raise(env: Environment, task_id: str) -> None:
             raise EnvCheckError(f"call({name!r}, {args!r}) should give an error result, gave {result!r}")
 
 
+class _Hostile:
+    """An object whose every comparison, hash, repr and copy raises."""
+
+    def _fail(self, *args: Any) -> Any:
+        raise RuntimeError("hostile object")
+
+    __eq__ = __ne__ = __hash__ = __repr__ = __str__ = __deepcopy__ = __iter__ = _fail  # type: ignore[assignment]
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # isinstance() asks for it
+        raise RuntimeError("hostile object")
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _hostile_calls(tool: str, param: str) -> list[tuple[str, Any, Any]]:
+    """(what, name, arguments) for a tool and one of its parameters: Python objects no JSON parser makes,
+    and JSON text no parser reads."""
+    loop: list[Any] = []
+    loop.append(loop)
+    lock = threading.Lock()
+    return [
+        ("a list nested 1,000 deep as arguments", tool, _nested(1000)),
+        ("a list nested 1,000 deep as a value", tool, {param: _nested(1000)}),
+        ("a list nested 1,000 deep as the tool name", _nested(1000), {}),
+        ("JSON text nested 100,000 deep", tool, "[" * 100_000 + "]" * 100_000),
+        ("a list that contains itself", tool, loop),
+        ("a lock as arguments", tool, lock),
+        ("a lock as a value", tool, {param: lock}),
+        ("a generator as a value", tool, {param: (c for c in "x")}),
+        ("an object whose __eq__, __hash__ and __repr__ raise, as the tool name", _Hostile(), {}),
+        ("an object whose __eq__, __hash__ and __repr__ raise, as arguments", tool, _Hostile()),
+        ("an object whose __eq__, __hash__ and __repr__ raise, as a value", tool, {param: _Hostile()}),
+        ("a 5,000-digit integer as JSON text", tool, "9" * 5000),
+        ("a 5,000-digit integer in a JSON object", tool, '{"' + param + '": ' + "9" * 5000 + "}"),
+        ("a 5,000-digit integer as a value", tool, {param: 10**5000}),
+        ("non-string keys", tool, {1: "x", None: "y", (param,): "z"}),
+        ("bytes as arguments", tool, b'{"x": "y"}'),
+        ("bytes as a value", tool, {param: b"\xff"}),
+        ("bytes as the tool name", tool.encode(), {}),
+    ]
+
+
+def check_hostile_calls_never_raise(env: Environment, task_id: str) -> None:
+    """Whatever Python object a call gets, it answers with a JSON-serialisable result and the session stays
+    usable (`score()`, `snapshot()` and `restore()` still work)."""
+    session = env.session(task_id)
+    schema = session.tools[0] if session.tools else {}
+    tool = schema.get("function", {}).get("name") or "no_such_tool"
+    param = next(iter(schema.get("function", {}).get("parameters", {}).get("properties", {})), "x")
+    for what, name, args in _hostile_calls(tool, param):
+        try:
+            result = session.call(name, args)
+        except Exception as exc:
+            raise EnvCheckError(
+                f"call() raised {type(exc).__name__} on {what}: it must answer instead"
+            ) from exc
+        try:
+            json.dumps(result)
+        except Exception as exc:
+            raise EnvCheckError(f"the result of a call with {what} is not JSON-serialisable: {exc}") from exc
+        try:
+            session.score()
+            session.restore(session.snapshot())
+        except Exception as exc:
+            raise EnvCheckError(
+                f"after a call with {what}, score(), snapshot() or restore() raised {type(exc).__name__}"
+            ) from exc
+
+
 CHECKS: tuple[Callable[[Environment, str], None], ...] = (
     check_fresh_sessions_are_equal,
     check_calls_are_deterministic,
@@ -125,6 +213,7 @@ CHECKS: tuple[Callable[[Environment, str], None], ...] = (
     check_snapshot_restore,
     check_every_tool_accepts_a_sample_call,
     check_bad_calls_answer_not_raise,
+    check_hostile_calls_never_raise,
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import reprlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,8 +13,9 @@ from typing import Any
 from josh.envs.toolwoz.data_model import SPLITS, GoalCall, Task, is_empty, is_subset, unique_id_key
 from josh.envs.toolwoz.store import ToolWOZStore, open_store
 from josh.envs.toolwoz.tasks import strip_suffix
-from josh.envs.toolwoz.tools import ToolResult, ToolWOZTools
+from josh.envs.toolwoz.tools import ToolResult, ToolWOZTools, plain_text
 from josh.errors import JoshError, UnknownTaskError
+from josh.types import bounded
 
 SPLIT_CHOICES = (*SPLITS, "all")
 
@@ -129,16 +131,18 @@ class ToolWOZSession:
     def call(self, name: Any, arguments: Any = None) -> ToolResult:
         """Run one tool call and return its result; a reward event fires for each goal call it meets.
 
-        `arguments` may be a dict, a JSON string (as a model emits it), or None (no arguments).
+        `arguments` may be a dict, a JSON string (as a model emits it), or None (no arguments). Never raises,
+        whatever it is given: what no JSON parser makes gets an error result, and the call is recorded as
+        JSON (`bounded`), so scoring, snapshots and run files never meet the original object.
         """
         if arguments is None:
             arguments = {}
-        elif isinstance(arguments, str):
-            # A string that is not JSON is executed as given: the result is the invalid-arguments error.
-            with contextlib.suppress(json.JSONDecodeError, RecursionError):
-                arguments = json.loads(arguments)
+        else:
+            text = plain_text(arguments)
+            if text is not None:
+                arguments = _parse_arguments(text)
         result = self.executor.execute(self.task, name, arguments)
-        record = CallRecord(name=name, arguments=_safe_copy(arguments), result=copy.deepcopy(result))
+        record = CallRecord(name=bounded(name), arguments=bounded(arguments), result=copy.deepcopy(result))
         met = [g for g in self.pending if goal_met(g, record, self.pending)]
         if met:
             record = CallRecord(record.name, record.arguments, record.result, tuple(g.name for g in met))
@@ -176,11 +180,12 @@ class ToolWOZSession:
         return clone
 
 
-def _safe_copy(value: Any) -> Any:
+def _parse_arguments(text: str) -> Any:
+    """The JSON value of `text`, or `text` itself when it is not JSON (the call then gets an error result)."""
     try:
-        return copy.deepcopy(value)
-    except RecursionError:
-        return repr(value)[:1000]
+        return json.loads(text)
+    except (ValueError, RecursionError):  # not JSON, nested too deep, or an integer too long to read
+        return text
 
 
 class ToolWOZEnvironment:
@@ -212,20 +217,24 @@ class ToolWOZEnvironment:
 
     def task(self, task_id: str) -> Task:
         """The task with this id (`MUL0003`, or `MUL0003.json` as in the MultiWOZ files)."""
-        if not isinstance(task_id, str):
+        text = plain_text(task_id)
+        if text is None:
             raise UnknownTaskError(f"task id must be a string, got {type(task_id).__name__}")
-        key = strip_suffix(task_id)
+        key = strip_suffix(text)
         cached = self._task_cache.get(key)
         if cached is not None:
             return cached
-        row = (
-            self.store.connection()
-            .execute("SELECT split, data FROM tasks WHERE task_id = ?", (key,))
-            .fetchone()
-        )
+        row = None
+        with contextlib.suppress(UnicodeEncodeError):  # a lone surrogate: no task has it
+            row = (
+                self.store.connection()
+                .execute("SELECT split, data FROM tasks WHERE task_id = ?", (key,))
+                .fetchone()
+            )
         if row is None:
+            shown = reprlib.repr(text)
             raise UnknownTaskError(
-                f"unknown ToolWOZ task {task_id!r}; `josh data tasks --split all` lists the {len(self._splits):,} ids"
+                f"unknown ToolWOZ task {shown}; `josh data tasks --split all` lists the {len(self._splits):,} ids"
             )
         task = Task.from_storage(key, row[0], json.loads(row[1]))
         self._task_cache[key] = task

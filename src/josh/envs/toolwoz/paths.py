@@ -48,3 +48,8 @@ def database_path() -> Path:
 def digest_path() -> Path:
     """Sidecar holding the sha256 of the built database, to detect a corrupt cache."""
     return database_path().with_suffix(".sqlite.sha256")
+
+
+def lock_path() -> Path:
+    """Lock file held while the cache is written (a build, a wheel download or copy)."""
+    return toolwoz_dir() / ".write.lock"

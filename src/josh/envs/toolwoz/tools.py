@@ -32,6 +32,8 @@ INVALID_API_CALL = (
 INVALID_VALUE = "ERROR: INVALID API CALL! LISTS AND DICTS ARE NOT ALLOWED AS VALUES!"
 # The reference crashes on arguments that are not a JSON object; we answer like its other errors.
 INVALID_ARGUMENTS = "ERROR: INVALID API CALL! THE ARGUMENTS MUST BE A JSON OBJECT!"
+# Values no JSON parser makes (bytes, sets, arbitrary objects): the reference never sees them; same style.
+INVALID_VALUE_TYPE = "ERROR: INVALID API CALL! VALUES MUST BE STRINGS, NUMBERS, BOOLEANS OR NULL!"
 BOOKING_FAILED: dict[str, Any] = {"success": False, "return": {}}
 
 SearchResult = list[dict[str, Any]]
@@ -88,17 +90,27 @@ class ToolWOZTools:
     # -- public -------------------------------------------------------------------------------------
 
     def execute(self, task: Task, name: Any, arguments: Any) -> ToolResult:
-        """The result of calling tool `name` with `arguments` in a conversation about `task`."""
-        if not isinstance(name, str) or name not in self.parameters:
+        """The result of calling tool `name` with `arguments` in a conversation about `task`.
+
+        Checks run in the reference's order (name and keys, then list or dict values), so a JSON call gets
+        exactly the reference's result; a str, int or float subclass counts as its plain value.
+        """
+        name = plain_text(name)
+        if name is None or name not in self.parameters:
             return INVALID_API_CALL
-        if not isinstance(arguments, dict):
+        if not issubclass(type(arguments), dict):
             return INVALID_ARGUMENTS
-        if not set(arguments).issubset(self.parameters[name]):
+        items = [(plain_text(k), v) for k, v in dict.items(arguments)]
+        allowed = self.parameters[name]
+        if any(key is None or key not in allowed for key, _ in items):
             return INVALID_API_CALL
-        if any(isinstance(v, (list, dict)) for v in arguments.values()):
+        if any(issubclass(type(v), list | dict) for _, v in items):
             return INVALID_VALUE
+        args = {key: _plain_scalar(v) for key, v in items}
+        if any(v is _NOT_JSON for v in args.values()):
+            return INVALID_VALUE_TYPE
         action, domain = name.split("_", 1)
-        args = {k: normalise(v) for k, v in arguments.items()}
+        args = {k: normalise(v) for k, v in args.items()}
         if action == "search":
             return self._search(task, domain, args)
         return self._book(task, domain, args)
@@ -126,6 +138,31 @@ class ToolWOZTools:
         if booking is None or not is_subset(booking.parameters, args):
             return copy.deepcopy(BOOKING_FAILED)
         return {"success": True, "return": copy.deepcopy(booking.returns)}
+
+
+_NOT_JSON = object()
+
+
+def plain_text(value: Any) -> str | None:
+    """`value` as a plain str when it is a str (or a subclass: its own methods are never called), else None."""
+    kind = type(value)  # not isinstance(): a hostile `__class__` can raise
+    if kind is str:
+        return value
+    return str.__str__(value) if issubclass(kind, str) else None
+
+
+def _plain_scalar(value: Any) -> Any:
+    """A JSON scalar as its plain value (str, int, float, bool or None); `_NOT_JSON` for anything else."""
+    kind = type(value)
+    if value is None or kind is str or kind is int or kind is float or kind is bool:
+        return value
+    if issubclass(kind, str):
+        return str.__str__(value)
+    if issubclass(kind, int):
+        return int.__int__(value)
+    if issubclass(kind, float):
+        return float.__float__(value)
+    return _NOT_JSON
 
 
 class _SqlQuery:
