@@ -92,3 +92,34 @@ def test_pool_isolates_failures_and_respects_the_limit() -> None:
     )
     assert len(results) == 10 and peak == 3
     assert results[3] == "error boom 3" and results[4] == "ok 4"
+
+
+def test_pool_stops_on_a_stop_exception_and_records_nothing_unfinished() -> None:
+    class EndpointDown(Exception):
+        pass
+
+    started: list[int] = []
+    results: list[int] = []
+    errors: list[int] = []
+
+    async def worker(job: int) -> int:
+        started.append(job)
+        if job == 0:
+            return job  # finishes at once: its worker takes job 3 next
+        if job == 2:
+            await asyncio.sleep(0)  # jobs 1 and 3 are in flight when this one fails
+            raise EndpointDown()
+        await asyncio.sleep(30)
+        return job
+
+    def on_error(job: int, exc: BaseException) -> int:
+        errors.append(job)
+        return -1
+
+    with pytest.raises(EndpointDown):
+        asyncio.run(
+            run_pool(list(range(10)), worker, concurrency=3, on_result=lambda j, r: results.append(r),
+                     on_error=on_error, stop_on=(EndpointDown,))  # fmt: skip
+        )
+    assert results == [0] and errors == []  # in-flight jobs 1 and 3 were cancelled, not recorded
+    assert sorted(started) == [0, 1, 2, 3]  # jobs 4-9 never started

@@ -125,6 +125,13 @@ class Endpoints:
     user: ChatModel | None
     mock: MockServer | None = None
 
+    def adaptations(self) -> list[str]:
+        """What the models changed to suit their servers (e.g. llama.cpp's message order), by role."""
+        roles = [("agent", self.agent)]
+        if self.user is not None and self.user is not self.agent:
+            roles.append(("customer", self.user))
+        return [f"{role}: {line}" for role, model in roles for line in getattr(model, "adaptations", [])]
+
     async def aclose(self) -> None:
         await self.agent.aclose()
         if self.user is not None and self.user is not self.agent:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from josh.benchmarks.toolwoz import (
@@ -25,12 +29,14 @@ from josh.benchmarks.toolwoz import (
 from josh.benchmarks.toolwoz_config import SCRIPTED, ServeMockOptions, ToolWOZEvalConfig
 from josh.benchmarks.toolwoz_prompts import toolwoz_prompts
 from josh.cli.console import err, out, report, user_errors
-from josh.cli.options import config_for_file, resolve, with_options
+from josh.cli.live import LiveTotals
+from josh.cli.options import ADAPTATIONS_KEY, config_for_file, resolve, with_options
 from josh.cli.render import print_comparison, print_summary, settings_table
 from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.errors import JoshError
 from josh.mock import MockServer
-from josh.runner import RunWriter, open_run, read_run, summarize
+from josh.llm.base import EndpointError
+from josh.runner import RunContents, RunWriter, open_run, read_run, summarize
 from josh.runner.compare import compare_runs
 from josh.runner.summary import latest_by_key
 
@@ -103,113 +109,146 @@ def eval_toolwoz(
         )
     total = len(task_ids) * cfg.trials
     endpoints = open_endpoints(cfg, env)
-    if cfg.model == SCRIPTED:
+    if cfg.dry_run:
+        where = "in-process" if endpoints.mock is None else f"served at {endpoints.mock.base_url}"
         err.print(
-            "[bold yellow]DRY RUN[/bold yellow]: agent and customer are josh's [bold]scripted policies[/bold], "
-            "in-process (an oracle and a script, not language models). "
-            "Point at a real model with --model NAME [--base-url URL] (key from $OPENAI_API_KEY).",
-            soft_wrap=True,
-        )
-    if endpoints.mock is not None:
-        err.print(
-            f"[bold yellow]DRY RUN[/bold yellow]: agent and customer are josh's [bold]scripted mock endpoint[/bold] "
-            f"at {endpoints.mock.base_url} (an oracle and a script, not language models). "
-            "Point at a real model with --model NAME [--base-url URL] (key from $OPENAI_API_KEY).",
+            f"[bold yellow]DRY RUN[/bold yellow]: agent and customer are josh's [bold]scripted "
+            f"{'policies' if endpoints.mock is None else 'mock endpoint'}[/bold], {where} (an oracle and a "
+            "script, not language models). Point at a real model with --model NAME [--base-url URL] (key from "
+            "$OPENAI_API_KEY).",
             soft_wrap=True,
         )
 
-    def open_writer() -> RunWriter:
+    def open_writer() -> tuple[RunWriter, RunContents | None]:
+        previous = read_run(out_path) if resume and out_path.exists() and out_path.stat().st_size else None
         writer = open_run(
             out_path, config=config_for_file(cfg), config_hash=cfg.config_hash(), seed=cfg.seed,
             resume=resume, command="eval toolwoz",
         )  # fmt: skip
-        sidecar(out_path, "config").write_text(json.dumps(config_for_file(cfg), indent=2) + "\n")
+        write_config(out_path, cfg, endpoints)
         customer = (
             "replayed" if cfg.user == "replay"
             else "scripted" if cfg.customer_model == SCRIPTED
             else f"{cfg.customer_model} at {cfg.user_base_url or 'OpenAI'}"
         )  # fmt: skip
+        errored = len(writer.errored)
+        already = f"{len(writer.done):,} already done" + (
+            f" ({errored:,} of them ended in an error: "
+            + ("running them again" if retry_errors else "--retry-errors runs them again") + ")"
+            if errored else ""
+        )  # fmt: skip
         err.print(
-            f"{total:,} conversations ({len(task_ids):,} tasks x {cfg.trials} trials), {len(writer.done):,} already "
-            f"done; agent {cfg.agent}, user {cfg.user} ({customer}) -> {out_path}",
+            f"{total:,} conversations ({len(task_ids):,} tasks x {cfg.trials} trials), {already}; "
+            f"agent {cfg.agent}, user {cfg.user} ({customer}), prompts {cfg.prompts}, "
+            f"{'strict' if cfg.strict_errors else 'lenient'} errors -> {out_path}",
             soft_wrap=True,
         )
-        return writer
+        return writer, previous
 
-    started = time.perf_counter()
-    try:
-        status = asyncio.run(_run(cfg, env, endpoints, open_writer, total, retry_errors))
-    except KeyboardInterrupt:
-        status = "cancelled"  # the run file already says so; finished conversations are kept
-    if not out_path.exists():
+    outcome = asyncio.run(_run(cfg, env, endpoints, open_writer, total, retry_errors))
+    if outcome is None:  # stopped before the run file was opened
         return
-    records = latest_by_key(read_run(out_path).records)
-    summary = summarize(records, wall_s=time.perf_counter() - started)
+    contents = read_run(out_path)
+    records = latest_by_key(contents.records)
+    write_config(out_path, cfg, endpoints)  # now with what the run learnt of its endpoints
+    summary = summarize(records, wall_s=contents.previous_wall_s)
     sidecar(out_path, "summary").write_text(json.dumps(summary, indent=2) + "\n")
-    print_summary(out, summary, f"ToolWOZ {cfg.split}: {cfg.model or 'scripted mock (dry run)'}")
+    if records:
+        print_summary(out, summary, f"ToolWOZ {cfg.split}: {cfg.model or 'scripted mock (dry run)'}")
+    else:
+        err.print("no conversation finished: nothing to summarise")
     err.print(f"run file {out_path}; summary {sidecar(out_path, 'summary')}", soft_wrap=True)
-    if status == "cancelled":
+    again = f"the same command plus --resume --out {out_path}"
+    if outcome.status == "cancelled":
+        err.print(f"interrupted: continue with {again}", soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if outcome.stopped is not None:
         err.print(
-            f"interrupted: continue with the same command plus --resume --out {out_path}", soft_wrap=True
+            f"[bold red]stopped:[/bold red] {escape(outcome.stopped)}; the conversations not finished were not "
+            f"recorded: continue with {again}",
+            soft_wrap=True,
         )
-        raise typer.Exit(130)
+        raise typer.Exit(EXIT_ENDPOINT_DOWN)
+    errors = sum(r.get("status") != "success" for r in records)
+    if errors:
+        err.print(
+            f"{errors:,} of {len(records):,} conversations ended in an error (counted as reward 0); run them "
+            f"again with {again} --retry-errors",
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_CONVERSATION_ERRORS)
+
+
+EXIT_CONVERSATION_ERRORS = 3
+EXIT_ENDPOINT_DOWN = 4
+EXIT_INTERRUPTED = 130
+
+
+def write_config(out_path: Path, cfg: ToolWOZEvalConfig, endpoints: Endpoints) -> None:
+    """RUN.config.json: the resolved options (in the flag vocabulary) and what josh adapted to the endpoints."""
+    data = config_for_file(cfg)
+    adaptations = endpoints.adaptations()
+    if adaptations:
+        data[ADAPTATIONS_KEY] = adaptations
+    sidecar(out_path, "config").write_text(json.dumps(data, indent=2) + "\n")
+
+
+@dataclass
+class RunOutcome:
+    status: str  # the run file's final status: success, error or cancelled
+    stopped: str | None = None  # why the run stopped before its end (the endpoint went down or is unusable)
 
 
 async def _run(
     cfg: ToolWOZEvalConfig,
     env: ToolWOZEnvironment,
     endpoints: Endpoints,
-    open_writer: Callable[[], RunWriter],
+    open_writer: Callable[[], tuple[RunWriter, RunContents | None]],
     total: int,
     retry_errors: bool = False,
-) -> str:
-    """Preflight the endpoints (before any file is written), then run; returns the run's final status."""
+) -> RunOutcome | None:
+    """Preflight the endpoints (before any file is written; skipped when a response cache may answer
+    everything), then run. Ctrl-C and SIGTERM stop it the same way: finished conversations are kept."""
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    assert main is not None
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # no signal handlers off the main thread
+        loop.add_signal_handler(signal.SIGTERM, main.cancel)
     try:
-        await preflight(endpoints)
-        writer = open_writer()
+        if cfg.cache_dir is None:
+            await preflight(endpoints)
+        writer, previous = open_writer()
     except BaseException:
         await endpoints.aclose()
         raise
-    stats = {"reward": 0.0, "scored": 0, "perfect": 0, "errors": 0, "tokens": 0, "cost": 0.0}
-
-    def line() -> str:
-        avg = stats["reward"] / stats["scored"] if stats["scored"] else 0.0
-        rate = stats["perfect"] / stats["scored"] if stats["scored"] else 0.0
-        return (
-            f"reward {avg:.3f} · 100% {rate:.3f} · err {stats['errors']} · "
-            f"{stats['tokens'] / 1000:.0f}k tok · ${stats['cost']:.2f}"
-        )
-
+    started = time.perf_counter()
+    totals = LiveTotals(previous.records if previous else ())
+    outcome = RunOutcome("error")
     with Progress(
         BarColumn(bar_width=12), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"),
         console=err, transient=False,
     ) as progress:  # fmt: skip
         remaining = len(pending_jobs(env, cfg, writer, retry_errors=retry_errors))
-        bar = progress.add_task(line(), total=total, completed=total - remaining)
+        bar = progress.add_task(totals.line(), total=total, completed=total - remaining)
 
         def on_record(record: dict[str, Any]) -> None:
-            if record.get("status") == "success":
-                stats["scored"] += 1
-                stats["reward"] += record["reward"]
-                stats["perfect"] += record["reward"] == 1.0
-            else:
-                stats["errors"] += 1
-            for role in ("agent", "user"):
-                usage = record.get(f"{role}_usage") or {}
-                stats["tokens"] += usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
-                stats["cost"] += usage.get("cost", 0.0)
-            progress.update(bar, advance=1, description=line())
+            totals.add(record)
+            progress.update(bar, advance=1, description=totals.line())
 
-        status = "error"
         try:
             await evaluate(cfg, env, endpoints, writer, on_record=on_record, retry_errors=retry_errors)
-            status = "success"
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            status = "cancelled"
+            outcome = RunOutcome("error" if totals.errors else "success")
+        except asyncio.CancelledError:
+            outcome = RunOutcome("cancelled")
+        except EndpointError as exc:
+            outcome = RunOutcome("error", stopped=str(exc))
         finally:
-            writer.close(status)
+            wall = time.perf_counter() - started
+            writer.close(
+                outcome.status, wall_s=round(wall, 3), errors=totals.errors, stopped=outcome.stopped
+            )
             await endpoints.aclose()
-    return status
+    return outcome
 
 
 # What `josh report A B` shows of each run; differences other than the model are warned about.

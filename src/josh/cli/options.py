@@ -106,6 +106,11 @@ def with_options(config: type[BaseModel]) -> Callable[[F], F]:
     return decorate
 
 
+# Keys a run adds to its RUN.config.json that record facts, not options: skipped when the file is fed back.
+ADAPTATIONS_KEY = "endpoint-adaptations"
+RECORDED_KEYS = frozenset({ADAPTATIONS_KEY.replace("-", "_")})
+
+
 def load_config_file(path: Path) -> dict[str, Any]:
     """A YAML (or JSON) file of options, keys as the flag names (`max-tokens` or `max_tokens`)."""
     try:
@@ -114,7 +119,8 @@ def load_config_file(path: Path) -> dict[str, Any]:
         raise JoshError(f"cannot read the config file {path}: {exc}") from None
     if not isinstance(data, dict):
         raise JoshError(f"{path} must hold a mapping of options (flag names as keys)")
-    return {str(key).replace("-", "_"): value for key, value in data.items()}
+    options = {str(key).replace("-", "_"): value for key, value in data.items()}
+    return {key: value for key, value in options.items() if key not in RECORDED_KEYS}
 
 
 def resolve(config: type[M], typed: dict[str, Any], config_file: Path | None = None) -> M:
