@@ -91,3 +91,14 @@ def test_pool_isolates_failures_and_respects_the_limit() -> None:
     )
     assert len(results) == 10 and peak == 3
     assert results[3] == "error boom 3" and results[4] == "ok 4"
+
+
+def test_summary_cost_is_unpriced_when_a_priced_role_is_unknown() -> None:
+    priced = {**rec("T1", 0, 1.0), "agent_usage": {"cost": 0.25}, "user_usage": {"cost": 0.5},
+              "agent_model_calls": 2, "user_model_calls": 2}  # fmt: skip
+    unpriced = {**rec("T2", 0, 1.0), "agent_usage": {"cost": None}, "user_usage": {"cost": 0.125},
+                "agent_model_calls": 3, "user_model_calls": 1}  # fmt: skip
+    no_calls = {**rec("T3", 0, 1.0), "agent_usage": {"cost": None}, "agent_model_calls": 0}
+    assert summarize([priced, no_calls])["cost_usd"] == {"agent": 0.25, "user": 0.5, "total": 0.75}
+    both = summarize([priced, unpriced])["cost_usd"]
+    assert both == {"agent": None, "user": 0.625, "total": None}

@@ -242,7 +242,7 @@ async def _run(
             for role in ("agent", "user"):
                 usage = record.get(f"{role}_usage") or {}
                 stats["tokens"] += usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)
-                stats["cost"] += usage.get("cost", 0.0)
+                stats["cost"] += usage.get("cost") or 0.0  # unpriced (None) adds nothing here
             progress.update(bar, advance=1, description=line())
 
         status = "error"

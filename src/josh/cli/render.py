@@ -12,6 +12,10 @@ def _pct(x: float) -> str:
     return f"{x:.3f}"
 
 
+def _usd(x: float | None) -> str:
+    return "unpriced" if x is None else f"{x:.4f}"
+
+
 def summary_table(summary: dict[str, Any], title: str) -> Table:
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("metric")
@@ -33,7 +37,9 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
         f"user {tokens['user']['prompt']:,}/{tokens['user']['completion']:,}",
     )
     cost = summary["cost_usd"]
-    table.add_row("cost (USD)", f"{cost['total']:.4f}  (agent {cost['agent']:.4f}, user {cost['user']:.4f})")
+    table.add_row(
+        "cost (USD)", f"{_usd(cost['total'])}  (agent {_usd(cost['agent'])}, user {_usd(cost['user'])})"
+    )
     if summary.get("wall_s") is not None:
         table.add_row("wall time", f"{summary['wall_s']:.1f} s")
     return table
@@ -93,7 +99,9 @@ def print_comparison(console: Console, a: dict[str, Any], b: dict[str, Any], nam
         ("cost (USD)", a["cost_usd"]["total"], b["cost_usd"]["total"]),
     ]  # fmt: skip
     for name, x, y in rows:
-        if isinstance(x, int) and isinstance(y, int):
+        if x is None or y is None:  # an unpriced cost
+            table.add_row(name, _usd(x), _usd(y), "")
+        elif isinstance(x, int) and isinstance(y, int):
             table.add_row(name, f"{x:,}", f"{y:,}", f"{y - x:+,}")
         else:
             table.add_row(name, f"{x:.3f}", f"{y:.3f}", f"{y - x:+.3f}")
