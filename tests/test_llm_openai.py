@@ -17,20 +17,32 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
+import openai
 import pytest
 
 from josh.llm import (
     ChatModel,
+    EndpointError,
     FatalLLMError,
     OpenAIChatModel,
     ResponseCache,
     RetryableLLMError,
     RetryPolicy,
 )
-from josh.llm.openai_model import classify, metadata_headers, to_wire
+from josh.llm.openai_model import classify, metadata_headers, parse_tool_call, to_wire, trailing_as_user
 from josh.llm.pricing import cost, price_for
 from josh.llm.retry import retry_after_seconds
-from josh.types import AssistantMessage, SystemMessage, ToolCall, ToolMessage, Usage, UserMessage
+from josh.types import (
+    MAX_DEPTH,
+    TOO_DEEP,
+    AssistantMessage,
+    SystemMessage,
+    ToolCall,
+    ToolMessage,
+    Usage,
+    UserMessage,
+)
 
 SECRET = "sk-test-SECRET-123"
 FAST = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.02)
@@ -93,14 +105,20 @@ class Seen:
 
 
 class FakeOpenAI:
-    """`POST /v1/chat/completions` answering from a script; records requests and the peak concurrency."""
+    """`POST /v1/chat/completions` answering from a script; records requests and the peak concurrency.
 
-    def __init__(self) -> None:
+    `GET /v1/models` lists `models` (a scripted `status` reply answers it instead). `rule(body)`, when set,
+    may answer a chat request before the script (a server's own validation, such as llama.cpp's).
+    """
+
+    def __init__(self, port: int = 0) -> None:
         self.script: deque[Reply] = deque()
         self.default = text()
         self.requests: list[Seen] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.models = ["model-a", "model-b"]
+        self.rule: Any = None
         self.lock = threading.Lock()
         fake = self
 
@@ -108,10 +126,13 @@ class FakeOpenAI:
             def do_POST(self) -> None:
                 fake.handle(self)
 
+            def do_GET(self) -> None:
+                fake.handle_get(self)
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.server.block_on_close = False  # hanging handlers must not stall teardown
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
@@ -128,12 +149,25 @@ class FakeOpenAI:
         self.server.shutdown()
         self.server.server_close()
 
+    def handle_get(self, handler: BaseHTTPRequestHandler) -> None:
+        with self.lock:
+            self.requests.append(Seen(handler.path, {k.lower(): v for k, v in handler.headers.items()}, {}))
+            reply = self.script.popleft() if self.script else self.default
+        if handler.path != "/v1/models":
+            self.send(handler, 404, {"error": {"message": "no such route"}})
+        elif reply.kind == "status":
+            self.send(handler, reply.status, reply.body, reply.headers)
+        else:
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": "test"} for m in self.models]
+            self.send(handler, 200, {"object": "list", "data": data})
+
     def handle(self, handler: BaseHTTPRequestHandler) -> None:
         raw = handler.rfile.read(int(handler.headers.get("Content-Length", 0)))
         body = json.loads(raw)
         with self.lock:
             self.requests.append(Seen(handler.path, {k.lower(): v for k, v in handler.headers.items()}, body))
-            reply = self.script.popleft() if self.script else self.default
+            ruled = self.rule(body) if self.rule is not None else None
+            reply = ruled or (self.script.popleft() if self.script else self.default)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -174,9 +208,9 @@ def completion(request: dict[str, Any], reply: Reply) -> dict[str, Any]:
     choices = []
     for index in range(n):
         message: dict[str, Any] = {"role": "assistant", "content": None}
-        if reply.tool_calls:
+        if reply.tool_calls is not None:
             message["tool_calls"] = reply.tool_calls
-        else:
+        if reply.kind == "text":
             message["content"] = reply.content if n == 1 else f"{reply.content} #{index}"
         choices.append({"index": index, "message": message, "finish_reason": "stop"})
     prompt, completion_tokens = reply.usage
@@ -214,7 +248,8 @@ def closed_port() -> int:
 
 
 def chat_once(base_url: str, messages: list[Any] | None = None, **kwargs: Any) -> list[AssistantMessage]:
-    model_options = {k: kwargs.pop(k) for k in ("retry", "cache", "max_concurrency", "model") if k in kwargs}
+    model_keys = ("retry", "cache", "max_concurrency", "model", "trailing_assistant", "price_override")
+    model_options = {k: kwargs.pop(k) for k in model_keys if k in kwargs}
 
     async def run() -> list[AssistantMessage]:
         async with make_model(base_url, **model_options) as model:
@@ -349,7 +384,9 @@ def test_malformed_tool_arguments_become_parse_errors(fake: FakeOpenAI, argument
 def test_empty_tool_arguments_mean_no_arguments(fake: FakeOpenAI) -> None:
     fake.queue(tool("list_bookings", ""))
     [reply] = chat_once(fake.base_url, tools=TOOLS)
-    assert reply.tool_calls == (ToolCall(id="call_1", name="list_bookings", arguments={}),)
+    # Lenient: {} and no parse error; the empty string is kept verbatim for a strict check and for replay.
+    assert reply.tool_calls == (ToolCall(id="call_1", name="list_bookings", arguments={}, raw_arguments=""),)
+    assert to_wire(reply)["tool_calls"][0]["function"] == {"name": "list_bookings", "arguments": ""}
 
 
 def test_n_choices_put_usage_on_the_first(fake: FakeOpenAI) -> None:
@@ -452,6 +489,63 @@ def test_fatal_statuses_are_not_retried(fake: FakeOpenAI, code: int, body: Any, 
     assert len(fake.requests) == 1
 
 
+@pytest.mark.parametrize(
+    ("code", "body", "endpoint_wide"),
+    [
+        (401, {"error": {"message": "bad key"}}, True),
+        (403, {"error": {"message": "no access"}}, True),
+        (404, {"error": {"message": "The model `gpt-x` does not exist"}}, True),
+        (429, {"error": {"message": "You exceeded your current quota", "code": "insufficient_quota"}}, True),
+        (400, {"error": {"message": "maximum context length is 8192 tokens"}}, False),
+        (400, {"error": {"message": "bad request"}}, False),
+        (422, {"error": {"message": "unprocessable"}}, False),
+    ],
+)
+def test_endpoint_errors_are_told_apart_from_conversation_errors(
+    fake: FakeOpenAI, code: int, body: Any, endpoint_wide: bool
+) -> None:
+    fake.queue(status(code, body=body))
+    with pytest.raises(FatalLLMError) as info:
+        chat_once(fake.base_url)
+    assert isinstance(info.value, EndpointError) is endpoint_wide
+
+
+@pytest.mark.parametrize(
+    ("detail", "present", "absent"),
+    [
+        (
+            "Cannot have 2 or more assistant messages at the end of the list.",
+            ["refused the order of the messages", "Cannot have 2 or more assistant messages"],
+            ["temperature", "max_tokens", "supported parameters"],
+        ),
+        (
+            "temperature is not supported with this model",
+            ["supported parameters (temperature)", "temperature is not supported"],
+            ["max_tokens", "tools"],
+        ),
+        (
+            "Unsupported parameter: 'max_tokens'. Use 'max_completion_tokens' instead.",
+            ["supported parameters (max_tokens, max_completion_tokens)"],
+            ["temperature"],
+        ),
+        (
+            "Invalid 'messages[1].content': string too long.",
+            ["rejected the request (HTTP 400: Invalid 'messages[1].content': string too long.)"],
+            ["temperature", "max_tokens", "supported parameters"],
+        ),
+    ],
+    ids=["message-order", "temperature", "max-tokens", "other"],
+)
+def test_a_400_hint_follows_the_server_message(detail: str, present: list[str], absent: list[str]) -> None:
+    response = httpx.Response(400, request=httpx.Request("POST", "http://x/v1/chat/completions"))
+    exc = openai.BadRequestError(detail, response=response, body={"error": {"message": detail}})
+    message = str(classify(exc, base_url="http://x/v1", model="m"))
+    for text_ in present:
+        assert text_ in message
+    for text_ in absent:
+        assert text_ not in message
+
+
 def test_retry_logs_never_show_the_key(fake: FakeOpenAI, caplog: pytest.LogCaptureFixture) -> None:
     fake.queue(status(500, body={"error": {"message": f"boom for {SECRET}"}}), text("ok"))
     with caplog.at_level(logging.DEBUG):
@@ -512,17 +606,47 @@ def test_check_passes_on_a_working_endpoint(fake: FakeOpenAI) -> None:
     ("failure", "expected"),
     [
         (status(401), "rejected the API key"),
-        (status(500), "HTTP 500"),
-        (Reply("hang", delay=TIMEOUT * 2), "did not answer in time"),
-        (Reply("invalid_json"), "not a chat completion"),
+        (status(404, body={"error": {"message": "model 'gpt-x' not found"}}), "has no model"),
     ],
-    ids=["401", "500", "hang", "invalid-json"],
+    ids=["401", "404"],
 )
-def test_check_failures_are_fatal_without_retries(fake: FakeOpenAI, failure: Reply, expected: str) -> None:
+def test_check_endpoint_failures_are_fatal_without_retries(
+    fake: FakeOpenAI, failure: Reply, expected: str
+) -> None:
     fake.queue(failure)
-    with pytest.raises(FatalLLMError, match=expected):
+    with pytest.raises(EndpointError, match=expected):
         run_check(fake.base_url)
     assert len(fake.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [status(500), status(503), Reply("hang", delay=TIMEOUT * 2), Reply("invalid_json")],
+    ids=["500", "503", "hang", "invalid-json"],
+)
+def test_check_retries_a_transient_failure(fake: FakeOpenAI, failure: Reply) -> None:
+    fake.queue(failure, failure)  # FAST allows 4 attempts: two failures, then the default answer
+    run_check(fake.base_url)
+    assert len(fake.requests) == 3
+
+
+def test_check_gives_up_when_the_retries_run_out(fake: FakeOpenAI) -> None:
+    fake.queue(*[status(500)] * 5)
+    with pytest.raises(EndpointError, match="HTTP 500.*gave up after 4 attempts"):
+        run_check(fake.base_url)
+    assert len(fake.requests) == 4  # FAST.max_attempts
+
+
+def test_check_unreachable_fails_fast_whatever_the_retry_policy() -> None:
+    base_url = f"http://127.0.0.1:{closed_port()}/v1"
+
+    async def run() -> None:
+        async with make_model(base_url, retry=RetryPolicy(max_attempts=3, base_delay=0.01)) as model:
+            await model.check()
+
+    with pytest.raises(EndpointError, match="cannot reach .*connection refused") as info:
+        asyncio.run(run())
+    assert "gave up" not in str(info.value)  # not retried: nothing is listening
 
 
 def test_check_passes_when_only_rate_limited(fake: FakeOpenAI) -> None:
@@ -650,8 +774,10 @@ def test_pricing() -> None:
     assert price_for("openai/o4-mini") == (1.10, 4.40)
     assert price_for("gpt-50") is None and price_for("Qwen/Qwen3-8B") is None
     assert cost("gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(0.75)
-    assert cost("Qwen/Qwen3-8B", 1000, 1000) == 0.0
+    assert cost("Qwen/Qwen3-8B", 1000, 1000) is None  # unpriced, not free
     assert cost("Qwen/Qwen3-8B", 1_000_000, 0, price_override=(0.5, 1.0)) == pytest.approx(0.5)
+    for ours in ("josh-mock-agent", "josh-mock-user", "scripted"):
+        assert cost(ours, 1_000_000, 1_000_000) == 0.0
 
 
 def test_classify_parse_failures_and_unknowns() -> None:
@@ -661,3 +787,235 @@ def test_classify_parse_failures_and_unknowns() -> None:
     assert isinstance(unknown, FatalLLMError) and SECRET not in str(unknown)
     already = FatalLLMError("kept")
     assert classify(already) is already
+
+
+# ---------------------------------------------------------------------------------------------- message order
+
+LLAMA_REFUSAL = "Cannot have 2 or more assistant messages at the end of the list."
+
+
+def refuse_two_trailing_assistants(body: dict[str, Any]) -> Reply | None:
+    """llama.cpp's rule (tools/server: a request may end with at most one assistant message, the prefill)."""
+    roles = [message["role"] for message in body["messages"]]
+    if roles[-2:] == ["assistant", "assistant"]:
+        return status(
+            400, body={"error": {"code": 400, "message": LLAMA_REFUSAL, "type": "invalid_request_error"}}
+        )
+    return None
+
+
+REACT_RETRY = [
+    SystemMessage(content="You are an agent."),
+    UserMessage(content="book a train"),
+    AssistantMessage(content="Thought: I should search."),
+    AssistantMessage(content="ERROR: NO COMMAND FOUND"),
+]
+
+
+def test_refused_trailing_assistant_messages_are_sent_as_one_user_message(fake: FakeOpenAI) -> None:
+    fake.rule = refuse_two_trailing_assistants
+    one_try = RetryPolicy(max_attempts=1)  # the repeat after the refusal is not a retry
+
+    async def run() -> tuple[OpenAIChatModel, list[AssistantMessage]]:
+        async with make_model(fake.base_url, retry=one_try, model="local") as model:
+            [first] = await model.chat(REACT_RETRY)
+            [second] = await model.chat(REACT_RETRY[:3])  # one trailing assistant message: adapted too
+            [third] = await model.chat(REACT_RETRY[:2])  # none: unchanged
+            return model, [first, second, third]
+
+    model, replies = asyncio.run(run())
+    assert [reply.content for reply in replies] == ["hello"] * 3
+    bodies = [seen.body["messages"] for seen in fake.requests]
+    assert len(bodies) == 4
+    assert bodies[0] == [to_wire(message) for message in REACT_RETRY]  # the paper's order, tried first
+    assert bodies[1] == [
+        {"role": "system", "content": "You are an agent."},
+        {"role": "user", "content": "book a train"},
+        {"role": "user", "content": "Thought: I should search.\nERROR: NO COMMAND FOUND"},
+    ]
+    assert bodies[2] == [
+        {"role": "system", "content": "You are an agent."},
+        {"role": "user", "content": "book a train"},
+        {"role": "user", "content": "Thought: I should search."},
+    ]
+    assert bodies[3] == [
+        {"role": "system", "content": "You are an agent."},
+        {"role": "user", "content": "book a train"},
+    ]
+    assert model.trailing_assistant == "as_user"
+    assert model.adaptations == [
+        "trailing assistant messages sent as one user message: the server refused them "
+        f"(HTTP 400: {LLAMA_REFUSAL})"
+    ]
+
+
+def test_trailing_assistant_as_user_from_the_start_and_the_cache_key_is_the_callers(
+    fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        [adapted] = chat_once(fake.base_url, REACT_RETRY, cache=cache, trailing_assistant="as_user")
+        [again] = chat_once(fake.base_url, REACT_RETRY, cache=cache)  # "keep": same caller messages, a hit
+    assert adapted.content == again.content == "hello"
+    assert again.usage is not None and again.usage.cached
+    [seen] = fake.requests
+    assert seen.body["messages"][-1] == {
+        "role": "user",
+        "content": "Thought: I should search.\nERROR: NO COMMAND FOUND",
+    }
+
+
+def test_a_refusal_with_nothing_to_adapt_is_fatal(fake: FakeOpenAI) -> None:
+    fake.queue(status(400, body={"error": {"message": LLAMA_REFUSAL}}))
+
+    async def run() -> OpenAIChatModel:
+        async with make_model(fake.base_url) as model:
+            with pytest.raises(FatalLLMError, match="refused the order of the messages"):
+                await model.chat(REACT_RETRY[:2])  # ends with a user message
+            return model
+
+    model = asyncio.run(run())
+    assert len(fake.requests) == 1
+    assert model.adaptations == [] and model.trailing_assistant == "keep"
+
+
+def test_trailing_as_user_folds_only_plain_trailing_assistant_messages() -> None:
+    call = {"role": "assistant", "content": "", "tool_calls": [{"id": "c"}]}
+    wire = [{"role": "user", "content": "u"}, call, {"role": "assistant", "content": "a"}]
+    assert trailing_as_user(wire) == [
+        {"role": "user", "content": "u"},
+        call,
+        {"role": "user", "content": "a"},
+    ]
+    assert trailing_as_user(wire[:2]) == wire[:2]
+    with pytest.raises(ValueError, match="trailing_assistant"):
+        OpenAIChatModel("m", base_url="http://127.0.0.1:9/v1", trailing_assistant="drop")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------- model list
+
+
+def list_models(base_url: str, **kwargs: Any) -> list[str]:
+    async def run() -> list[str]:
+        async with make_model(base_url, **kwargs) as model:
+            return await model.list_models()
+
+    return asyncio.run(run())
+
+
+def test_list_models(fake: FakeOpenAI) -> None:
+    fake.queue(status(503))  # retried like a chat request
+    assert list_models(fake.base_url) == ["model-a", "model-b"]
+    assert [seen.path for seen in fake.requests] == ["/v1/models", "/v1/models"]
+
+
+def test_list_models_errors_are_classified(fake: FakeOpenAI) -> None:
+    fake.queue(status(401))
+    with pytest.raises(EndpointError, match="rejected the API key"):
+        list_models(fake.base_url)
+    unreachable = f"http://127.0.0.1:{closed_port()}/v1"
+    with pytest.raises(RetryableLLMError, match="connection refused.*gave up after 2"):
+        list_models(unreachable, retry=RetryPolicy(max_attempts=2, base_delay=0.01))
+
+
+def test_list_models_of_the_mock_endpoint(toolwoz_env: Any) -> None:
+    from josh.mock import MockServer
+
+    with MockServer(toolwoz_env) as mock:
+        assert list_models(mock.base_url) == ["josh-mock-agent", "josh-mock-user"]
+
+
+# ---------------------------------------------------------------------------------------------- prices
+
+
+def test_unknown_model_is_unpriced_and_cached_replies_are_free(fake: FakeOpenAI, tmp_path: Path) -> None:
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        [fresh] = chat_once(fake.base_url, cache=cache, model="local")
+        [hit] = chat_once(fake.base_url, cache=cache, model="local")
+    assert fresh.usage == Usage(prompt_tokens=1000, completion_tokens=200, cost=None)
+    assert hit.usage == Usage(prompt_tokens=1000, completion_tokens=200, cost=0.0, cached=True)
+    [priced] = chat_once(fake.base_url, model="local", price_override=(1.0, 2.0))
+    assert priced.usage is not None and priced.usage.cost == pytest.approx((1000 * 1.0 + 200 * 2.0) / 1e6)
+
+
+def test_usage_sum_is_unpriced_when_any_part_is() -> None:
+    assert (Usage(prompt_tokens=1, cost=0.5) + Usage(completion_tokens=2, cost=0.25)) == Usage(
+        prompt_tokens=1, completion_tokens=2, cost=0.75
+    )
+    assert (Usage(prompt_tokens=1, cost=0.5) + Usage(cost=None)).cost is None
+    assert (Usage(cost=None) + Usage(cost=0.5)).cost is None
+    assert Usage().cost == 0.0  # no calls cost nothing
+
+
+# ---------------------------------------------------------------------------------------------- hostile replies
+
+
+@pytest.mark.parametrize(
+    ("raw", "replayed"),
+    [
+        # The JSON escape in the arguments text: the text is ASCII, the parsed value holds the surrogate.
+        ('{"name": "caf\\ud800"}', '{"name": "caf\\ud800"}'),
+        # The surrogate itself in the arguments text: UTF-8 cannot carry it, so it is replaced on the wire.
+        ('{"name": "caf\ud800"}', '{"name": "caf\ufffd"}'),
+    ],
+    ids=["escaped", "raw"],
+)
+def test_lone_surrogate_in_arguments_round_trips_through_the_cache(
+    fake: FakeOpenAI, tmp_path: Path, raw: str, replayed: str
+) -> None:
+    fake.queue(tool("find_restaurant", raw))
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        [fresh] = chat_once(fake.base_url, cache=cache, tools=TOOLS)
+        [hit] = chat_once(fake.base_url, cache=cache, tools=TOOLS)
+        assert cache.enabled
+        # The history now holds the lone surrogate; the next request must still go out.
+        history: list[Any] = [
+            UserMessage(content="hi"),
+            fresh,
+            ToolMessage(tool_call_id="call_1", content="{}"),
+        ]
+        [after] = chat_once(fake.base_url, history, cache=cache, tools=TOOLS)
+        [after_hit] = chat_once(fake.base_url, history, cache=cache, tools=TOOLS)
+    [call] = fresh.tool_calls
+    assert call.arguments == {"name": "caf\ud800"} and call.raw_arguments == raw
+    assert hit.tool_calls == fresh.tool_calls and hit.usage is not None and hit.usage.cached
+    assert after.content == after_hit.content == "hello"
+    assert len(fake.requests) == 2
+    sent = fake.requests[1].body["messages"][1]["tool_calls"][0]["function"]["arguments"]
+    assert sent == replayed
+
+
+def test_arguments_nested_hundreds_deep(fake: FakeOpenAI, tmp_path: Path) -> None:
+    raw = '{"a": ' * 300 + "1" + "}" * 300
+    fake.queue(tool("get_booking", raw))
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        [fresh] = chat_once(fake.base_url, cache=cache, tools=TOOLS)
+        [hit] = chat_once(fake.base_url, cache=cache, tools=TOOLS)
+    [call] = fresh.tool_calls
+    assert call.raw_arguments == raw and call.parse_error is None  # replayed verbatim
+    value: Any = call.arguments
+    for _ in range(MAX_DEPTH):
+        assert isinstance(value, dict) and list(value) == ["a"]
+        value = value["a"]
+    assert value == TOO_DEEP
+    assert fresh.model_dump(mode="json")["tool_calls"][0]["raw_arguments"] == raw
+    assert hit.tool_calls == fresh.tool_calls and len(fake.requests) == 1
+
+
+def test_shallow_arguments_are_not_cut() -> None:
+    nested = {"a": {"b": [1, {"c": "d"}]}}
+    call = parse_tool_call({"id": "x", "function": {"name": "f", "arguments": json.dumps(nested)}})
+    assert call.arguments == nested
+
+
+def test_empty_tool_calls_list_is_recorded(fake: FakeOpenAI, tmp_path: Path) -> None:
+    fake.queue(text("I will look it up.", tool_calls=[]))
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        [fresh] = chat_once(fake.base_url, cache=cache)
+        [hit] = chat_once(fake.base_url, cache=cache)
+        [plain] = chat_once(fake.base_url, cache=cache, metadata={"task_id": "T2"})
+    assert fresh.empty_tool_calls and fresh.tool_calls == () and fresh.content == "I will look it up."
+    assert hit.empty_tool_calls and hit.usage is not None and hit.usage.cached
+    assert fresh.model_dump(mode="json")["empty_tool_calls"] is True
+    assert not plain.empty_tool_calls
+    assert "empty_tool_calls" not in plain.model_dump(mode="json")  # records do not grow a field
+    assert "empty_tool_calls" not in plain.model_dump()

@@ -45,6 +45,9 @@ def test_sdist_and_wheel_build_and_the_wheel_installs_with_a_working_command(tmp
     assert helped.returncode == 0, helped.stderr
     assert "eval" in helped.stdout and "data" in helped.stdout
     located = subprocess.run(
-        [str(python), "-c", "import josh, sys; print(josh.__file__)"], capture_output=True, text=True, cwd=tmp_path
+        [str(python), "-c", "import josh, sys; print(josh.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert str(env_dir) in located.stdout  # the installed copy, not this checkout

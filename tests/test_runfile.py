@@ -199,7 +199,7 @@ def test_any_record_is_written_read_back_and_resumed(tmp_path: Path, name: str) 
     if name == "lone surrogate":
         assert saved["internal"][0]["tool_calls"][0]["arguments"] == {"q": "a\ufffdb"}
     elif name == "not json":
-        assert saved["tags"] == [3] and saved["keys"] == {"(1, 2)": "v"} and saved["raw"] == "b'\\xff'"
+        assert saved["tags"] == [3] and saved["keys"] == {"[1, 2]": "v"} and saved["raw"] == "b'\\xff'"
     else:
         assert depth(saved) <= MAX_LINE_DEPTH
         assert "cut: nested deeper than" in json.dumps(saved)

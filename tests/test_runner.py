@@ -118,8 +118,25 @@ def test_pool_stops_on_a_stop_exception_and_records_nothing_unfinished() -> None
 
     with pytest.raises(EndpointDown):
         asyncio.run(
-            run_pool(list(range(10)), worker, concurrency=3, on_result=lambda j, r: results.append(r),
-                     on_error=on_error, stop_on=(EndpointDown,))  # fmt: skip
+            run_pool(
+                list(range(10)),
+                worker,
+                concurrency=3,
+                on_result=lambda j, r: results.append(r),
+                on_error=on_error,
+                stop_on=(EndpointDown,),
+            )  # fmt: skip
         )
     assert results == [0] and errors == []  # in-flight jobs 1 and 3 were cancelled, not recorded
     assert sorted(started) == [0, 1, 2, 3]  # jobs 4-9 never started
+
+
+def test_summary_cost_is_unpriced_when_a_priced_role_is_unknown() -> None:
+    priced = {**rec("T1", 0, 1.0), "agent_usage": {"cost": 0.25}, "user_usage": {"cost": 0.5},
+              "agent_model_calls": 2, "user_model_calls": 2}  # fmt: skip
+    unpriced = {**rec("T2", 0, 1.0), "agent_usage": {"cost": None}, "user_usage": {"cost": 0.125},
+                "agent_model_calls": 3, "user_model_calls": 1}  # fmt: skip
+    no_calls = {**rec("T3", 0, 1.0), "agent_usage": {"cost": None}, "agent_model_calls": 0}
+    assert summarize([priced, no_calls])["cost_usd"] == {"agent": 0.25, "user": 0.5, "total": 0.75}
+    both = summarize([priced, unpriced])["cost_usd"]
+    assert both == {"agent": None, "user": 0.625, "total": None}

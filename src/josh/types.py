@@ -11,7 +11,14 @@ import re
 import reprlib
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    model_serializer,
+)
 
 
 class Record(BaseModel):
@@ -21,11 +28,14 @@ class Record(BaseModel):
 
 
 class Usage(Record):
-    """Tokens and cost of one model call (or a sum of them)."""
+    """Tokens and cost of one model call (or a sum of them).
+
+    `cost` is USD, or None when the model is unpriced (a local model josh has no price for): unknown, not free.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: float = 0.0
+    cost: float | None = 0.0
     cached: bool = False  # served from the on-disk response cache: no tokens were paid for
 
     @property
@@ -33,11 +43,31 @@ class Usage(Record):
         return self.prompt_tokens + self.completion_tokens
 
     def __add__(self, other: Usage) -> Usage:
+        """The sum of two usages. The cost is None (unpriced) when either side is unpriced: a sum that left
+        out an unknown price would understate what was spent. `cached` is not carried into a sum."""
+        total_cost = None if self.cost is None or other.cost is None else self.cost + other.cost
         return Usage(
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
-            cost=self.cost + other.cost,
+            cost=total_cost,
         )
+
+
+class ModelCall(Record):
+    """One `chat()` call of a model in a conversation, whatever came of it: the ledger of what was billed.
+
+    On success the summed usage of its replies (`cached` when served from the response cache); on failure
+    `error` holds a one-line message and the token counts are 0. `cost` None means unpriced.
+    """
+
+    role: str  # "agent" or "user"
+    n: int = 1  # completions asked for
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None
+    cached: bool = False
+    latency_s: float | None = None  # wall time of the call, retries and waits included
+    error: str | None = None
 
 
 class ToolCall(Record):
@@ -68,6 +98,16 @@ class AssistantMessage(Record):
     usage: Usage | None = None
     latency_s: float | None = None
     model: str | None = None
+    # The server sent `tool_calls: []` (which crashes the paper's reference). Left out of dumps when False, so
+    # records do not grow a field on every message.
+    empty_tool_calls: bool = False
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_flags(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and not self.empty_tool_calls:
+            data.pop("empty_tool_calls", None)
+        return data
 
 
 class ToolMessage(Record):

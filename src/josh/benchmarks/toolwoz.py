@@ -15,7 +15,9 @@ from josh.benchmarks.toolwoz_prompts import ToolWOZPrompts, toolwoz_prompts
 from josh.envs.toolwoz import Task, ToolWOZEnvironment
 from josh.errors import JoshError
 from josh.llm import OpenAIChatModel, ResponseCache, RetryPolicy
-from josh.llm.base import ChatModel, LLMError
+from josh.llm.base import ChatModel, EndpointError, LLMError
+from josh.llm.breaker import EndpointBreaker
+from josh.llm.ledger import CallLedger
 from josh.mock import MockConfig, MockServer
 from josh.mock.scripted_backend import scripted_model
 from josh.rollout import run_conversation
@@ -155,7 +157,11 @@ def mock_config(config: MockOptions) -> MockConfig:
 
 
 def open_endpoints(config: RunOptions, env: ToolWOZEnvironment) -> Endpoints:
-    """Create the agent and user models; start the in-process mock endpoint for a dry run."""
+    """Create the agent and user models; start the in-process mock endpoint for a dry run.
+
+    The models of one endpoint share a circuit breaker: when the endpoint stops answering, every request
+    waits while it is probed, and the run stops (`EndpointDownError`) if it stays down past `max_outage`.
+    """
     retry = RetryPolicy(max_attempts=config.max_retries + 1)
     cache = ResponseCache(Path(config.cache_dir) / "responses.sqlite") if config.cache_dir else None
     common = {
@@ -164,42 +170,36 @@ def open_endpoints(config: RunOptions, env: ToolWOZEnvironment) -> Endpoints:
         "retry": retry,
         "cache": cache,
     }
+    breakers: dict[str | None, EndpointBreaker] = {}
+
+    def endpoint(base_url: str | None, api_key: str | None) -> dict[str, Any]:
+        breaker = breakers.setdefault(base_url, EndpointBreaker(max_outage_s=config.max_outage))
+        return {**common, "base_url": base_url, "api_key": api_key, "breaker": breaker}
+
     customer = config.user != "replay"
     if config.model == SCRIPTED:
         scripted = scripted_model(env, mock_config(config))
         return Endpoints(scripted, scripted if customer else None)
     if config.dry_run:
         mock = MockServer(env, mock_config(config)).start()
-        agent = OpenAIChatModel(MOCK_AGENT_MODEL, base_url=mock.base_url, api_key=None, **common)
-        user = (
-            OpenAIChatModel(MOCK_USER_MODEL, base_url=mock.base_url, api_key=None, **common)
-            if customer
-            else None
-        )
+        agent = OpenAIChatModel(MOCK_AGENT_MODEL, **endpoint(mock.base_url, None))
+        user = OpenAIChatModel(MOCK_USER_MODEL, **endpoint(mock.base_url, None)) if customer else None
         return Endpoints(agent, user, mock)
     assert config.model is not None
     agent_key = _key(config.api_key_env)
-    agent = OpenAIChatModel(
-        config.model, base_url=config.base_url, api_key=agent_key,
-        price_override=_price(config.price_in, config.price_out), **common,
-    )  # fmt: skip
+    agent_price = _price(config.price_in, config.price_out)
+    agent = OpenAIChatModel(config.model, price_override=agent_price, **endpoint(config.base_url, agent_key))
     if not customer:
         return Endpoints(agent, None)
     user_model = config.customer_model
     assert user_model is not None
     user_key = _key(config.user_api_key_env or config.api_key_env)
     user_price = _price(config.user_price_in, config.user_price_out)
-    same = (user_model, config.user_base_url, user_key, user_price) == (
-        config.model,
-        config.base_url,
-        agent_key,
-        _price(config.price_in, config.price_out),
-    )
-    if same:
+    if (user_model, config.user_base_url, user_key, user_price) == (
+        config.model, config.base_url, agent_key, agent_price
+    ):  # fmt: skip
         return Endpoints(agent, agent)
-    user = OpenAIChatModel(
-        user_model, base_url=config.user_base_url, api_key=user_key, price_override=user_price, **common
-    )
+    user = OpenAIChatModel(user_model, price_override=user_price, **endpoint(config.user_base_url, user_key))
     return Endpoints(agent, user)
 
 
@@ -252,8 +252,10 @@ async def evaluate(
     async def worker(job: tuple[str, int]) -> dict[str, Any]:
         task_id, trial = job
         task = env.task(task_id)
-        agent = build_agent(config, endpoints.agent, env.tool_schemas, trial, prompts)
-        user = build_user(config, endpoints.user, task, trial, prompts)
+        ledger = CallLedger()  # every model call of the conversation, whatever happens after it
+        agent = build_agent(config, ledger.wrap(endpoints.agent, "agent"), env.tool_schemas, trial, prompts)
+        user_model = ledger.wrap(endpoints.user, "user") if endpoints.user is not None else None
+        user = build_user(config, user_model, task, trial, prompts)
         record = await run_conversation(
             task_id,
             [g.name for g in task.goal_calls],
@@ -263,6 +265,7 @@ async def evaluate(
             max_turns=config.max_turns,
             trial=trial,
             seed=config.seed + trial,
+            ledger=ledger,
         )
         return record.model_dump(mode="json")
 
@@ -277,5 +280,6 @@ async def evaluate(
         concurrency=config.concurrency,
         on_result=on_result,
         on_error=lambda job, exc: error_record(job[0], job[1], config.seed + job[1], exc),
+        stop_on=(EndpointError,),  # the endpoint is down or unusable: stop, record nothing unfinished
     )
     return len(jobs)

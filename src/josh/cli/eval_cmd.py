@@ -34,8 +34,8 @@ from josh.cli.options import ADAPTATIONS_KEY, config_for_file, resolve, with_opt
 from josh.cli.render import print_comparison, print_summary, settings_table
 from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.errors import JoshError
-from josh.mock import MockServer
 from josh.llm.base import EndpointError
+from josh.mock import MockServer
 from josh.runner import RunContents, RunWriter, open_run, read_run, summarize
 from josh.runner.compare import compare_runs
 from josh.runner.summary import latest_by_key
@@ -244,9 +244,7 @@ async def _run(
             outcome = RunOutcome("error", stopped=str(exc))
         finally:
             wall = time.perf_counter() - started
-            writer.close(
-                outcome.status, wall_s=round(wall, 3), errors=totals.errors, stopped=outcome.stopped
-            )
+            writer.close(outcome.status, wall_s=round(wall, 3), errors=totals.errors, stopped=outcome.stopped)
             await endpoints.aclose()
     return outcome
 

@@ -61,7 +61,9 @@ class LiveTotals:
         tokens = sum(r.tokens for r in rows)
         costs = [r.cost for r in rows]
         priced = [c for c in costs if c is not None]
-        cost = "unpriced" if not priced else f"${sum(priced):.2f}" + (" + unpriced" if len(priced) < len(costs) else "")
-        return (
-            f"reward {average:.3f} · 100% {perfect:.3f} · err {self.errors} · {tokens / 1000:,.0f}k tok · {cost}"
+        cost = (
+            "unpriced"
+            if not priced
+            else f"${sum(priced):.2f}" + (" + unpriced" if len(priced) < len(costs) else "")
         )
+        return f"reward {average:.3f} · 100% {perfect:.3f} · err {self.errors} · {tokens / 1000:,.0f}k tok · {cost}"

@@ -13,6 +13,10 @@ def _pct(x: float) -> str:
     return f"{x:.3f}"
 
 
+def _usd(x: float | None) -> str:
+    return "unpriced" if x is None else f"{x:.4f}"
+
+
 def summary_table(summary: dict[str, Any], title: str) -> Table:
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("metric")
@@ -33,8 +37,21 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
         f"agent {tokens['agent']['prompt']:,}/{tokens['agent']['completion']:,}  "
         f"user {tokens['user']['prompt']:,}/{tokens['user']['completion']:,}",
     )
+    calls, cached, failed = summary["model_calls"], summary.get("cached_calls"), summary.get("failed_calls")
+    if cached is not None and failed is not None:
+        table.add_row(
+            "model calls",
+            "  ".join(
+                f"{role} {calls[role]:,}"
+                + (f" (+{failed[role]:,} failed)" if failed[role] else "")
+                + (f", {cached[role]:,} from the cache" if cached[role] else "")
+                for role in ("agent", "user")
+            ),
+        )
     cost = summary["cost_usd"]
-    table.add_row("cost (USD)", f"{cost['total']:.4f}  (agent {cost['agent']:.4f}, user {cost['user']:.4f})")
+    table.add_row(
+        "cost (USD)", f"{_usd(cost['total'])}  (agent {_usd(cost['agent'])}, user {_usd(cost['user'])})"
+    )
     if summary.get("text_tool_calls"):
         table.add_row("tool calls written as text", f"{summary['text_tool_calls']:,}")
     if summary.get("wall_s") is not None:
@@ -126,7 +143,10 @@ def print_comparison(
         ("cost (USD)", a["cost_usd"]["total"], b["cost_usd"]["total"]),
     ]  # fmt: skip
     for name, x, y in rows:
-        table.add_row(name, _number(x), _number(y), _delta(x, y))
+        if name == "cost (USD)":
+            table.add_row(name, _usd(x), _usd(y), _delta(x, y))
+        else:
+            table.add_row(name, _number(x), _number(y), _delta(x, y))
     console.print(table)
     if not paired["common"]:
         console.print("the runs share no task: no paired comparison")

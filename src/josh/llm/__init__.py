@@ -1,13 +1,26 @@
 """One async chat interface over OpenAI-compatible servers and scripted test models."""
 
-from josh.llm.base import ChatModel, FatalLLMError, LLMError, RetryableLLMError
+from josh.llm.base import (
+    ChatModel,
+    EndpointDownError,
+    EndpointError,
+    FatalLLMError,
+    LLMError,
+    RetryableLLMError,
+)
+from josh.llm.breaker import EndpointBreaker
 from josh.llm.cache import ResponseCache
+from josh.llm.ledger import CallLedger
 from josh.llm.openai_model import OpenAIChatModel
 from josh.llm.retry import RetryPolicy
 from josh.llm.scripted import ScriptedChatModel
 
 __all__ = [
+    "CallLedger",
     "ChatModel",
+    "EndpointBreaker",
+    "EndpointDownError",
+    "EndpointError",
     "FatalLLMError",
     "LLMError",
     "OpenAIChatModel",

@@ -18,7 +18,20 @@ class RetryableLLMError(LLMError):
 
 
 class FatalLLMError(LLMError):
-    """Bad API key, bad request, unknown model, context too long: retrying cannot help."""
+    """Bad API key, bad request, unknown model, context too long: retrying cannot help.
+
+    A plain `FatalLLMError` concerns one conversation (its context is too long, the server refused its
+    request); the subclass `EndpointError` concerns the endpoint as a whole.
+    """
+
+
+class EndpointError(FatalLLMError):
+    """The endpoint as a whole is unusable (key rejected, access refused, no such model or route, quota used
+    up): every conversation would fail alike, so a run should stop rather than record one error per task."""
+
+
+class EndpointDownError(EndpointError):
+    """The endpoint stayed unavailable longer than the circuit breaker waits (see `josh.llm.breaker`)."""
 
 
 @runtime_checkable
@@ -42,7 +55,8 @@ class ChatModel(Protocol):
 
         `tools` are OpenAI function schemas. `metadata` (task id, trial, role) travels as `X-Josh-*`
         request headers, which real servers ignore and the mock endpoint uses; it is part of the cache key.
-        Raises `RetryableLLMError` once retries are exhausted, `FatalLLMError` at once.
+        Raises `RetryableLLMError` once retries are exhausted, `FatalLLMError` at once (`EndpointError` when
+        the failure concerns the endpoint rather than this conversation).
         """
         ...
 

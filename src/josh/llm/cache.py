@@ -65,7 +65,9 @@ class ResponseCache:
     def make_key(request: Mapping[str, Any]) -> str:
         """sha256 hex of the canonical JSON of a request (sorted keys, no whitespace)."""
         canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        # surrogatepass: a lone surrogate a model sent (and the history replays) must not break the key;
+        # valid text encodes exactly as before, so existing cache files keep their keys.
+        return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
     def get(self, key: str) -> list[AssistantMessage] | None:
         """The cached replies for `key`, marked as cached, or None on a miss or an unreadable entry."""
@@ -91,7 +93,12 @@ class ResponseCache:
 
     def put(self, key: str, messages: Sequence[AssistantMessage]) -> None:
         """Store the replies for `key`, replacing any earlier entry."""
-        value = json.dumps([message.model_dump(mode="json") for message in messages], ensure_ascii=False)
+        # ASCII escapes keep lone surrogates (`\ud800`), which sqlite cannot store as UTF-8, and load back exactly.
+        try:
+            value = json.dumps([message.model_dump(mode="json") for message in messages], ensure_ascii=True)
+        except (ValueError, TypeError, RecursionError) as exc:  # a reply that cannot be stored is not cached
+            log.warning("not caching a reply that cannot be serialised (%s)", exc)
+            return
         with self._lock:
             if self._conn is None:
                 return

@@ -2,7 +2,13 @@
 
 This is the only module that builds OpenAI wire dicts. Retries are ours (the SDK's `max_retries` is 0, so the
 two loops never multiply), every provider error is mapped to the `LLMError` tree by `classify`, and the API
-key never appears in a repr, an error message or a log line.
+key never appears in a repr, an error message or a log line. An optional `EndpointBreaker` shared by the
+models of one endpoint pauses every request during an outage (see `josh.llm.breaker`).
+
+Message order: requests keep the caller's order (the paper's ReAct agent may end a request with one or two
+assistant messages). A server that refuses trailing assistant messages (llama.cpp: "Cannot have 2 or more
+assistant messages at the end of the list") switches that model instance, once, to sending them as one user
+message; `OpenAIChatModel.adaptations` says so.
 
 Usage of a request with `n` choices is put entirely on the first reply (the others get zero usage): the
 server reports one total, and this keeps sums over replies exact.
@@ -18,17 +24,29 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, TypeGuard, TypeVar
 
 import openai
 
-from josh.llm.base import FatalLLMError, LLMError, RetryableLLMError
+from josh.llm.base import EndpointError, FatalLLMError, LLMError, RetryableLLMError
+from josh.llm.breaker import EndpointBreaker
 from josh.llm.cache import ResponseCache
 from josh.llm.pricing import cost
 from josh.llm.retry import RetryPolicy, retry_after_seconds
-from josh.types import AssistantMessage, Message, SystemMessage, ToolCall, ToolMessage, Usage, UserMessage
+from josh.types import (
+    MAX_DEPTH,
+    AssistantMessage,
+    Message,
+    SystemMessage,
+    ToolCall,
+    ToolMessage,
+    Usage,
+    UserMessage,
+    bounded,
+    clean_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +58,32 @@ _CONTEXT_LENGTH = re.compile(
     r"context[ _]length|context window|context size|maximum context|too many tokens|prompt is too long",
     re.I,
 )
+# A server refusing a request that ends with assistant messages. llama.cpp's server says "Cannot have 2 or
+# more assistant messages at the end of the list." and, with thinking templates, "Assistant response prefill
+# is incompatible with enable_thinking." (one trailing assistant message is a prefill of its answer).
+_TRAILING_ASSISTANT_REFUSAL = re.compile(
+    r"assistant messages? at the end|assistant (?:response )?prefill|prefill is (?:incompatible|not supported)",
+    re.I,
+)
+# Any refusal of the order of the messages, for the hint of a 400.
+_MESSAGE_ORDER = re.compile(
+    _TRAILING_ASSISTANT_REFUSAL.pattern + r"|roles must alternate|must alternate (?:between )?user",
+    re.I,
+)
+# Request parameters a 400 may name; only a named one is suggested as the cause.
+_PARAMETERS = re.compile(
+    r"\b(temperature|max_tokens|max_completion_tokens|tools|tool_choice|n|seed|top_p)\b", re.I
+)
+TrailingAssistant = Literal["keep", "as_user"]
+_T = TypeVar("_T")
 
 
 class _MalformedResponseError(Exception):
-    """The server answered with a success status but not with a chat completion."""
+    """The server answered with a success status but not with what was asked for."""
+
+    def __init__(self, message: str, expected: str = "a chat completion") -> None:
+        super().__init__(message)
+        self.expected = expected
 
 
 # Exceptions a request can end in that `classify` understands; anything else is a bug and propagates as is.
@@ -102,10 +142,66 @@ def metadata_headers(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return headers
 
 
+def trailing_as_user(wire: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Wire messages with the trailing assistant messages sent as ONE user message (their contents joined by
+    a newline), for servers that refuse to end a request with assistant messages.
+
+    Trailing means after the last message that is not a plain assistant message; an assistant message with
+    tool calls is never folded (its calls would be lost). Without trailing assistant messages, `wire` as is.
+    """
+    cut = len(wire)
+    while cut > 0 and wire[cut - 1].get("role") == "assistant" and not wire[cut - 1].get("tool_calls"):
+        cut -= 1
+    if cut == len(wire):
+        return list(wire)
+    content = "\n".join(str(message.get("content") or "") for message in wire[cut:])
+    return [*wire[:cut], {"role": "user", "content": content}]
+
+
+def _sendable(value: Any) -> Any:
+    """`value` with lone surrogates replaced in every string: the SDK encodes requests as UTF-8, which cannot
+    hold them (a model may have sent one, and the history replays it)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {key: _sendable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_sendable(item) for item in value]
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers in `value` nest more than `limit` levels (iterative: any depth is safe)."""
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if level > limit:
+            return True
+        stack.extend((child, level + 1) for child in children)
+    return False
+
+
+def _arguments(value: dict[str, Any]) -> dict[str, Any]:
+    """Parsed arguments, cut at `MAX_DEPTH` levels when deeper (records and the cache must serialise them)."""
+    if _deeper_than(value, MAX_DEPTH):
+        cut = bounded(value)
+        return cut if isinstance(cut, dict) else {}
+    return value
+
+
 def parse_tool_call(raw: Any) -> ToolCall:
     """A tool call of a response as a `ToolCall`; bad arguments are recorded in `parse_error`, never raised.
 
-    Empty arguments (`""`, which some servers send for a tool without parameters) mean `{}`.
+    `raw_arguments` keeps the text the server sent, verbatim, and is what later requests replay. Empty
+    arguments (`""`, which some servers send for a tool without parameters) mean `{}` with no parse error;
+    `raw_arguments` then stays `""` so that a strict check can still see them. Arguments nested deeper than
+    `josh.types.MAX_DEPTH` are cut there (see `josh.types.bounded`); `raw_arguments` keeps them whole.
     """
     call_id = _field(raw, "id")
     if not isinstance(call_id, str) or not call_id:
@@ -119,9 +215,11 @@ def parse_tool_call(raw: Any) -> ToolCall:
             id=call_id, name="", raw_arguments=raw_text, parse_error="the tool call names no function"
         )
     if isinstance(text, dict):  # a non-conforming server sent an object instead of a JSON string
-        return ToolCall(id=call_id, name=name, arguments=text)
-    if text is None or (isinstance(text, str) and not text.strip()):
+        return ToolCall(id=call_id, name=name, arguments=_arguments(text))
+    if text is None:
         return ToolCall(id=call_id, name=name)
+    if isinstance(text, str) and not text.strip():
+        return ToolCall(id=call_id, name=name, raw_arguments=text)
     if not isinstance(text, str):
         return ToolCall(
             id=call_id, name=name, raw_arguments=str(text), parse_error="arguments are not a JSON string"
@@ -136,7 +234,7 @@ def parse_tool_call(raw: Any) -> ToolCall:
     if not isinstance(value, dict):
         reason = f"arguments must be a JSON object, got {_json_type(value)}"
         return ToolCall(id=call_id, name=name, raw_arguments=text, parse_error=reason)
-    return ToolCall(id=call_id, name=name, arguments=value, raw_arguments=text)
+    return ToolCall(id=call_id, name=name, arguments=_arguments(value), raw_arguments=text)
 
 
 def _json_type(value: Any) -> str:
@@ -171,7 +269,9 @@ def classify(
 ) -> LLMError:
     """Map an SDK (or response-parsing) exception to `RetryableLLMError` or `FatalLLMError`.
 
-    The message names the endpoint and the likely fix; `api_key`, when given, is masked out of it.
+    Failures that concern the endpoint as a whole, whatever the conversation (HTTP 401, 403, 404, a 429 for
+    exhausted quota), are `EndpointError`; the other fatal ones (context too long, another 400) concern one
+    conversation. The message names the endpoint and the likely fix; `api_key`, when given, is masked out.
     """
     if isinstance(exc, LLMError):
         return exc
@@ -200,7 +300,8 @@ def _classify(exc: BaseException, base_url: str, model: str) -> tuple[type[LLMEr
         return _classify_status(exc, endpoint, model_name)
     if isinstance(exc, openai.APIResponseValidationError | _MalformedResponseError | ValueError):
         detail = _truncate(str(exc)) or type(exc).__name__
-        return RetryableLLMError, f"{endpoint} sent a response that is not a chat completion ({detail})"
+        expected = getattr(exc, "expected", "a chat completion")
+        return RetryableLLMError, f"{endpoint} sent a response that is not {expected} ({detail})"
     return FatalLLMError, f"unexpected error from {endpoint}: {type(exc).__name__}: {_truncate(str(exc))}"
 
 
@@ -210,16 +311,16 @@ def _classify_status(
     status = exc.status_code
     detail = _status_detail(exc)
     if status == 401:
-        return FatalLLMError, (
+        return EndpointError, (
             f"{endpoint} rejected the API key (HTTP 401); check OPENAI_API_KEY or --api-key-env"
         )
     if status == 403:
-        return FatalLLMError, (
+        return EndpointError, (
             f"{endpoint} refused access to {model_name} (HTTP 403: {detail}); "
             "check that the API key may use this model"
         )
     if status == 404:
-        return FatalLLMError, (
+        return EndpointError, (
             f"{endpoint} has no model {model_name} or no chat completions route (HTTP 404: {detail}); "
             "check the model name and --base-url (it usually ends in /v1)"
         )
@@ -230,15 +331,45 @@ def _classify_status(
         )
     if status == 429:
         if exc.code == "insufficient_quota" or "current quota" in detail.lower():
-            return FatalLLMError, (
+            return EndpointError, (
                 f"{endpoint} says the account has run out of quota (HTTP 429: {detail}); check its billing"
             )
         return RetryableLLMError, f"{endpoint} is rate limiting requests (HTTP 429: {detail})"
     if status in (408, 409) or status >= 500:
         return RetryableLLMError, f"{endpoint} failed with HTTP {status} ({detail})"
-    return FatalLLMError, (
-        f"{endpoint} rejected the request (HTTP {status}: {detail}); "
-        "check the model's supported parameters (temperature, max_tokens, tools)"
+    if _MESSAGE_ORDER.search(detail):
+        return FatalLLMError, f"{endpoint} refused the order of the messages (HTTP {status}: {detail})"
+    named = list(dict.fromkeys(match.lower() for match in _PARAMETERS.findall(detail)))
+    if named:
+        return FatalLLMError, (
+            f"{endpoint} rejected the request (HTTP {status}: {detail}); "
+            f"check the model's supported parameters ({', '.join(named)})"
+        )
+    return FatalLLMError, f"{endpoint} rejected the request (HTTP {status}: {detail})"
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether a request failed because the endpoint was unavailable: no connection, a timeout, HTTP 5xx.
+
+    These are what a circuit breaker counts; a rate limit or any other 4xx is an answer.
+    """
+    if isinstance(exc, openai.APIConnectionError):  # APITimeoutError included
+        return True
+    return isinstance(exc, openai.APIStatusError) and exc.status_code >= 500
+
+
+def _cannot_connect(exc: BaseException) -> bool:
+    """A connection that could not be made at all (refused, unknown host, TLS): nothing to retry for."""
+    if not isinstance(exc, openai.APIConnectionError) or isinstance(exc, openai.APITimeoutError):
+        return False
+    return _connection_reason(exc)[1]
+
+
+def _refuses_trailing_assistant(exc: BaseException) -> TypeGuard[openai.APIStatusError]:
+    return (
+        isinstance(exc, openai.APIStatusError)
+        and exc.status_code in (400, 422)
+        and bool(_TRAILING_ASSISTANT_REFUSAL.search(_status_detail(exc)))
     )
 
 
@@ -304,6 +435,16 @@ def _retry_after(exc: BaseException) -> float | None:
 # ---------------------------------------------------------------------------------------------- the model
 
 
+def _probe_params(model: str) -> dict[str, Any]:
+    """The tiny request of a preflight check and of a breaker probe."""
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": "Reply with OK."}],
+        "max_tokens": 1,
+        "temperature": 0.0,
+    }
+
+
 class OpenAIChatModel:
     """A `ChatModel` over one OpenAI-compatible endpoint.
 
@@ -317,6 +458,13 @@ class OpenAIChatModel:
         retry: backoff for retryable errors; `RetryPolicy()` by default.
         cache: replies are looked up here first and stored after a successful call.
         price_override: (input, output) USD per 1M tokens, for models `josh.llm.pricing` does not know.
+        breaker: the circuit breaker of this endpoint, shared with the other models that talk to it; None
+            (the default) means none: every request spends its own retries, whatever the others see.
+        trailing_assistant: "keep" sends the caller's messages as they are until the server refuses
+            trailing assistant messages; "as_user" sends them as one user message from the start.
+
+    `adaptations` lists, in words, each change this instance made to the wire form because the server
+    refused the caller's (for the run's record).
     """
 
     def __init__(
@@ -329,16 +477,23 @@ class OpenAIChatModel:
         retry: RetryPolicy | None = None,
         cache: ResponseCache | None = None,
         price_override: tuple[float, float] | None = None,
+        breaker: EndpointBreaker | None = None,
+        trailing_assistant: TrailingAssistant = "keep",
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
+        if trailing_assistant not in ("keep", "as_user"):
+            raise ValueError(f"trailing_assistant must be 'keep' or 'as_user', got {trailing_assistant!r}")
         self.name = model
         self.timeout = timeout
         self.retry = retry if retry is not None else RetryPolicy()
         self.cache = cache
         self.price_override = price_override
+        self.breaker = breaker
+        self.adaptations: list[str] = []
+        self._trailing: TrailingAssistant = trailing_assistant
         self._api_key = _Secret(api_key or DEFAULT_API_KEY)
         self._client = openai.AsyncOpenAI(
             api_key=self._api_key.value, base_url=base_url, timeout=timeout, max_retries=0
@@ -359,6 +514,11 @@ class OpenAIChatModel:
     ) -> None:
         await self.aclose()
 
+    @property
+    def trailing_assistant(self) -> TrailingAssistant:
+        """How trailing assistant messages are sent now: "keep" or "as_user" (after a refusal, or if asked)."""
+        return self._trailing
+
     async def aclose(self) -> None:
         """Close the HTTP connections. The cache belongs to the caller and stays open."""
         await self._client.close()
@@ -377,6 +537,7 @@ class OpenAIChatModel:
         """Return `n` completions; see `ChatModel.chat`.
 
         A server that returns fewer than `n` choices (llama.cpp ignores `n`) is asked again for the rest.
+        The cache key is made of the caller's messages, whatever wire form the server is sent.
         """
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
@@ -418,50 +579,140 @@ class OpenAIChatModel:
         return replies
 
     async def check(self) -> None:
-        """Preflight before a long run: one tiny request, no retries, at most `CHECK_TIMEOUT` seconds.
+        """Preflight before a long run: one tiny request, retried per `self.retry` like any other.
 
-        Raises `FatalLLMError` when the endpoint cannot be reached, rejects the key, does not know the model,
-        or does not answer like a chat completions endpoint. A rate limit or a 400 (the probe's `max_tokens=1`
-        is not accepted by every model) still proves the endpoint, key and model, so both pass.
+        Each try waits at most `CHECK_TIMEOUT` seconds. Retryable failures (HTTP 5xx, 408/409, timeouts,
+        dropped connections, malformed answers) are retried; a connection that cannot be made at all
+        (connection refused, host not found, TLS) fails at once, since nothing is listening. A rate limit or a
+        400 (the probe's `max_tokens=1` is not accepted by every model) still proves the endpoint, key and
+        model, so both pass. Raises `EndpointError` when the endpoint cannot be reached, rejects the key,
+        does not know the model, or still fails when the retries run out. The breaker is not involved.
         """
-        params = {
-            "model": self.name,
-            "messages": [{"role": "user", "content": "Reply with OK."}],
-            "max_tokens": 1,
-            "temperature": 0.0,
-        }
-        try:
-            await self._request_once(params, {}, timeout=min(self.timeout, CHECK_TIMEOUT))
-        except _REQUEST_ERRORS as exc:
-            failure: BaseException = exc
-        else:
-            return
-        # Raised outside the except block, so that an exception echoing the key is not kept as __context__.
-        error = self._classify(failure)
-        rate_limited = isinstance(failure, openai.RateLimitError) and isinstance(error, RetryableLLMError)
-        if rate_limited or isinstance(failure, openai.BadRequestError):
-            log.info("preflight of %s at %s passed with: %s", self.name, self.base_url, error)
-            return
-        raise FatalLLMError(str(error)) from self._cause(failure)
+        timeout = min(self.timeout, CHECK_TIMEOUT)
+
+        async def once() -> None:
+            try:
+                await self._send(_probe_params(self.name), {}, timeout=timeout)
+            except (openai.RateLimitError, openai.BadRequestError) as exc:
+                error = self._classify(exc)
+                if isinstance(exc, openai.BadRequestError) or isinstance(error, RetryableLLMError):
+                    log.info("preflight of %s at %s passed with: %s", self.name, self.base_url, error)
+                    return
+                raise
+
+        await self._with_retries(once, preflight=True)
+
+    async def list_models(self) -> list[str]:
+        """The ids of the models the endpoint serves (`GET /models`), in its order.
+
+        Errors are classified like chat errors and retried per `self.retry` (through the breaker, if any).
+        """
+        timeout = min(self.timeout, CHECK_TIMEOUT)
+
+        async def once() -> list[str]:
+            page = await self._client.models.list(timeout=timeout)
+            data = _field(page, "data")
+            if not isinstance(data, list):
+                raise _MalformedResponseError(f"no model list in {_truncate(repr(page))}", "a model list")
+            ids = [_field(item, "id") for item in data]
+            return [model_id for model_id in ids if isinstance(model_id, str) and model_id]
+
+        return await self._with_retries(once)
 
     async def _complete(self, params: dict[str, Any], headers: dict[str, str]) -> list[AssistantMessage]:
-        """One request with retries: retryable errors back off per `self.retry`, fatal ones raise at once."""
+        """One request with retries, in the wire form this instance uses (see `trailing_as_user`).
+
+        A refusal of trailing assistant messages switches the instance to the adapted form and repeats the
+        request at once, without counting it as a retry.
+        """
+        caller_messages = params["messages"]
+        sent = {**params, "messages": self._server_messages(caller_messages)}
+
+        def adapt(failure: BaseException) -> bool:
+            nonlocal sent
+            if not _refuses_trailing_assistant(failure):
+                return False
+            adapted = _sendable(trailing_as_user(caller_messages))
+            if adapted == sent["messages"]:
+                return False  # nothing left to adapt: the refusal stands
+            self._switch_to_user_tail(failure)
+            sent = {**params, "messages": adapted}
+            return True
+
+        return await self._with_retries(lambda: self._request_once(sent, headers), recover=adapt)
+
+    def _server_messages(self, wire: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        messages = trailing_as_user(wire) if self._trailing == "as_user" else wire
+        return _sendable(messages)
+
+    def _switch_to_user_tail(self, failure: openai.APIStatusError) -> None:
+        if self._trailing == "as_user":
+            return  # a concurrent request saw the same refusal first
+        self._trailing = "as_user"
+        detail = _mask(_status_detail(failure), self._api_key.value)
+        line = (
+            "trailing assistant messages sent as one user message: the server refused them "
+            f"(HTTP {failure.status_code}: {detail})"
+        )
+        self.adaptations.append(line)
+        log.warning("%s at %s: %s", self.name, self.base_url, line)
+
+    async def _with_retries(
+        self,
+        once: Callable[[], Awaitable[_T]],
+        *,
+        recover: Callable[[BaseException], bool] | None = None,
+        preflight: bool = False,
+    ) -> _T:
+        """Run `once` until it succeeds: retryable errors back off per `self.retry`, fatal ones raise.
+
+        `recover(failure)` may fix a fatal failure; True repeats at once without counting an attempt. With a
+        breaker (not for a preflight), every attempt first waits while it is open, unavailability failures
+        are reported to it, and a request whose retries run out during an outage waits for the verdict
+        instead of giving up: it goes on if the endpoint comes back, else raises `EndpointDownError`.
+        """
+        breaker = None if preflight else self.breaker
         attempt = 0
         while True:
+            if breaker is not None:
+                await breaker.wait_ready()
             attempt += 1
             try:
-                return await self._request_once(params, headers)
+                result = await once()
             except _REQUEST_ERRORS as exc:
                 failure: BaseException = exc
+            else:
+                if breaker is not None:
+                    breaker.record_success()
+                return result
             # Raised outside the except block, so an exception echoing the key is not kept as __context__.
             error = self._classify(failure)
+            unavailable = is_unavailable(failure)
+            if breaker is not None and unavailable:
+                breaker.record_failure(
+                    self._probe, endpoint=f"the endpoint {self.base_url}", error=str(error)
+                )
             if isinstance(error, FatalLLMError):
+                if recover is not None and recover(failure):
+                    attempt -= 1
+                    continue
+                if preflight and not isinstance(error, EndpointError):
+                    error = EndpointError(str(error))
                 raise error from self._cause(failure)
+            if preflight and _cannot_connect(failure):
+                raise EndpointError(str(error)) from self._cause(failure)
             if attempt >= self.retry.max_attempts:
+                if breaker is not None and unavailable and breaker.is_open:
+                    await breaker.wait_ready()  # an outage, not this request's failure: wait for the verdict
+                    attempt -= 1
+                    continue
                 message = f"{error} (gave up after {attempt} attempts)"
+                if preflight:
+                    raise EndpointError(message) from self._cause(failure)
                 raise RetryableLLMError(message) from self._cause(failure)
             wait = self.retry.delay(attempt, retry_after=_retry_after(failure))
-            log.warning(
+            # Info, not a warning: retries are routine under load (-v shows them); what they end in is recorded.
+            log.info(
                 "%s: %s; retrying in %.2f s (attempt %d of %d)",
                 self.name,
                 error,
@@ -471,16 +722,30 @@ class OpenAIChatModel:
             )
             await asyncio.sleep(wait)
 
-    async def _request_once(
+    async def _probe(self) -> str | None:
+        """The breaker's probe: the preflight's tiny request, once. None when the endpoint answered with
+        anything but an unavailability failure (a 4xx or a rate limit is an answer), else that failure."""
+        try:
+            await self._send(_probe_params(self.name), {}, timeout=min(self.timeout, CHECK_TIMEOUT))
+        except _REQUEST_ERRORS as exc:
+            failure: BaseException = exc
+        else:
+            return None
+        return str(self._classify(failure)) if is_unavailable(failure) else None
+
+    async def _request_once(self, params: dict[str, Any], headers: dict[str, str]) -> list[AssistantMessage]:
+        async with self._semaphore:
+            return await self._send(params, headers)
+
+    async def _send(
         self, params: dict[str, Any], headers: dict[str, str], **options: Any
     ) -> list[AssistantMessage]:
-        async with self._semaphore:
-            start = time.perf_counter()
-            response = await self._client.chat.completions.create(
-                **params, extra_headers=headers or None, **options
-            )
-            latency = time.perf_counter() - start
-        return self._to_messages(response, latency)
+        """One request, bypassing the concurrency limit (a probe must not queue behind hung requests)."""
+        start = time.perf_counter()
+        response = await self._client.chat.completions.create(
+            **params, extra_headers=headers or None, **options
+        )
+        return self._to_messages(response, time.perf_counter() - start)
 
     def _to_messages(self, response: Any, latency: float) -> list[AssistantMessage]:
         """The choices of a response as replies; raises `_MalformedResponseError` when it is not one."""
@@ -504,7 +769,8 @@ class OpenAIChatModel:
             content = _field(message, "content")
             if message is None or not isinstance(content, str | None):
                 raise _MalformedResponseError(f"a choice has no readable message: {_truncate(repr(choice))}")
-            raw_calls = _field(message, "tool_calls") or []
+            sent_calls = _field(message, "tool_calls")
+            raw_calls = sent_calls or []
             if not isinstance(raw_calls, list):
                 raise _MalformedResponseError(f"tool_calls is not a list: {_truncate(repr(raw_calls))}")
             replies.append(
@@ -514,6 +780,7 @@ class OpenAIChatModel:
                     usage=usage if position == 0 else Usage(),
                     latency_s=latency,
                     model=self.name,
+                    empty_tool_calls=sent_calls == [],
                 )
             )
         return replies

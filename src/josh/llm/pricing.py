@@ -2,7 +2,8 @@
 
 A dated variant (`gpt-4o-2024-08-06`) is priced as its base model; the longest matching name wins, so
 `gpt-4o-mini-2024-07-18` is `gpt-4o-mini`, not `gpt-4o`. Unknown models (a local vLLM or llama.cpp
-server) cost nothing; pass `price_override` to price them.
+server) are unpriced: their cost is None, not 0, because josh cannot know it. Pass `price_override` to price
+them. josh's own models (the mock endpoint's and the in-process `scripted` one) are free.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ PRICES: dict[str, tuple[float, float]] = {
     "gpt-5-nano": (0.05, 0.40),
 }
 
+# josh's own test doubles: the mock endpoint's two models and the in-process `scripted` backend.
+FREE_MODELS = frozenset({"josh-mock-agent", "josh-mock-user", "scripted"})
+
 _PROVIDER_PREFIX = "openai/"  # how routers such as OpenRouter or LiteLLM name OpenAI models
 
 
@@ -29,6 +33,8 @@ def price_for(model: str) -> tuple[float, float] | None:
     A known name matches exactly or as a prefix followed by `-` (so `gpt-5` does not price `gpt-50`).
     """
     name = model.strip().lower()
+    if name in FREE_MODELS:
+        return (0.0, 0.0)
     name = name.removeprefix(_PROVIDER_PREFIX)
     best: str | None = None
     for known in PRICES:
@@ -42,10 +48,13 @@ def cost(
     prompt_tokens: int,
     completion_tokens: int,
     price_override: tuple[float, float] | None = None,
-) -> float:
-    """USD cost of one call; `price_override` is (input, output) per 1M tokens. Unknown models cost 0.0."""
+) -> float | None:
+    """USD cost of one call; `price_override` is (input, output) per 1M tokens and prices any model.
+
+    Returns None (unpriced) for a model `price_for` does not know and no override.
+    """
     prices = price_override if price_override is not None else price_for(model)
     if prices is None:
-        return 0.0
+        return None
     input_price, output_price = prices
     return (prompt_tokens * input_price + completion_tokens * output_price) / 1_000_000

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from josh.agents.base import Agent, AgentProtocolError, AgentTurn, AgentTurnError
-from josh.llm.base import LLMError
+from josh.llm.base import EndpointError, LLMError
+from josh.llm.ledger import CallLedger
 from josh.rollout.record import CallResult, RolloutRecord, Termination
 from josh.types import Message, Usage
 from josh.users.simulators import UserSimulator
@@ -42,8 +43,14 @@ async def run_conversation(
     trial: int = 0,
     seed: int | None = None,
     metadata: Mapping[str, str] | None = None,
+    ledger: CallLedger | None = None,
 ) -> RolloutRecord:
-    """Run one conversation to its end and record everything. Never raises for model or tool errors."""
+    """Run one conversation to its end and record everything. Never raises for model or tool errors, except
+    `EndpointError` (the endpoint as a whole is down or unusable: the conversation is not recorded).
+
+    With `ledger` (holding the agent's and the user's models, wrapped), the record's usage and model-call
+    counts come from it: every call the server finished is counted, even in a turn that failed later.
+    """
     started = time.perf_counter()
     visible: list[Message] = []
     internal: list[Message] = []
@@ -87,6 +94,11 @@ async def run_conversation(
             agent_turn += 1
     except Exception as exc:
         failure = exc
+    if isinstance(failure, EndpointError):
+        raise failure
+    if ledger is not None:
+        agent_usage, user_usage = ledger.usage("agent"), ledger.usage("user")
+        agent_calls, user_calls = ledger.count("agent", failed=False), ledger.count("user", failed=False)
     if isinstance(failure, AgentProtocolError):
         termination = "agent_error"
         notes.append(f"turn {agent_turn}: {failure} (strict errors: the conversation ends with reward 0)")
@@ -123,4 +135,5 @@ async def run_conversation(
         latency_s=round(time.perf_counter() - started, 4),
         error=error,
         notes=notes,
+        model_calls=list(ledger.calls) if ledger is not None else [],
     )

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from josh.types import Message, Record, Usage
+from josh.types import Message, ModelCall, Record, Usage
 
 # agent_error: with strict errors, the agent broke the tool protocol where the reference crashes (reward 0).
 Termination = Literal["user_ended", "max_turns", "agent_error", "error"]
@@ -45,6 +45,7 @@ class RolloutRecord(Record):
     latency_s: float = 0.0
     error: str | None = None
     notes: list[str] = Field(default_factory=list)
+    model_calls: list[ModelCall] = Field(default_factory=list)  # every model call, finished or failed
 
     @property
     def key(self) -> tuple[str, int]:

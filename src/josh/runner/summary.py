@@ -40,6 +40,38 @@ def _usage(record: dict[str, Any], role: str) -> dict[str, float]:
     return record.get(f"{role}_usage") or {}
 
 
+def _role_cost(rows: list[dict[str, Any]], role: str) -> float | None:
+    """USD spent by one role, or None (unpriced) when a record that made model calls has no price."""
+    costs = []
+    for r in rows:
+        value = _usage(r, role).get("cost", 0.0)
+        if value is None and int(r.get(f"{role}_model_calls", 1) or 0) == 0:
+            value = 0.0  # no calls, nothing to price
+        costs.append(value)
+    return _sum_or_none(costs)
+
+
+def _sum_or_none(values: Iterable[float | None]) -> float | None:
+    total = 0.0
+    for value in values:
+        if value is None:
+            return None
+        total += float(value)
+    return total
+
+
+def _count_calls(rows: list[dict[str, Any]], *, cached: bool = False, failed: bool = False) -> dict[str, int]:
+    """Model calls per role from the records' ledgers: served from the response cache, or failed."""
+    counts = {"agent": 0, "user": 0}
+    for row in rows:
+        for call in row.get("model_calls") or []:
+            if not isinstance(call, dict) or call.get("role") not in counts:
+                continue
+            if (cached and call.get("cached")) or (failed and call.get("error")):
+                counts[call["role"]] += 1
+    return counts
+
+
 def record_reward(record: dict[str, Any]) -> float:
     """A record's reward as the paper counts it: a conversation that failed with an error scores 0."""
     if record.get("status") == "success" and record.get("reward") is not None:
@@ -100,7 +132,7 @@ def summarize(records: Iterable[dict[str, Any]], *, wall_s: float | None = None)
         }
         for role in ("agent", "user")
     }
-    cost = {role: sum(float(_usage(r, role).get("cost", 0.0)) for r in rows) for role in ("agent", "user")}
+    cost = {role: _role_cost(rows, role) for role in ("agent", "user")}
     low, high = bootstrap_ci(task_means)
     scored_rewards = [float(r["reward"]) for r in scored]
     return {
@@ -129,13 +161,15 @@ def summarize(records: Iterable[dict[str, Any]], *, wall_s: float | None = None)
             Counter((r.get("error") or "").splitlines()[0][:160] for r in errors).most_common(5)
         ),
         "tokens": tokens,
-        "cost_usd": {**cost, "total": cost["agent"] + cost["user"]},
+        "cost_usd": {**cost, "total": _sum_or_none([cost["agent"], cost["user"]])},
         "text_tool_calls": sum(
             TEXT_TOOL_CALL_NOTE in note
             for r in rows
             for note in r.get("notes") or []
             if isinstance(note, str)
         ),
+        "cached_calls": _count_calls(rows, cached=True),
+        "failed_calls": _count_calls(rows, failed=True),
         "model_calls": {
             "agent": sum(int(r.get("agent_model_calls", 0)) for r in rows),
             "user": sum(int(r.get("user_model_calls", 0)) for r in rows),
