@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -367,3 +368,35 @@ def test_missing_keys_and_bad_flags_stop_before_any_work(tmp_path: Path) -> None
         assert "Traceback" not in proc.stderr and not out.exists()
     port = run_josh("serve-mock", "--port", "70000")
     assert port.returncode == 1 and "--port: Input should be less than or equal to 65535" in port.stderr
+
+
+class _OneModel(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b'{"object": "list", "data": [{"id": "/models/llama-3-8b.gguf", "object": "model"}]}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_base_url_without_model_uses_the_endpoints_only_model(tmp_path: Path) -> None:
+    from josh.benchmarks.toolwoz import discover_models
+    from josh.benchmarks.toolwoz_config import ToolWOZEvalConfig
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _OneModel)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/v1"
+    try:
+        config = ToolWOZEvalConfig(base_url=url, user_base_url=url)
+        found = asyncio.run(discover_models(config))
+    finally:
+        server.shutdown()
+    assert found == {"model": "/models/llama-3-8b.gguf", "user_model": "/models/llama-3-8b.gguf"}
+    with MockServer(ToolWOZEnvironment.load(), MockConfig()) as mock:  # lists two models
+        proc = run_josh("eval", "toolwoz", "--base-url", mock.base_url, "--out", str(tmp_path / "x.jsonl"))
+    assert proc.returncode == 1 and "DRY RUN" not in proc.stderr
+    assert "serves 2 models (josh-mock-agent, josh-mock-user); choose one with --model" in proc.stderr

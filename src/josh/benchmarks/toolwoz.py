@@ -113,6 +113,34 @@ def check_keys(config: RunOptions) -> None:
             )
 
 
+async def only_model(base_url: str, api_key: str | None, flag: str) -> str:
+    """The one model an endpoint serves (`GET /models`), for `--base-url` without `--model`."""
+    probe = OpenAIChatModel("?", base_url=base_url, api_key=api_key, retry=RetryPolicy(max_attempts=3))
+    try:
+        models = await probe.list_models()
+    except LLMError as exc:
+        raise JoshError(f"cannot list the models of {base_url} to pick one ({exc}); pass {flag}") from None
+    finally:
+        await probe.aclose()
+    if len(models) == 1:
+        return models[0]
+    if not models:
+        raise JoshError(f"{base_url} lists no model; pass {flag}")
+    listed = ", ".join(models[:10]) + (", ..." if len(models) > 10 else "")
+    raise JoshError(f"{base_url} serves {len(models)} models ({listed}); choose one with {flag}")
+
+
+async def discover_models(config: RunOptions) -> dict[str, str]:
+    """Options to add when a base URL was given without its model: the endpoint's only model."""
+    found = {}
+    if config.model is None and config.base_url:
+        found["model"] = await only_model(config.base_url, _key(config.api_key_env), "--model")
+    if config.user != "replay" and config.user_model is None and config.user_base_url:
+        key = _key(config.user_api_key_env or config.api_key_env)
+        found["user_model"] = await only_model(config.user_base_url, key, "--user-model")
+    return found
+
+
 def _price(price_in: float | None, price_out: float | None) -> tuple[float, float] | None:
     if price_in is None and price_out is None:
         return None

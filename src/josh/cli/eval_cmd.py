@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from josh.benchmarks.toolwoz import (
     Endpoints,
     check_keys,
+    discover_models,
     evaluate,
     mock_config,
     open_endpoints,
@@ -98,6 +99,13 @@ def eval_toolwoz(
     if retry_errors and not resume:
         raise JoshError("--retry-errors only applies with --resume (it re-runs errors recorded in --out)")
     cfg = resolve(ToolWOZEvalConfig, options, config)
+    found = asyncio.run(discover_models(cfg))
+    if found:
+        report(
+            "using the endpoint's only model: "
+            + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in found.items())
+        )
+        cfg = resolve(ToolWOZEvalConfig, {**options, **found}, config)
     check_keys(cfg)
     env = ToolWOZEnvironment.load(report)
     toolwoz_prompts(cfg.prompts)  # the paper's text comes from the wheel: a problem shows now, not mid-run
