@@ -92,3 +92,33 @@ def test_any_reply_is_recorded_and_the_conversation_goes_on(
     again = open_run(path, config={}, config_hash="h", seed=0, resume=True, command="test")  # resumable
     assert ("MUL0003", 0) in again.done
     again.close("success")
+
+
+def test_a_search_the_reference_crashes_on_ends_a_strict_conversation(
+    toolwoz_env: ToolWOZEnvironment,
+) -> None:
+    from josh.errors import ProtocolViolation
+
+    lenient = toolwoz_env.session("MUL0003")
+    assert lenient.call("search_hospital", {"department": "nothing"}) == []  # nothing found: no crash
+    assert lenient.call("search_taxi", {})[0]["taxi_types"][0] == "toyota"
+    strict = toolwoz_env.session("MUL0003", strict=True)
+    assert strict.call("search_hospital", {"department": "nothing"}) == []
+    with pytest.raises(ProtocolViolation, match="without 'name'"):
+        strict.call("search_hospital", {"department": "neurosciences"})
+    assert [c.name for c in strict.calls] == ["search_hospital", "search_hospital"]  # recorded all the same
+    assert strict.fork().strict
+
+    def taxi_then_speak() -> ScriptedChatModel:
+        return scripted(wire_call("{}", name="search_taxi"), AssistantMessage(content="Done."),
+                        AssistantMessage(content="Bye."))  # fmt: skip
+
+    for strict_errors, termination, reward in [(True, "agent_error", 0.0), (False, "user_ended", 0.0)]:
+        ledger = CallLedger()
+        agent = FunctionCallingAgent(ledger.wrap(taxi_then_speak(), "agent"), toolwoz_env.tool_schemas)
+        user = ReplayUserSimulator([("user", "A taxi please."), ("user", "Thanks.")])
+        session = toolwoz_env.session("MUL0003", strict=strict_errors)
+        record = asyncio.run(run_conversation("MUL0003", [], session, agent, user, ledger=ledger))
+        assert (record.status, record.termination, record.reward) == ("success", termination, reward)
+        assert [c.name for c in record.calls] == ["search_taxi"]
+        assert any("search_taxi returned a record without 'name'" in n for n in record.notes) == strict_errors

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from josh.agents.prompts import OUT_OF_RETRIES
+from josh.errors import ProtocolViolation
 from josh.llm.base import ChatModel
 from josh.types import AssistantMessage, Message, ToolCall, Usage
 
 
-class AgentProtocolError(Exception):
+class AgentProtocolError(ProtocolViolation):
     """With `strict_errors`: the model broke the tool protocol where the reference crashes (reward 0)."""
 
 

@@ -287,7 +287,7 @@ async def evaluate(
         record = await run_conversation(
             task_id,
             [g.name for g in task.goal_calls],
-            env.session(task_id),
+            env.session(task_id, strict=config.strict_errors),
             agent,
             user,
             max_turns=config.max_turns,

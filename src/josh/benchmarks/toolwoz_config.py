@@ -139,8 +139,9 @@ class RunOptions(MockOptions):
         "--strict-errors (the paper's protocol): where the reference implementation crashes on a model's "
         "output, the conversation ends with reward 0 (termination agent_error): tool-call arguments that are "
         "not a JSON object or are empty, tool names that do not split in two on '_', an empty tool_calls "
-        "list, ReAct APICALL parameters that are not an object. --lenient-errors: the agent is shown an "
-        "error result instead and the conversation goes on.",
+        "list, a taxi or hospital search that finds something, ReAct APICALL parameters that are not an "
+        "object or names that are not text. --lenient-errors: the agent is shown an error result instead and "
+        "the conversation goes on.",
         PROTOCOL,
         flag="--strict-errors/--lenient-errors",
     )

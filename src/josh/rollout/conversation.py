@@ -11,7 +11,8 @@ import traceback
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from josh.agents.base import Agent, AgentProtocolError, AgentTurn, AgentTurnError
+from josh.agents.base import Agent, AgentTurn, AgentTurnError
+from josh.errors import ProtocolViolation
 from josh.llm.base import EndpointError, LLMError
 from josh.llm.ledger import CallLedger
 from josh.rollout.record import CallResult, RolloutRecord, Termination
@@ -99,7 +100,7 @@ async def run_conversation(
     if ledger is not None:
         agent_usage, user_usage = ledger.usage("agent"), ledger.usage("user")
         agent_calls, user_calls = ledger.count("agent", failed=False), ledger.count("user", failed=False)
-    if isinstance(failure, AgentProtocolError):
+    if isinstance(failure, ProtocolViolation):  # the agent's output, or a call the environment refuses
         termination = "agent_error"
         notes.append(f"turn {agent_turn}: {failure} (strict errors: the conversation ends with reward 0)")
     elif isinstance(failure, LLMError):

@@ -14,7 +14,7 @@ from josh.envs.toolwoz.data_model import SPLITS, GoalCall, Task, is_empty, is_su
 from josh.envs.toolwoz.store import ToolWOZStore, open_store
 from josh.envs.toolwoz.tasks import strip_suffix
 from josh.envs.toolwoz.tools import ToolResult, ToolWOZTools, plain_text
-from josh.errors import JoshError, UnknownTaskError
+from josh.errors import JoshError, ProtocolViolation, UnknownTaskError
 from josh.types import bounded
 
 SPLIT_CHOICES = (*SPLITS, "all")
@@ -114,6 +114,7 @@ class ToolWOZSession:
     calls: list[CallRecord] = field(default_factory=list)
     reward_events: list[GoalCall] = field(default_factory=list)
     pending: list[GoalCall] = field(default_factory=list)
+    strict: bool = False  # raise ProtocolViolation where the reference crashes (see `reference_crash`)
 
     def __post_init__(self) -> None:
         if not self.pending and not self.calls:
@@ -149,6 +150,8 @@ class ToolWOZSession:
             self.pending = [g for g in self.pending if g not in met]
             self.reward_events.extend(met)
         self.calls.append(record)
+        if self.strict and (crash := reference_crash(name, result)):
+            raise ProtocolViolation(crash)
         return result
 
     def met_goals(self) -> list[GoalCall]:
@@ -175,9 +178,29 @@ class ToolWOZSession:
 
     def fork(self) -> ToolWOZSession:
         """An independent copy that continues from this session's state (for beam search)."""
-        clone = ToolWOZSession(self.task, self.executor, self.tool_schemas)
+        clone = ToolWOZSession(self.task, self.executor, self.tool_schemas, strict=self.strict)
         clone.restore(self.snapshot())
         return clone
+
+
+def reference_crash(name: Any, result: ToolResult) -> str | None:
+    """Why the reference crashes after running this call, or None.
+
+    After every call the reference reads the unique id (`name`, `trainID` for trains) of a search's first
+    record; the taxi and hospital databases, which validate but are in no goal, have no such field, so any
+    search of them that finds something crashes it (a function-calling model can name them; ReAct cannot)."""
+    if (
+        not isinstance(name, str)
+        or not name.startswith("search_")
+        or not isinstance(result, list)
+        or not result
+    ):
+        return None
+    key = unique_id_key(name.removeprefix("search_"))
+    first = result[0]
+    if isinstance(first, dict) and key not in first:
+        return f"{name} returned a record without {key!r}, which crashes the reference implementation"
+    return None
 
 
 def _parse_arguments(text: str) -> Any:
@@ -249,6 +272,7 @@ class ToolWOZEnvironment:
 
     # -- sessions -----------------------------------------------------------------------------------
 
-    def session(self, task_id: str) -> ToolWOZSession:
-        """A fresh conversation state for one task."""
-        return ToolWOZSession(self.task(task_id), self.executor, self.tool_schemas)
+    def session(self, task_id: str, *, strict: bool = False) -> ToolWOZSession:
+        """A fresh conversation state for one task. With `strict`, a call the reference crashes on raises
+        `ProtocolViolation` after it is recorded (the paper's protocol scores such a conversation 0)."""
+        return ToolWOZSession(self.task(task_id), self.executor, self.tool_schemas, strict=strict)
