@@ -289,12 +289,17 @@ def test_resume_can_retry_the_tasks_that_failed(tmp_path: Path) -> None:
     assert failed, "expected some conversations to fail at a 6% error rate without retries"
     assert first.returncode == 3, first.stderr  # finished, but not every conversation was scored
     last = first.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"{len(failed)} of 12 conversations ended in an error") and "--retry-errors" in last
+    assert (
+        last.startswith(f"{len(failed)} of 12 conversations ended in an error") and "--retry-errors" in last
+    )
     status = [json.loads(line) for line in out.read_text().splitlines() if '"status"' in line][-1]
     assert status["type"] == "status" and status["status"] == "error" and status["errors"] == len(failed)
     plain = run_josh(*flaky, "--resume")  # nothing left to run: says how many are errors, still exits 3
     assert plain.returncode == 3
-    assert f"12 already done ({len(failed)} of them ended in an error: --retry-errors runs them again)" in plain.stderr
+    assert (
+        f"12 already done ({len(failed)} of them ended in an error: --retry-errors runs them again)"
+        in plain.stderr
+    )
     summary = json.loads((tmp_path / "run.summary.json").read_text())
     assert summary["errors"] == len(failed)
     assert summary["average_reward"] < summary["average_reward_scored"]  # errors count as 0, as in the paper
@@ -362,6 +367,15 @@ def test_missing_keys_and_bad_flags_stop_before_any_work(tmp_path: Path) -> None
          "--api-key-env names the environment variable JOSH_NOPE, which is not set"),
         (["--retry-errors"], "--retry-errors only applies with --resume"),
     ]  # fmt: skip
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    for bad_out, reason in [
+        (a_file / "x" / "run.jsonl", f"{a_file} is a file, not a folder"),
+        (tmp_path, "it is a folder"),
+    ]:
+        proc = run_josh("eval", "toolwoz", "--limit", "1", "--out", str(bad_out))
+        assert proc.returncode == 1 and f"cannot write the run file {bad_out}: {reason}" in proc.stderr
+        assert "Traceback" not in proc.stderr and "DRY RUN" not in proc.stderr  # before any work
     for args, expected in cases:
         proc = run_josh("eval", "toolwoz", *args, "--out", str(out), env=no_key)
         assert proc.returncode == 1 and expected in proc.stderr, (args, proc.stderr)

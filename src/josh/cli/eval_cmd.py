@@ -39,6 +39,7 @@ from josh.llm.base import EndpointError
 from josh.mock import MockServer
 from josh.runner import RunContents, RunWriter, open_run, read_run, summarize
 from josh.runner.compare import compare_runs
+from josh.runner.runfile import check_writable
 from josh.runner.summary import latest_by_key
 
 eval_app = typer.Typer(help="Evaluate an agent on a benchmark.", no_args_is_help=True)
@@ -115,6 +116,7 @@ def eval_toolwoz(
         out_path = (
             Path("runs") / f"toolwoz-{cfg.split}-{cfg.agent}-{label}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
         )
+    check_writable(out_path)
     total = len(task_ids) * cfg.trials
     endpoints = open_endpoints(cfg, env)
     if cfg.dry_run:

@@ -265,15 +265,41 @@ def open_run(
     Takes an exclusive lock on `PATH.lock` first (RunLockedError, naming the holder, if another run has it)
     and holds it until `RunWriter.close`. An empty file, or one holding only a torn header, is started anew.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(path)
     lock = RunLock.acquire(path, command=command)
     try:
         return _open_locked(
             path, lock, config=config, config_hash=config_hash, seed=seed, resume=resume, command=command
         )
+    except OSError as exc:
+        lock.release()
+        raise JoshError(f"cannot write the run file {path}: {exc.strerror or exc}") from None
     except BaseException:
         lock.release()
         raise
+
+
+def check_writable(path: Path) -> None:
+    """Make the run file's folder and check the file can be written there; `JoshError` if not. Call it
+    before any work, so that a bad --out costs nothing."""
+    existing = next((folder for folder in path.parents if folder.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise JoshError(
+            f"cannot write the run file {path}: {existing} is a file, not a folder; choose another --out"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a folder")
+        probe = path if path.exists() else path.with_name(f".{path.name}.{os.getpid()}.probe")
+        with open(probe, "a", encoding="utf-8"):
+            pass
+        if probe != path:
+            probe.unlink()
+    except OSError as exc:
+        raise JoshError(
+            f"cannot write the run file {path}: {exc.strerror or exc}; choose another --out"
+        ) from None
 
 
 def _open_locked(
