@@ -159,22 +159,31 @@ def test_unreachable_endpoint_fails_fast(tmp_path: Path) -> None:
     assert not (tmp_path / "x.jsonl").exists()  # nothing half-started to clean up
 
 
-class _Reject(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = b'{"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}'
-        self.send_response(401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+def answering(status: int, body: bytes) -> ThreadingHTTPServer:
+    """A server on 127.0.0.1 (started in a thread) that answers every GET and POST with `status` and `body`."""
 
-    def log_message(self, *args: object) -> None:
-        pass
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def test_bad_api_key_fails_fast_and_is_never_shown(tmp_path: Path) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Reject)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = answering(
+        401, b'{"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}'
+    )
     secret = "sk-test-SECRET-4242"
     try:
         proc = run_josh(
@@ -384,25 +393,13 @@ def test_missing_keys_and_bad_flags_stop_before_any_work(tmp_path: Path) -> None
     assert port.returncode == 1 and "--port: Input should be less than or equal to 65535" in port.stderr
 
 
-class _OneModel(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b'{"object": "list", "data": [{"id": "/models/llama-3-8b.gguf", "object": "model"}]}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_base_url_without_model_uses_the_endpoints_only_model(tmp_path: Path) -> None:
     from josh.benchmarks.toolwoz import discover_models
     from josh.benchmarks.toolwoz_config import ToolWOZEvalConfig
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _OneModel)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = answering(
+        200, b'{"object": "list", "data": [{"id": "/models/llama-3-8b.gguf", "object": "model"}]}'
+    )
     url = f"http://127.0.0.1:{server.server_port}/v1"
     try:
         config = ToolWOZEvalConfig(base_url=url, user_base_url=url)

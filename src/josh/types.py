@@ -140,6 +140,19 @@ _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 200, 200
 
 
+def json_type_name(value: Any) -> str:
+    """What a parsed JSON value is, for messages: "an array", "a string", "a boolean", "a number", "null"."""
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null" if value is None else type(value).__name__
+
+
 def clean_text(text: str) -> str:
     """`text` with every lone surrogate (which UTF-8 cannot encode) replaced by U+FFFD."""
     return _LONE_SURROGATE.sub("\ufffd", text)

@@ -17,7 +17,7 @@ from josh.agents.prompts import (
     REACT_PROMPT,
     TOOLS_PLACEHOLDER,
 )
-from josh.types import AssistantMessage, Message, SystemMessage, ToolCall, UserMessage
+from josh.types import AssistantMessage, Message, SystemMessage, ToolCall, UserMessage, json_type_name
 
 COMMAND_PATTERN = re.compile(r"(PLAN|APICALL|SPEAK)(.*?)(?=PLAN|APICALL|SPEAK|$)", re.DOTALL)
 JSON_PATTERN = re.compile(r"\{.*\}")
@@ -47,7 +47,7 @@ def parse_apicall(command: str, *, strict: bool = False) -> tuple[str, Any] | No
     except (json.JSONDecodeError, KeyError, TypeError, RecursionError):
         return None
     if strict and isinstance(name, list | dict):  # the reference's `name not in <dict>` raises TypeError
-        raise AgentProtocolError(f"APICALL name is {_json_type(name)}, not a string")
+        raise AgentProtocolError(f"APICALL name is {json_type_name(name)}, not a string")
     if not isinstance(name, str) or name not in TOOL_NAMES:
         return None
     return name, parameters
@@ -115,7 +115,7 @@ class ReactAgent(ModelAgent):
             return BAD_APICALL
         name, parameters = parsed
         if not isinstance(parameters, dict):
-            problem = f"APICALL parameters is {_json_type(parameters)}, not an object"
+            problem = f"APICALL parameters is {json_type_name(parameters)}, not an object"
             if self.strict_errors:
                 turn.internal.append(said)
                 raise AgentProtocolError(problem)
@@ -126,15 +126,3 @@ class ReactAgent(ModelAgent):
         call = ToolCall(id=f"call_{len(turn.calls)}", name=name, arguments=arguments, parse_error=error)
         turn.calls.append(ExecutedCall(call=call, result=result))
         return result
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    return "null" if value is None else type(value).__name__

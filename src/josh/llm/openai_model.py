@@ -46,6 +46,7 @@ from josh.types import (
     UserMessage,
     bounded,
     clean_text,
+    json_type_name,
 )
 
 log = logging.getLogger(__name__)
@@ -232,21 +233,9 @@ def parse_tool_call(raw: Any) -> ToolCall:
     except (ValueError, RecursionError):
         return ToolCall(id=call_id, name=name, raw_arguments=text, parse_error="arguments are not valid JSON")
     if not isinstance(value, dict):
-        reason = f"arguments must be a JSON object, got {_json_type(value)}"
+        reason = f"arguments must be a JSON object, got {json_type_name(value)}"
         return ToolCall(id=call_id, name=name, raw_arguments=text, parse_error=reason)
     return ToolCall(id=call_id, name=name, arguments=_arguments(value), raw_arguments=text)
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    return "null" if value is None else type(value).__name__
 
 
 def _field(obj: Any, name: str) -> Any:

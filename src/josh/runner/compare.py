@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from josh.runner.summary import latest_by_key, record_reward
+from josh.runner.summary import bootstrap_ci, latest_by_key, record_reward
 
 EXACT_UP_TO = 16  # tasks; beyond this the permutation test samples sign flips
 PERMUTATIONS = 20_000
@@ -50,22 +50,12 @@ def permutation_p_value(differences: list[float], *, seed: int = 0) -> float:
     return (hits + 1) / (PERMUTATIONS + 1)
 
 
-def bootstrap_interval(differences: list[float], *, seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the mean paired difference."""
-    if not differences:
-        return (0.0, 0.0)
-    rng = random.Random(seed)
-    n = len(differences)
-    means = sorted(sum(rng.choice(differences) for _ in range(n)) / n for _ in range(BOOTSTRAP))
-    return (means[int(0.025 * BOOTSTRAP)], means[min(BOOTSTRAP - 1, int(0.975 * BOOTSTRAP))])
-
-
 def compare_runs(a: Iterable[dict[str, Any]], b: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Paired comparison of run `b` against run `a` over the tasks both ran."""
     first, second = task_rewards(a), task_rewards(b)
     shared = sorted(set(first) & set(second))
     differences = [second[t] - first[t] for t in shared]
-    low, high = bootstrap_interval(differences)
+    low, high = bootstrap_ci(differences, samples=BOOTSTRAP)
     return {
         "common": len(shared),
         "only_a": len(set(first) - set(second)),
