@@ -156,8 +156,6 @@ def eval_toolwoz(
         return writer, previous
 
     outcome = asyncio.run(_run(cfg, env, endpoints, open_writer, total, retry_errors))
-    if outcome is None:  # stopped before the run file was opened
-        return
     contents = read_run(out_path)
     records = latest_by_key(contents.records)
     write_config(out_path, cfg, endpoints)  # now with what the run learnt of its endpoints
@@ -216,7 +214,7 @@ async def _run(
     open_writer: Callable[[], tuple[RunWriter, RunContents | None]],
     total: int,
     retry_errors: bool = False,
-) -> RunOutcome | None:
+) -> RunOutcome:
     """Preflight the endpoints (before any file is written; skipped when a response cache may answer
     everything), then run. Ctrl-C and SIGTERM stop it the same way: finished conversations are kept."""
     main = asyncio.current_task()
