@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# The fresh venv must see only what it installed: no PYTHONPATH pointing at a checkout.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
 
 
 def test_the_distribution_name_is_not_the_unrelated_pypi_josh() -> None:
@@ -24,7 +27,7 @@ def test_sdist_and_wheel_build_and_the_wheel_installs_with_a_working_command(tmp
     dist = tmp_path / "dist"
     build = subprocess.run(
         [sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(dist), str(ROOT)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, env=CLEAN_ENV,
     )  # fmt: skip
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
     wheels = list(dist.glob("josh_toolkit-*.whl"))
@@ -36,11 +39,12 @@ def test_sdist_and_wheel_build_and_the_wheel_installs_with_a_working_command(tmp
     python = env_dir / "bin" / "python"
     install = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheels[0])],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, env=CLEAN_ENV,
     )  # fmt: skip
     assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
     helped = subprocess.run(
-        [str(env_dir / "bin" / "josh"), "--help"], capture_output=True, text=True, timeout=120, cwd=tmp_path
+        [str(env_dir / "bin" / "josh"), "--help"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env=CLEAN_ENV,
     )
     assert helped.returncode == 0, helped.stderr
     assert "eval" in helped.stdout and "data" in helped.stdout
@@ -49,5 +53,6 @@ def test_sdist_and_wheel_build_and_the_wheel_installs_with_a_working_command(tmp
         capture_output=True,
         text=True,
         cwd=tmp_path,
+        env=CLEAN_ENV,
     )
     assert str(env_dir) in located.stdout  # the installed copy, not this checkout
