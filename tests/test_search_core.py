@@ -104,7 +104,14 @@ def test_the_beam_splits_1_2_4_8_then_each_leaf_goes_on_alone() -> None:
     assert len(toy.agent_turns) == 2 + 4 + 8 + 8 + 8
     assert toy.agent_turns[:6] == ["L@1", "R@1", "LL@2", "LR@2", "RL@2", "RR@2"]
     # Steps 3 to 5 are added to the same leaf: three agent turns, each followed by the customer.
-    assert [m.content for m in tree.nodes[7].messages] == ["LLL@3", "LLL#4", "LLL@4", "LLL#5", "LLL@5", "LLL#6"]
+    assert [m.content for m in tree.nodes[7].messages] == [
+        "LLL@3",
+        "LLL#4",
+        "LLL@4",
+        "LLL#5",
+        "LLL@5",
+        "LLL#6",
+    ]
     assert [m.content for m in tree.nodes[0].messages] == ["#1"]  # the customer opened once, at the root
     assert tree.reward == 0.0 and not any(n.golden or n.successful for n in tree.nodes)
 
