@@ -83,3 +83,16 @@ def test_the_mock_refuses_a_bad_n(toolwoz_env: ToolWOZEnvironment) -> None:
     policy = ScriptedToolWOZ(toolwoz_env)
     with pytest.raises(MockRequestError, match="'n' must be"):
         policy.complete({"messages": [{"role": "user", "content": "hi"}], "n": 0.5}, {})
+
+
+def test_calls_with_other_prompts_are_other_samples(toolwoz_env: ToolWOZEnvironment) -> None:
+    model = scripted_model(toolwoz_env, MockConfig(mistake_rate=0.5))
+    system = opening(toolwoz_env)[0]
+
+    async def go() -> list[bool]:
+        return [
+            wrong((await model.chat([system, UserMessage(content=f"Hi {i}!")], seed=42, metadata=META))[0])
+            for i in range(8)
+        ]
+
+    assert len(set(asyncio.run(go()))) == 2

@@ -70,6 +70,10 @@ def _stable_random(*parts: Any) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
+def _digest(messages: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def _content(message: dict[str, Any]) -> str:
     content = message.get("content") or ""
     if isinstance(content, list):  # content parts
@@ -192,12 +196,14 @@ class ScriptedToolWOZ:
             time.sleep(self.config.hang_s)
         role, kind = self._role(messages, body, headers)
         task = self._task(role, kind, messages, headers)
+        # A model's sample depends on its prompt, its seed and which of the n choices it is.
+        prompt = _digest(messages) if role == "agent" else ""
         choices = []
         for index, (empty, malformed) in enumerate(per_choice):
             if empty < self.config.empty_rate:
                 reply: dict[str, Any] = {"role": "assistant", "content": ""}
             elif role == "agent":
-                sample = (body.get("seed"), index)  # each choice, and each seed, is its own sample
+                sample = (prompt, body.get("seed"), index)
                 reply = self._agent(
                     task,
                     kind,
@@ -293,7 +299,7 @@ class ScriptedToolWOZ:
         headers: dict[str, str],
         *,
         malformed: bool,
-        sample: tuple[Any, int] = (None, 0),
+        sample: tuple[str, Any, int] = ("", None, 0),
     ) -> dict[str, Any]:
         if kind == "fc":
             made = [m for m in messages if m.get("role") == "tool"]
@@ -344,16 +350,13 @@ class ScriptedToolWOZ:
         index: int,
         arguments: dict[str, Any],
         headers: dict[str, str],
-        sample: tuple[Any, int] = (None, 0),
+        sample: tuple[str, Any, int] = ("", None, 0),
     ) -> dict[str, Any]:
         """The goal call's arguments, or with a wrong value at `mistake_rate`. The draw is fixed by the task,
-        the goal, the trial, the mock's seed and the sample (the request's seed and the choice's index), so
-        a rerun makes the same mistakes while the choices of an `n` request, or calls with other seeds, differ
-        like a model's samples."""
-        seed, choice = sample
-        rng = _stable_random(
-            task.task_id, index, headers.get("x-josh-trial", "0"), self.config.seed, seed, choice
-        )
+        the goal, the trial, the mock's seed and the sample (a digest of the prompt, the request's seed and
+        the choice's index): like a model's samples, a rerun makes the same mistakes, while the choices of an
+        `n` request, calls with other seeds and calls with other prompts draw afresh."""
+        rng = _stable_random(task.task_id, index, headers.get("x-josh-trial", "0"), self.config.seed, *sample)
         if rng.random() >= self.config.mistake_rate:
             return dict(arguments)
         wrong = dict(arguments)
