@@ -34,6 +34,7 @@ def run(
     endpoints: Endpoints | None = None,
     *,
     resume: bool = False,
+    retry_errors: bool = False,
 ) -> tuple[int, list[dict[str, Any]]]:
     writer = open_run(
         path, config={}, config_hash=cfg.config_hash(), seed=cfg.seed, resume=resume, command="t"
@@ -42,7 +43,7 @@ def run(
 
     async def go() -> int:
         try:
-            return await harvest(cfg, env, endpoints, writer)
+            return await harvest(cfg, env, endpoints, writer, retry_errors=retry_errors)
         finally:
             await endpoints.aclose()
 
@@ -127,8 +128,11 @@ def check_tree(tree: dict[str, Any]) -> None:
     assert set(tree["golden_reward_events"]) <= set(tree["goal_calls"])
 
 
-def test_a_dry_run_with_mistakes_branches(toolwoz_env: ToolWOZEnvironment, tmp_path: Path) -> None:
-    cfg = config(limit=12, mock_mistake_rate=0.3)
+@pytest.mark.parametrize("use_n", [True, False])
+def test_a_dry_run_with_mistakes_branches(
+    toolwoz_env: ToolWOZEnvironment, tmp_path: Path, use_n: bool
+) -> None:
+    cfg = config(limit=12, mock_mistake_rate=0.3, use_n=use_n)
     count, trees = run(toolwoz_env, cfg, tmp_path / "trees.jsonl")
     assert count == 12 and sorted(t["task_id"] for t in trees) == toolwoz_env.task_ids("train")[:12]
     for tree in trees:
@@ -206,3 +210,15 @@ def test_the_harvest_defaults() -> None:
     assert (cfg.beam, cfg.max_steps, cfg.use_n) == (8, 15, True)
     with pytest.raises(JoshError, match="--beam"):
         resolve(ToolWOZHarvestConfig, {"beam": 1})
+
+
+def test_a_bug_fails_its_tree_only(toolwoz_env: ToolWOZEnvironment, tmp_path: Path) -> None:
+    failing = FailingAgentCalls(toolwoz_env, ZeroDivisionError("a bug"))
+    endpoints = Endpoints(failing, scripted_model(toolwoz_env))  # type: ignore[arg-type]
+    count, trees = run(toolwoz_env, config(limit=2), tmp_path / "t.jsonl", endpoints)
+    assert count == 2 and len(trees) == 2
+    for tree in trees:
+        assert tree["status"] == "error" and tree["reward"] is None and tree["nodes"] == []
+        assert tree["error"] == "ZeroDivisionError: a bug"
+    count, trees = run(toolwoz_env, config(limit=2), tmp_path / "t.jsonl", resume=True, retry_errors=True)
+    assert count == 2 and [t["status"] for t in trees] == ["success", "success"]
