@@ -220,5 +220,6 @@ def test_a_bug_fails_its_tree_only(toolwoz_env: ToolWOZEnvironment, tmp_path: Pa
     for tree in trees:
         assert tree["status"] == "error" and tree["reward"] is None and tree["nodes"] == []
         assert tree["error"] == "ZeroDivisionError: a bug"
-    count, trees = run(toolwoz_env, config(limit=2), tmp_path / "t.jsonl", resume=True, retry_errors=True)
-    assert count == 2 and [t["status"] for t in trees] == ["success", "success"]
+    count, _ = run(toolwoz_env, config(limit=2), tmp_path / "t.jsonl", resume=True, retry_errors=True)
+    latest = read_run(tmp_path / "t.jsonl").keyed()
+    assert count == 2 and [t["status"] for t in latest.values()] == ["success", "success"]
