@@ -18,6 +18,7 @@ from josh.errors import JoshError
 from josh.llm.base import EndpointError, RetryableLLMError
 from josh.mock.scripted_backend import scripted_model
 from josh.runner import open_run, read_run
+from josh.search import TreeRecord
 from josh.types import AssistantMessage, Message
 
 pytestmark = pytest.mark.data
@@ -89,6 +90,8 @@ def test_an_oracle_tree_collapses_twice(toolwoz_env: ToolWOZEnvironment, tmp_pat
     assert tree["agent_usage"]["prompt_tokens"] == sum(
         c["prompt_tokens"] for c in tree["model_calls"] if c["role"] == "agent"
     )
+    # What the run file holds reads back as the record it was written from.
+    assert TreeRecord.model_validate(tree).model_dump(mode="json") == tree
 
 
 def test_without_n_each_sibling_makes_its_own_first_call(

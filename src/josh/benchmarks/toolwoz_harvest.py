@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from josh.agents.base import Agent
 from josh.benchmarks.toolwoz import Endpoints, build_agent, build_user, pending_jobs
 from josh.benchmarks.toolwoz_harvest_config import TEMPERATURE_ABOVE_0, ToolWOZHarvestConfig
 from josh.benchmarks.toolwoz_prompts import ToolWOZPrompts, toolwoz_prompts
@@ -41,7 +42,7 @@ async def harvest_tree(
     started = time.perf_counter()
     ledger = CallLedger()  # every model call of the tree, whatever happens after it
 
-    def make_agent(model: ChatModel) -> Any:
+    def make_agent(model: ChatModel) -> Agent:
         return build_agent(config, model, env.tool_schemas, trial, prompts)
 
     user_model = ledger.wrap(endpoints.user, "user") if endpoints.user is not None else None
