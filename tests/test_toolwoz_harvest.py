@@ -12,7 +12,7 @@ import pytest
 from josh.benchmarks.toolwoz import Endpoints, open_endpoints
 from josh.benchmarks.toolwoz_harvest import harvest
 from josh.benchmarks.toolwoz_harvest_config import ToolWOZHarvestConfig
-from josh.cli.options import resolve
+from josh.cli.options import config_for_file, resolve
 from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.errors import JoshError
 from josh.llm.base import EndpointError, RetryableLLMError
@@ -213,6 +213,13 @@ def test_the_harvest_defaults() -> None:
     assert (cfg.beam, cfg.max_steps, cfg.use_n) == (8, 15, True)
     with pytest.raises(JoshError, match="--beam"):
         resolve(ToolWOZHarvestConfig, {"beam": 1})
+    with pytest.raises(JoshError, match="a tree's limit is --max-steps"):
+        resolve(ToolWOZHarvestConfig, {"max_turns": 30})
+    saved = config_for_file(ToolWOZHarvestConfig())  # what a run writes beside its results, fed back
+    assert (
+        resolve(ToolWOZHarvestConfig, {k.replace("-", "_"): v for k, v in saved.items()})
+        == ToolWOZHarvestConfig()
+    )
 
 
 def test_a_bug_fails_its_tree_only(toolwoz_env: ToolWOZEnvironment, tmp_path: Path) -> None:

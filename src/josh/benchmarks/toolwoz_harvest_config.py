@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from josh.benchmarks.toolwoz_config import AGENT, TASKS, RunOptions, Split, _opt
 from josh.search import SearchConfig
@@ -56,6 +56,15 @@ class ToolWOZHarvestConfig(RunOptions):
         if value <= 0:
             raise ValueError(TEMPERATURE_ABOVE_0)
         return value
+
+    @model_validator(mode="after")
+    def _steps_not_turns(self) -> ToolWOZHarvestConfig:
+        if self.max_turns != RunOptions.model_fields["max_turns"].default:  # a saved config holds the default
+            raise ValueError(
+                "--max-turns limits the messages of one evaluated conversation; a tree's limit is --max-steps "
+                "(agent turns)"
+            )
+        return self
 
     def search_config(self) -> SearchConfig:
         """The search's settings."""
