@@ -53,3 +53,24 @@ def test_imports_point_downward() -> None:
                 if (own, target) in PEERS or LAYERS.index(target) < LAYERS.index(own):
                     problems.append(f"{rel}: imports {name} ({own} -> {target})")
     assert not problems, "\n".join(problems)
+
+
+# The JOSH core works on any agent/user/reward triple (DESIGN.md): it may use the shared types, never an
+# environment, an agent, a user simulator, a rollout or a model.
+SEARCH_MAY_NOT_IMPORT = ("envs", "agents", "users", "rollout", "llm", "mock")
+
+
+def test_the_search_core_knows_no_environment_agent_or_model() -> None:
+    problems = []
+    for path in (ROOT / "search").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] if node.level == 0 else ["<relative import>"]
+            for name in names:
+                if name == "<relative import>" or _layer(name) in SEARCH_MAY_NOT_IMPORT:
+                    problems.append(f"{path.relative_to(ROOT)}: imports {name}")
+    assert (ROOT / "search" / "beam.py").exists()
+    assert not problems, "\n".join(problems)

@@ -14,6 +14,7 @@ from josh.llm.ledger import CallLedger
 from josh.llm.openai_model import OpenAIChatModel
 from josh.llm.retry import RetryPolicy
 from josh.llm.scripted import ScriptedChatModel
+from josh.llm.siblings import SiblingGroup, SiblingModel
 
 __all__ = [
     "CallLedger",
@@ -28,4 +29,6 @@ __all__ = [
     "RetryPolicy",
     "RetryableLLMError",
     "ScriptedChatModel",
+    "SiblingGroup",
+    "SiblingModel",
 ]

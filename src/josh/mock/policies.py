@@ -28,6 +28,7 @@ DONE_PHRASE = "Everything you asked for is taken care of."
 ASK_PHRASE = "Could you tell me a little more about what you need?"
 SPAN = re.compile(r"</?span[^>]*>")
 MODEL_NAMES = ("josh-mock-agent", "josh-mock-user")
+MAX_N = 128  # choices one request may ask for (OpenAI's own limit)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,10 @@ def _plain(text: str) -> str:
 def _stable_random(*parts: Any) -> random.Random:
     digest = hashlib.sha256(json.dumps(parts, default=str).encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def _digest(messages: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _content(message: dict[str, Any]) -> str:
@@ -175,8 +180,14 @@ class ScriptedToolWOZ:
             raise MockRequestError("the request needs a non-empty 'messages' list")
         messages = [m for m in body["messages"] if isinstance(m, dict)]
         headers = {k.lower(): v for k, v in headers.items()}
-        with self._lock:
+        n = body.get("n") or 1
+        if not isinstance(n, int) or not 1 <= n <= MAX_N:
+            raise MockRequestError(f"'n' must be a whole number from 1 to {MAX_N}, got {n!r}")
+        with self._lock:  # 4 draws a request, 2 more for each further choice (empty, malformed)
             draws = [self._faults.random() for _ in range(4)]
+            per_choice = [(draws[2], draws[3])] + [
+                (self._faults.random(), self._faults.random()) for _ in range(n - 1)
+            ]
         if self.config.latency_s:
             time.sleep(self.config.latency_s)
         if draws[0] < self.config.error_rate:
@@ -185,14 +196,21 @@ class ScriptedToolWOZ:
             time.sleep(self.config.hang_s)
         role, kind = self._role(messages, body, headers)
         task = self._task(role, kind, messages, headers)
-        n = int(body.get("n") or 1)
+        # A model's sample depends on its prompt, its seed and which of the n choices it is.
+        prompt = _digest(messages) if role == "agent" else ""
         choices = []
-        for index in range(n):
-            if draws[2] < self.config.empty_rate:
+        for index, (empty, malformed) in enumerate(per_choice):
+            if empty < self.config.empty_rate:
                 reply: dict[str, Any] = {"role": "assistant", "content": ""}
             elif role == "agent":
+                sample = (prompt, body.get("seed"), index)
                 reply = self._agent(
-                    task, kind, messages, headers, malformed=draws[3] < self.config.malformed_rate
+                    task,
+                    kind,
+                    messages,
+                    headers,
+                    malformed=malformed < self.config.malformed_rate,
+                    sample=sample,
                 )
             else:
                 reply = self._user(task, kind, messages, headers)
@@ -281,6 +299,7 @@ class ScriptedToolWOZ:
         headers: dict[str, str],
         *,
         malformed: bool,
+        sample: tuple[str, Any, int] = ("", None, 0),
     ) -> dict[str, Any]:
         if kind == "fc":
             made = [m for m in messages if m.get("role") == "tool"]
@@ -298,7 +317,7 @@ class ScriptedToolWOZ:
         if len(made) < len(goals) and this_turn < 2:
             index = len(made)
             goal = goals[index]
-            arguments = self._maybe_mistaken(task, index, goal.arguments, headers)
+            arguments = self._maybe_mistaken(task, index, goal.arguments, headers, sample)
             if kind == "fc":
                 raw = json.dumps(arguments)
                 if malformed:
@@ -326,9 +345,18 @@ class ScriptedToolWOZ:
         }
 
     def _maybe_mistaken(
-        self, task: Task, index: int, arguments: dict[str, Any], headers: dict[str, str]
+        self,
+        task: Task,
+        index: int,
+        arguments: dict[str, Any],
+        headers: dict[str, str],
+        sample: tuple[str, Any, int] = ("", None, 0),
     ) -> dict[str, Any]:
-        rng = _stable_random(task.task_id, index, headers.get("x-josh-trial", "0"), self.config.seed)
+        """The goal call's arguments, or with a wrong value at `mistake_rate`. The draw is fixed by the task,
+        the goal, the trial, the mock's seed and the sample (a digest of the prompt, the request's seed and
+        the choice's index): like a model's samples, a rerun makes the same mistakes, while the choices of an
+        `n` request, calls with other seeds and calls with other prompts draw afresh."""
+        rng = _stable_random(task.task_id, index, headers.get("x-josh-trial", "0"), self.config.seed, *sample)
         if rng.random() >= self.config.mistake_rate:
             return dict(arguments)
         wrong = dict(arguments)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.llm.openai_model import metadata_headers, parse_tool_call, to_wire
-from josh.llm.scripted import ChatRequest, ScriptedChatModel
 from josh.mock.policies import MockConfig, ScriptedToolWOZ
-from josh.types import AssistantMessage, Usage
+from josh.types import AssistantMessage, Message, Usage
 
 
 def _message(choice: dict[str, Any]) -> AssistantMessage:
@@ -19,33 +19,63 @@ def _message(choice: dict[str, Any]) -> AssistantMessage:
     return AssistantMessage(content=choice.get("content") or "", tool_calls=calls, empty_tool_calls=empty)
 
 
+class ScriptedToolWOZModel:
+    """A chat model that plays the mock's scripted agent or customer, in-process and deterministic.
+
+    It sends the policy what the HTTP client would (messages, tools, `n`, seed, metadata headers) and reads
+    the response as the HTTP client does: a request's usage is put on its first choice, as
+    `OpenAIChatModel` does, so sums over replies are exact. `calls` counts `chat()` calls.
+    """
+
+    def __init__(self, policy: ScriptedToolWOZ, name: str = "scripted") -> None:
+        self.policy = policy
+        self.name = name
+        self.calls = 0
+
+    async def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> list[AssistantMessage]:
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        self.calls += 1
+        body: dict[str, Any] = {"model": self.name, "messages": [to_wire(m) for m in messages], "n": n}
+        if tools:
+            body["tools"] = list(tools)
+        if seed is not None:
+            body["seed"] = seed
+        response = self.policy.complete(body, metadata_headers(metadata))
+        usage = response["usage"]
+        total = Usage(prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"])
+        return [
+            _message(choice["message"]).model_copy(
+                update={"usage": total if i == 0 else Usage(), "model": self.name, "latency_s": 0.0}
+            )
+            for i, choice in enumerate(response["choices"])
+        ]
+
+    async def check(self) -> None:
+        """Nothing to reach: always ready."""
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
 def scripted_model(
     env: ToolWOZEnvironment, config: MockConfig | None = None, name: str = "scripted"
-) -> ScriptedChatModel:
-    """A chat model that plays the mock's scripted agent or customer, in-process and deterministic.
+) -> ScriptedToolWOZModel:
+    """The mock's scripted agent and customer as an in-process chat model.
 
     Transport faults (HTTP 500s, hangs, latency) need HTTP and are left out; mistakes, malformed tool calls
     and empty replies are kept.
     """
     config = dataclasses.replace(config or MockConfig(), error_rate=0.0, hang_rate=0.0, latency_s=0.0)
-    policy = ScriptedToolWOZ(env, config)
-
-    def answer(request: ChatRequest) -> AssistantMessage:
-        body: dict[str, Any] = {"model": name, "messages": [to_wire(m) for m in request.messages]}
-        if request.tools:
-            body["tools"] = list(request.tools)
-        headers = metadata_headers(request.metadata)
-        response = policy.complete(body, headers)
-        usage = response["usage"]
-        message = _message(response["choices"][0]["message"])
-        return message.model_copy(
-            update={
-                "usage": Usage(
-                    prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"]
-                ),
-                "model": name,
-                "latency_s": 0.0,
-            }
-        )
-
-    return ScriptedChatModel(policy=answer, name=name)
+    return ScriptedToolWOZModel(ScriptedToolWOZ(env, config), name)

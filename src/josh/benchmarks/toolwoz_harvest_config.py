@@ -1,0 +1,71 @@
+"""Configuration of a ToolWOZ JOSH harvest: every `RunOptions` option, plus the search's own.
+
+The search options take their defaults and help from `josh.search.SearchConfig` (documented once, there).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import field_validator, model_validator
+
+from josh.benchmarks.toolwoz_config import AGENT, TASKS, RunOptions, Split, _opt
+from josh.search import SearchConfig
+
+SEARCH = "JOSH search"
+PAPER_JOSH_TEMPERATURE = 1.0  # the reference refuses 0 for JOSH; its own default (0.0) cannot be used
+
+
+TEMPERATURE_ABOVE_0 = (
+    "JOSH samples the agent, so its temperature must be above 0 for sibling branches to differ "
+    f"(default {PAPER_JOSH_TEMPERATURE}; the customer keeps its own)"
+)
+
+
+def _search_opt(name: str, **constraints: Any) -> Any:
+    field = SearchConfig.model_fields[name]
+    return _opt(field.default, field.description or "", SEARCH, **constraints)
+
+
+class ToolWOZHarvestConfig(RunOptions):
+    """A whole `josh harvest toolwoz` run: one JOSH tree per (task, trial)."""
+
+    PANELS: ClassVar[tuple[str, ...]] = (SEARCH, *RunOptions.PANELS)
+
+    beam: int = _search_opt("beam", ge=2)
+    max_steps: int = _search_opt("max_steps", ge=1)
+    use_n: bool = _search_opt("use_n")
+    trials: int = _opt(1, "Trees per task (trial t sends seed + t).", TASKS, ge=1)
+    split: Split = _opt(
+        "train",
+        "Task split: train (6,251, what JOSH harvests), test (450), full_test (805), val (793) or all.",
+        TASKS,
+    )
+    temperature: float = _opt(
+        PAPER_JOSH_TEMPERATURE,
+        "Agent sampling temperature; JOSH needs it above 0, so that sibling branches differ (the customer "
+        "keeps --user-temperature).",
+        AGENT,
+        ge=0.0,
+        le=2.0,
+    )
+
+    @field_validator("temperature")
+    @classmethod
+    def _sampled(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError(TEMPERATURE_ABOVE_0)
+        return value
+
+    @model_validator(mode="after")
+    def _steps_not_turns(self) -> ToolWOZHarvestConfig:
+        if self.max_turns != RunOptions.model_fields["max_turns"].default:  # a saved config holds the default
+            raise ValueError(
+                "--max-turns limits the messages of one evaluated conversation; a tree's limit is --max-steps "
+                "(agent turns)"
+            )
+        return self
+
+    def search_config(self) -> SearchConfig:
+        """The search's settings."""
+        return SearchConfig(beam=self.beam, max_steps=self.max_steps, use_n=self.use_n)

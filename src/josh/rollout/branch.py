@@ -1,0 +1,151 @@
+"""One branch of a JOSH tree over a conversation: the `josh.search.Branch` protocol for our agents and users.
+
+A branch holds the agent's view and the customer's view of the conversation so far (lists of shared, frozen
+messages) and its own environment session; `fork` gives each child a forked session, so a branch's tool calls
+and reward events are its own. Sibling branches talk to the agent's model through one `SiblingGroup`, so
+their identical first requests are one call with `n` (see `josh.llm.siblings`; without n, each sibling
+shifts its seed instead).
+
+What a turn can end in, as in `run_conversation`: a protocol violation (strict errors) or a model that
+failed after its retries ends the branch (`over`), keeping what the turn did before it failed; an
+`EndpointError` propagates (the whole run stops); anything else is a bug and propagates too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from josh.agents.base import Agent, AgentTurn, AgentTurnError
+from josh.errors import ProtocolViolation
+from josh.llm.base import ChatModel, EndpointError, LLMError
+from josh.llm.siblings import SiblingGroup, SiblingModel
+from josh.types import Message
+from josh.users.simulators import UserSimulator
+
+
+class ForkableSession(Protocol):
+    """What a branch needs of an environment session (ToolWOZ's `ToolWOZSession` is one)."""
+
+    def call(self, name: Any, arguments: Any = None) -> Any: ...
+
+    @property
+    def reward_events(self) -> list[Any]: ...  # goal calls met so far (with `.name`), in order
+
+    def fork(self) -> Any: ...  # an independent session that continues from this one's state
+
+
+@dataclass
+class BranchAgentTurn:
+    """An agent turn on a branch (a `josh.search.AgentOutcome`)."""
+
+    messages: list[Message]
+    reward_events: list[str]
+    over: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BranchUserTurn:
+    """A customer turn on a branch (a `josh.search.UserOutcome`)."""
+
+    messages: list[Message]
+    done: bool
+    notes: list[str] = field(default_factory=list)
+
+
+class ConversationBranch:
+    """A conversation that can fork: `agent_turn`, `user_turn`, `fork(count)`.
+
+    `make_agent(model)` builds the agent of a branch around the chat model it must use (each branch gets its
+    own, a member of its siblings' group). `metadata` (task id, trial) goes with every model call.
+    """
+
+    def __init__(
+        self,
+        session: ForkableSession,
+        model: ChatModel,
+        make_agent: Callable[[ChatModel], Agent],
+        user: UserSimulator,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        use_n: bool = True,
+    ) -> None:
+        self.session = session
+        self.base_model = model
+        self.make_agent = make_agent
+        self.user = user
+        self.metadata = dict(metadata or {})
+        self.use_n = use_n
+        self.model: ChatModel = model
+        self.agent = make_agent(model)
+        self.seed_shift = 0
+        self.internal: list[Message] = []  # the agent's view (without its system prompt)
+        self.visible: list[Message] = []  # what the customer and the agent said to each other
+
+    def fork(self, count: int) -> list[ConversationBranch]:
+        """`count` children that continue from here, each with a forked session and its sibling model.
+
+        Without n, child k of a branch with seed shift s gets shift s * count + k + 1: unique in the tree."""
+        if self.use_n:
+            shifts = [self.seed_shift] * count
+        else:
+            shifts = [self.seed_shift * count + k + 1 for k in range(count)]
+        group = SiblingGroup(self.base_model, count, use_n=self.use_n, seed_shifts=shifts)
+        children = []
+        for member in group.members:
+            child = object.__new__(ConversationBranch)
+            child.session = self.session.fork()
+            child.base_model, child.make_agent, child.user = self.base_model, self.make_agent, self.user
+            child.metadata, child.use_n = self.metadata, self.use_n
+            child.model, child.agent, child.seed_shift = member, self.make_agent(member), member.seed_shift
+            child.internal, child.visible = list(self.internal), list(self.visible)
+            children.append(child)
+        return children
+
+    async def agent_turn(self) -> BranchAgentTurn:
+        """One agent turn; its reward events are the goals its own calls met (this branch's session)."""
+        before = len(self.session.reward_events)
+        turn: AgentTurn | None = None
+        failure: BaseException | None = None
+        try:
+            turn = await self.agent.step(
+                self.internal, self.session.call, metadata={**self.metadata, "role": "agent"}
+            )
+        except AgentTurnError as exc:  # the turn failed after it began: keep what it did
+            turn, failure = exc.turn, exc.cause
+        except (ProtocolViolation, LLMError) as exc:  # an agent that does not keep its partial turn
+            failure = exc
+        finally:
+            if isinstance(self.model, SiblingModel):
+                self.model.release()
+        if isinstance(failure, EndpointError) or (
+            failure is not None and not isinstance(failure, ProtocolViolation | LLMError)
+        ):
+            raise failure  # the endpoint is unusable (the run stops), or a bug (this task fails)
+        notes = list(turn.notes) if turn is not None else []
+        if isinstance(failure, ProtocolViolation):
+            notes.append(f"{failure} (strict errors: this branch ends here)")
+        elif failure is not None:
+            notes.append(f"the agent's turn failed: {type(failure).__name__}: {failure}")
+        messages = list(turn.internal) if turn is not None else []
+        self.internal.extend(messages)
+        if turn is not None and failure is None:
+            self.visible.append(turn.message)
+        met = [goal.name for goal in self.session.reward_events[before:]]
+        return BranchAgentTurn(messages, met, over=failure is not None, notes=notes)
+
+    async def user_turn(self) -> BranchUserTurn:
+        """One customer turn; a customer model that failed after its retries ends the branch."""
+        try:
+            said = await self.user.step(
+                self.visible, metadata={**self.metadata, "role": "user", "turn": str(len(self.visible))}
+            )
+        except EndpointError:
+            raise
+        except LLMError as exc:
+            return BranchUserTurn([], True, [f"the customer's turn failed: {type(exc).__name__}: {exc}"])
+        self.visible.append(said.message)
+        self.internal.append(said.message)
+        return BranchUserTurn([said.message], said.done)

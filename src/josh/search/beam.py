@@ -1,0 +1,179 @@
+"""JOSH: a beam of conversations that splits while the beam allows and collapses onto the first success.
+
+The paper's algorithm (josh-train 0.1.4, `JOSH.step`), on any `Branch`:
+
+- The customer opens once, at the root. Then, at most `max_steps` times: expand, one agent turn on every
+  live leaf, the reward check, and if goals remain, one customer turn on every live leaf.
+- Expand: the live leaves are the nodes without children whose conversation is not over. When twice their
+  number is at most `beam`, each gets two children; otherwise none does, and each leaf goes on alone (its
+  later turns are added to the same node).
+- Reward check: the goals met by the calls of each leaf's turn, among the goals still pending. A leaf whose
+  turn failed is over, but is checked all the same.
+- On a reward: every rewarded leaf and its ancestors up to the current root are marked successful; the
+  first rewarded leaf, left to right, becomes the new root and its path golden; only its goals leave the
+  pending set. The other branches are pruned: kept in the tree, never continued.
+- Done when no goal is pending, no live leaf is left, or after `max_steps` steps. Reward: credited goals /
+  goals.
+
+Unlike the reference, the leaves of a step run concurrently (`sequential` steps them one after another),
+and the tree grown after the last reward is kept too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from josh.search.beam_config import SearchConfig
+from josh.search.protocol import Branch
+from josh.search.tree import Ending, Node, Tree
+
+T = TypeVar("T")
+
+
+class JoshSearch:
+    """Grows one JOSH tree per `run`."""
+
+    def __init__(self, config: SearchConfig | None = None) -> None:
+        self.config = config or SearchConfig()
+
+    async def run(self, root: Branch, goals: Sequence[str]) -> Tree:
+        """Search from `root` (a conversation not yet begun) until `goals` are met or the search ends.
+
+        A turn that raises propagates (the branch turns the failures that belong to the simulation into an
+        outcome that is `over`); the leaves still running are cancelled first.
+        """
+        return await _Search(self.config, root, list(goals)).run()
+
+
+class _Search:
+    def __init__(self, config: SearchConfig, branch: Branch, goals: list[str]) -> None:
+        self.config = config
+        self.goals = goals
+        self.pending = list(goals)
+        self.credited: list[str] = []
+        self.events: list[str] = []
+        self.nodes: list[Node] = []
+        self.root = self._node(None, branch)
+        self.steps = 0
+
+    def _node(self, parent: Node | None, branch: Branch) -> Node:
+        node = Node(id=len(self.nodes), parent=parent, branch=branch)
+        self.nodes.append(node)
+        if parent is not None:
+            parent.children.append(node)
+        return node
+
+    async def run(self) -> Tree:
+        opening = await self.root.branch.user_turn()
+        self._add_user_turn(self.root, opening)
+        ending: Ending = "max_steps"
+        for _ in range(self.config.max_steps):
+            self._expand()
+            live = self.root.live_leaves()
+            if not live:
+                ending = "no_live_leaf"
+                break
+            self.steps += 1
+            await self._agent_step(live)
+            if not self.pending:
+                ending = "all_goals"
+                break
+            live = self.root.live_leaves()
+            if not live:
+                ending = "no_live_leaf"
+                break
+            outcomes = await self._each(live, lambda node: node.branch.user_turn())
+            for node, outcome in zip(live, outcomes, strict=True):
+                self._add_user_turn(node, outcome)
+        else:
+            if not self.root.live_leaves():
+                ending = "no_live_leaf"
+        total = len(self.goals)
+        return Tree(
+            nodes=[node.record() for node in self.nodes],
+            goals=self.goals,
+            credited=self.credited,
+            reward_events=self.events,
+            steps=self.steps,
+            reward=len(self.credited) / total if total else 0.0,
+            ended=ending,
+        )
+
+    def _expand(self) -> None:
+        live = self.root.live_leaves()
+        if not live or 2 * len(live) > self.config.beam:
+            return
+        for leaf in live:
+            for branch in leaf.branch.fork(2):
+                self._node(leaf, branch)
+            leaf.branch = None  # its children carry the conversation on
+
+    async def _agent_step(self, live: list[Node]) -> None:
+        outcomes = await self._each(live, lambda node: node.branch.agent_turn())
+        rewarded: list[tuple[Node, list[str]]] = []
+        for node, outcome in zip(live, outcomes, strict=True):
+            node.messages.extend(outcome.messages)
+            node.notes.extend(outcome.notes)
+            met = _met(self.pending, outcome.reward_events)
+            node.reward_events.extend(met)
+            self.events.extend(met)
+            if outcome.over:
+                self._end(node)
+            if met:
+                rewarded.append((node, met))
+        if not rewarded:
+            return
+        for node, _ in rewarded:
+            for on_path in node.up_to(self.root):
+                on_path.successful = True
+        first, met = rewarded[0]
+        for on_path in first.up_to(self.root):
+            on_path.golden = True
+        for goal in met:
+            self.pending.remove(goal)
+        self.credited.extend(met)
+        for node in live:
+            if node is not first:
+                node.branch = None  # pruned: kept in the tree, never continued
+        self.root = first
+
+    def _add_user_turn(self, node: Node, outcome: Any) -> None:
+        node.messages.extend(outcome.messages)
+        node.notes.extend(outcome.notes)
+        if outcome.done:
+            self._end(node)
+
+    @staticmethod
+    def _end(node: Node) -> None:
+        node.over = True
+        node.branch = None
+
+    async def _each(self, nodes: list[Node], turn: Callable[[Node], Awaitable[T]]) -> list[T]:
+        """`turn` on every node, concurrently (or one after another with `sequential`), results in order.
+        The first exception cancels the turns still running and is raised."""
+        if self.config.sequential:
+            return [await turn(node) for node in nodes]
+        tasks = [asyncio.ensure_future(turn(node)) for node in nodes]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            failed = next((t for t in tasks if t.done() and not t.cancelled() and t.exception()), None)
+            if failed is not None:
+                raise failed.exception()  # type: ignore[misc]
+            return [task.result() for task in tasks]
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _met(pending: list[str], events: Sequence[str]) -> list[str]:
+    """The `events` that meet goals still pending, each pending goal at most once."""
+    left = list(pending)
+    met = []
+    for event in events:
+        if event in left:
+            left.remove(event)
+            met.append(event)
+    return met

@@ -1,0 +1,122 @@
+"""The JOSH tree: nodes as the search grows them, and the records a harvest writes.
+
+A node holds only the messages it adds to the agent's view (its agent turns, then the customer's replies),
+plus a link to its parent: a leaf's whole conversation is the messages on its path from the first root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import Field
+
+from josh.types import Message, ModelCall, Record, Usage
+
+Ending = Literal["all_goals", "no_live_leaf", "max_steps"]
+
+
+@dataclass(eq=False)
+class Node:
+    """A node of a growing tree. `branch` is the live conversation behind a leaf (None once it has children,
+    has ended, or was pruned: only leaves that may still go on keep their branch)."""
+
+    id: int
+    parent: Node | None
+    branch: Any = None
+    messages: list[Message] = field(default_factory=list)
+    children: list[Node] = field(default_factory=list)
+    successful: bool = False
+    golden: bool = False
+    over: bool = False
+    reward_events: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def live_leaves(self) -> list[Node]:
+        """The leaves under this node (itself included) whose conversation is not over, left to right."""
+        found: list[Node] = []
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            if node.children:
+                stack.extend(reversed(node.children))
+            elif not node.over:
+                found.append(node)
+        return found
+
+    def up_to(self, ancestor: Node) -> list[Node]:
+        """This node and its ancestors up to `ancestor` (included), nearest first."""
+        path: list[Node] = []
+        node: Node | None = self
+        while node is not None:
+            path.append(node)
+            if node is ancestor:
+                return path
+            node = node.parent
+        raise ValueError(f"node {ancestor.id} is not an ancestor of node {self.id}")
+
+    def record(self) -> NodeRecord:
+        return NodeRecord(
+            id=self.id,
+            parent=self.parent.id if self.parent is not None else None,
+            messages=list(self.messages),
+            successful=self.successful,
+            golden=self.golden,
+            reward_events=list(self.reward_events),
+            over=self.over,
+            notes=list(self.notes),
+        )
+
+
+class NodeRecord(Record):
+    """A node as saved. Nodes are listed in creation order: a node's children follow it, left before right."""
+
+    id: int
+    parent: int | None  # None for the tree's first root
+    messages: list[Message] = Field(default_factory=list)  # what this node added to the agent's view
+    successful: bool = False  # on the path from a root to a leaf whose turn met a goal
+    golden: bool = False  # on the path of the leaves that were credited (the conversation kept)
+    reward_events: list[str] = Field(default_factory=list)  # goals met by this node's agent turns
+    over: bool = False  # its conversation ended here (the customer hung up, or a turn failed)
+    notes: list[str] = Field(default_factory=list)
+
+
+class Tree(Record):
+    """What a search returns: every node it made (pruned branches and the part after the last reward too)."""
+
+    nodes: list[NodeRecord]
+    goals: list[str]
+    credited: list[str] = Field(default_factory=list)  # goals met on the golden path, in the order met
+    reward_events: list[str] = Field(default_factory=list)  # goals met on any leaf, in the order seen
+    steps: int = 0  # steps run (each: one agent turn on every live leaf)
+    reward: float = 0.0  # credited goals / goals
+    ended: Ending = "max_steps"
+
+
+class TreeRecord(Record):
+    """One harvested tree: the line a harvest run file holds for one (task, trial)."""
+
+    task_id: str
+    trial: int = 0
+    seed: int | None = None
+    status: Literal["success", "error"]
+    reward: float | None  # credited goals / goal calls; None when the task failed outside the search
+    goal_calls: list[str] = Field(default_factory=list)
+    reward_events: list[str] = Field(default_factory=list)  # goals met on any branch, in the order seen
+    golden_reward_events: list[str] = Field(default_factory=list)  # the credited ones, in order
+    system_prompt: str = ""  # the agent's system prompt, which comes before every node's messages
+    tools: list[dict[str, Any]] = Field(default_factory=list)  # tool schemas given to the model (fc)
+    agent: str = ""
+    nodes: list[NodeRecord] = Field(default_factory=list)
+    steps: int = 0
+    ended: Ending | None = None
+    agent_usage: Usage = Field(default_factory=Usage)
+    user_usage: Usage = Field(default_factory=Usage)
+    model_calls: list[ModelCall] = Field(default_factory=list)
+    latency_s: float = 0.0
+    error: str | None = None
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.task_id, self.trial)
