@@ -33,7 +33,9 @@ def test_the_two_setup_commands_are_the_ones_ci_runs() -> None:
     assert all(command in ci for command in commands)
 
 
-@pytest.mark.parametrize("command", [("eval", "toolwoz"), ("serve-mock",), ("report",), ("score",)])
+@pytest.mark.parametrize(
+    "command", [("eval", "toolwoz"), ("harvest", "toolwoz"), ("serve-mock",), ("report",), ("score",)]
+)
 def test_the_readme_names_every_option(command: tuple[str, ...]) -> None:
     missing = [flag for flag in options(*command) if flag not in README]
     assert not missing, f"josh {' '.join(command)}: the README does not mention {missing}"

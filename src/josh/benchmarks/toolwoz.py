@@ -244,7 +244,7 @@ async def preflight(endpoints: Endpoints) -> None:
 
 
 def pending_jobs(
-    env: ToolWOZEnvironment, config: ToolWOZEvalConfig, writer: RunWriter, *, retry_errors: bool = False
+    env: ToolWOZEnvironment, config: RunOptions, writer: RunWriter, *, retry_errors: bool = False
 ) -> list[tuple[str, int]]:
     """The (task, trial) pairs a run still has to do."""
     return [

@@ -161,9 +161,7 @@ class RunOptions(MockOptions):
     )
     task: list[str] | None = _opt(None, "Run only this task id (repeatable; must be in --split).", TASKS)
     limit: int | None = _opt(None, "Run only the first N tasks of the split.", TASKS, ge=1)
-    max_turns: int = _opt(
-        15, "Messages per conversation, customer and agent together (the paper: 15).", TASKS, ge=1
-    )
+    trials: int = _opt(1, "Conversations (or trees) per task; trial t sends seed + t.", TASKS, ge=1)
     seed: int = _opt(42, "API seed of trial 0; trial t sends seed + t (the paper: 42).", TASKS)
 
     # -- throughput and robustness -----------------------------------------------------------------------
@@ -240,3 +238,6 @@ class ToolWOZEvalConfig(RunOptions):
     """A whole `josh eval toolwoz` run."""
 
     trials: int = _opt(1, "Conversations per task; the summary reports pass^k for k up to this.", TASKS, ge=1)
+    max_turns: int = _opt(
+        15, "Messages per conversation, customer and agent together (the paper: 15).", TASKS, ge=1
+    )

@@ -109,7 +109,7 @@ async def harvest(
     """
     if config.temperature <= 0:  # a config built without validation
         raise JoshError(f"--temperature {config.temperature}: {TEMPERATURE_ABOVE_0}")
-    jobs = pending_jobs(env, config, writer, retry_errors=retry_errors)  # type: ignore[arg-type]
+    jobs = pending_jobs(env, config, writer, retry_errors=retry_errors)
     prompts = toolwoz_prompts(config.prompts)
     search = search or config.search_config()
 

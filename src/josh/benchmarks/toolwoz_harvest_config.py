@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import field_validator, model_validator
+from pydantic import field_validator
 
 from josh.benchmarks.toolwoz_config import AGENT, TASKS, RunOptions, Split, _opt
 from josh.search import SearchConfig
@@ -35,7 +35,6 @@ class ToolWOZHarvestConfig(RunOptions):
     beam: int = _search_opt("beam", ge=2)
     max_steps: int = _search_opt("max_steps", ge=1)
     use_n: bool = _search_opt("use_n")
-    trials: int = _opt(1, "Trees per task (trial t sends seed + t).", TASKS, ge=1)
     split: Split = _opt(
         "train",
         "Task split: train (6,251, what JOSH harvests), test (450), full_test (805), val (793) or all.",
@@ -56,15 +55,6 @@ class ToolWOZHarvestConfig(RunOptions):
         if value <= 0:
             raise ValueError(TEMPERATURE_ABOVE_0)
         return value
-
-    @model_validator(mode="after")
-    def _steps_not_turns(self) -> ToolWOZHarvestConfig:
-        if self.max_turns != RunOptions.model_fields["max_turns"].default:  # a saved config holds the default
-            raise ValueError(
-                "--max-turns limits the messages of one evaluated conversation; a tree's limit is --max-steps "
-                "(agent turns)"
-            )
-        return self
 
     def search_config(self) -> SearchConfig:
         """The search's settings."""

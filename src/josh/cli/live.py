@@ -15,6 +15,7 @@ class _Row:
     error: bool
     tokens: int
     cost: float | None
+    golden: bool | None  # a JOSH tree with a golden path; None for a conversation
 
 
 def _row(record: dict[str, Any]) -> _Row:
@@ -28,7 +29,12 @@ def _row(record: dict[str, Any]) -> _Row:
             priced = False
         else:
             cost += float(value)
-    return _Row(record_reward(record), record.get("status") != "success", tokens, cost if priced else None)
+    golden = None
+    if "nodes" in record:
+        nodes = [n for n in record["nodes"] or [] if isinstance(n, dict)]
+        golden = any(n.get("golden") and n.get("parent") is not None for n in nodes)
+    error = record.get("status") != "success"
+    return _Row(record_reward(record), error, tokens, cost if priced else None, golden)
 
 
 class LiveTotals:
@@ -55,7 +61,7 @@ class LiveTotals:
     def line(self) -> str:
         rows = list(self._rows.values())
         if not rows:
-            return "no conversation finished yet"
+            return "nothing finished yet"
         average = sum(r.reward for r in rows) / len(rows)
         perfect = sum(r.reward == 1.0 for r in rows) / len(rows)
         tokens = sum(r.tokens for r in rows)
@@ -66,4 +72,9 @@ class LiveTotals:
             if not priced
             else f"${sum(priced):.2f}" + (" + unpriced" if len(priced) < len(costs) else "")
         )
-        return f"reward {average:.3f} · 100% {perfect:.3f} · err {self.errors} · {tokens / 1000:,.0f}k tok · {cost}"
+        trees = [r.golden for r in rows if r.golden is not None]
+        golden = f" · golden paths {sum(trees):,}" if trees else ""
+        return (
+            f"reward {average:.3f} · 100% {perfect:.3f}{golden} · err {self.errors} · "
+            f"{tokens / 1000:,.0f}k tok · {cost}"
+        )

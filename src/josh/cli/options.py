@@ -13,7 +13,7 @@ import difflib
 import functools
 import inspect
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
@@ -78,12 +78,19 @@ def _parameter(field: str, info: FieldInfo) -> inspect.Parameter:
     )
 
 
-def with_options(config: type[BaseModel]) -> Callable[[F], F]:
+def with_options(config: type[BaseModel], shared: Sequence[inspect.Parameter] = ()) -> Callable[[F], F]:
     """Give a command one option per field of `config`; the command receives them as `options: dict`
-    (only the flags the user typed; the others are None and left out)."""
+    (only the flags the user typed; the others are None and left out). `shared` adds options that several
+    commands declare once (e.g. the run file's), passed to the command under their own names."""
 
     def decorate(func: F) -> F:
-        own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "options"]
+        names = {p.name for p in shared}
+        own = [
+            p
+            for p in inspect.signature(func, eval_str=True).parameters.values()
+            if p.name != "options" and p.name not in names
+        ]
+        own = [*own, *shared]
         panels = list(getattr(config, "PANELS", ()))
         fields = sorted(
             config.model_fields.items(),

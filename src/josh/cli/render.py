@@ -52,6 +52,14 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
     table.add_row(
         "cost (USD)", f"{_usd(cost['total'])}  (agent {_usd(cost['agent'])}, user {_usd(cost['user'])})"
     )
+    if summary.get("trees"):
+        trees = summary["trees"]
+        table.add_row(
+            "trees",
+            f"{trees['with_golden_path']:,} with a golden path; {trees['nodes']:,} nodes "
+            f"({trees['golden_nodes']:,} golden, {trees['successful_nodes']:,} successful; "
+            f"{trees['average_nodes']:.1f} a tree, largest {trees['largest']:,})",
+        )
     if summary.get("text_tool_calls"):
         table.add_row("tool calls written as text", f"{summary['text_tool_calls']:,}")
     if summary.get("wall_s") is not None:

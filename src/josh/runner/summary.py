@@ -105,7 +105,7 @@ def summarize(records: Iterable[dict[str, Any]], *, wall_s: float | None = None)
     per_domain_rewards: dict[str, list[float]] = defaultdict(list)
     for r in rows:
         goals = r.get("goal_calls", [])
-        failed = Counter(goals if r.get("status") != "success" else r.get("failed_goals", []))
+        failed = Counter(goals if r.get("status") != "success" else _failed_goals(r))
         for name in goals:
             per_api[name]["goal_calls"] += 1
             if failed[name] > 0:
@@ -156,7 +156,7 @@ def summarize(records: Iterable[dict[str, Any]], *, wall_s: float | None = None)
             }
             for api, c in sorted(per_api.items())
         },  # fmt: skip
-        "terminations": dict(Counter(r.get("termination", "?") for r in rows)),
+        "terminations": dict(Counter(r.get("termination") or r.get("ended") or "?" for r in rows)),
         "error_messages": dict(
             Counter((r.get("error") or "").splitlines()[0][:160] for r in errors).most_common(5)
         ),
@@ -170,9 +170,42 @@ def summarize(records: Iterable[dict[str, Any]], *, wall_s: float | None = None)
         ),
         "cached_calls": _count_calls(rows, cached=True),
         "failed_calls": _count_calls(rows, failed=True),
-        "model_calls": {
-            "agent": sum(int(r.get("agent_model_calls", 0)) for r in rows),
-            "user": sum(int(r.get("user_model_calls", 0)) for r in rows),
-        },
+        "model_calls": {role: sum(_model_calls(r, role) for r in rows) for role in ("agent", "user")},
+        **({"trees": _tree_stats(rows)} if any("nodes" in r for r in rows) else {}),
         "wall_s": wall_s,
+    }
+
+
+def _failed_goals(record: dict[str, Any]) -> list[str]:
+    """A scored record's goal calls not met: a conversation lists them; a JOSH tree failed those its golden
+    path did not credit."""
+    if "failed_goals" in record:
+        return list(record["failed_goals"])
+    left = Counter(record.get("goal_calls") or [])
+    left.subtract(record.get("golden_reward_events") or [])
+    return list(left.elements())
+
+
+def _model_calls(record: dict[str, Any], role: str) -> int:
+    """Finished model calls of one role: the record's count, else its ledger's successful calls."""
+    if f"{role}_model_calls" in record:
+        return int(record[f"{role}_model_calls"] or 0)
+    calls = record.get("model_calls") or []
+    return sum(1 for c in calls if isinstance(c, dict) and c.get("role") == role and not c.get("error"))
+
+
+def _tree_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """JOSH trees: how many have a golden path, their size, and how many nodes training data can use."""
+    trees = [r for r in rows if "nodes" in r]
+    nodes = [n for r in trees for n in r.get("nodes") or [] if isinstance(n, dict)]
+    return {
+        "trees": len(trees),
+        "with_golden_path": sum(
+            any(n.get("golden") and n.get("parent") is not None for n in r.get("nodes") or []) for r in trees
+        ),  # fmt: skip
+        "nodes": len(nodes),
+        "successful_nodes": sum(bool(n.get("successful")) for n in nodes),
+        "golden_nodes": sum(bool(n.get("golden")) for n in nodes),
+        "average_nodes": len(nodes) / len(trees) if trees else 0.0,
+        "largest": max((len(r.get("nodes") or []) for r in trees), default=0),
     }

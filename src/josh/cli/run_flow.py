@@ -1,0 +1,281 @@
+"""What every command that runs ToolWOZ conversations shares, from resolved options to exit status.
+
+`josh eval toolwoz` and `josh harvest toolwoz` differ in their config and in the work done per task; the rest
+is here, once: finding the endpoint's model, checking keys and the run file before any work, the dry-run
+banner, the locked append-only run file and its resume line, the preflight, the progress line over the whole
+run file, Ctrl-C and SIGTERM, endpoint outages, the summary files, and the exit status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import BaseModel
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from josh.benchmarks.toolwoz import (
+    Endpoints,
+    check_keys,
+    discover_models,
+    open_endpoints,
+    pending_jobs,
+    preflight,
+    select_tasks,
+)
+from josh.benchmarks.toolwoz_config import SCRIPTED, RunOptions
+from josh.benchmarks.toolwoz_prompts import toolwoz_prompts
+from josh.cli.console import err, out, report
+from josh.cli.live import LiveTotals
+from josh.cli.options import ADAPTATIONS_KEY, config_for_file, resolve, with_options
+from josh.cli.render import print_summary
+from josh.envs.toolwoz import ToolWOZEnvironment
+from josh.errors import JoshError
+from josh.llm.base import EndpointError
+from josh.runner import RunContents, RunWriter, open_run, read_run, summarize
+from josh.runner.runfile import check_writable
+from josh.runner.summary import latest_by_key
+
+C = TypeVar("C", bound=RunOptions)
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CONVERSATION_ERRORS = 3
+EXIT_ENDPOINT_DOWN = 4
+EXIT_INTERRUPTED = 130
+
+OnRecord = Callable[[dict[str, Any]], None]
+Work = Callable[[ToolWOZEnvironment, Endpoints, RunWriter, Callable[[dict[str, Any]], None]], Awaitable[int]]
+"""The command's own part: run every pending (task, trial), writing each record and reporting it."""
+
+
+def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+# The run-file options of every command that runs conversations, declared once.
+RUN_FILE_OPTIONS = (
+    _option("config_file", Annotated[Path | None, typer.Option(
+        "--config", help="YAML (or JSON) file of options, keys as the flag names (max-tokens: 256); flags "
+        "typed here override it. A run's RUN.config.json can be fed back.",
+    )], None),
+    _option("out_path", Annotated[Path | None, typer.Option(
+        "--out", help="Run file (JSONL), appended to as each task finishes \\[default: "
+        "runs/<command>-<split>-<agent>-<model>-<time>.jsonl].", show_default=False,
+    )], None),
+    _option("resume", Annotated[bool, typer.Option(
+        "--resume", help="Continue --out where it stopped, skipping what is finished.",
+    )], False),
+    _option("retry_errors", Annotated[bool, typer.Option(
+        "--retry-errors", help="With --resume: run again what ended in an error.",
+    )], False),
+)  # fmt: skip
+
+
+def run_command(config_class: type[BaseModel]) -> Callable[[F], F]:
+    """A command with one option per field of `config_class` and the run-file options."""
+    return with_options(config_class, RUN_FILE_OPTIONS)
+
+
+def sidecar(path: Path, kind: str) -> Path:
+    """RUN.jsonl -> RUN.summary.json / RUN.config.json."""
+    stem = path.name[: -len(".jsonl")] if path.name.endswith(".jsonl") else path.name
+    return path.with_name(f"{stem}.{kind}.json")
+
+
+def resolve_run(
+    config_class: type[C],
+    options: dict[str, Any],
+    config_file: Path | None,
+    *,
+    resume: bool,
+    retry_errors: bool,
+) -> C:
+    """The run's options, with the endpoint's only model filled in where a base URL came without one;
+    bad options, missing keys and a lone --retry-errors fail here, before any work."""
+    if retry_errors and not resume:
+        raise JoshError("--retry-errors only applies with --resume (it re-runs errors recorded in --out)")
+    cfg = resolve(config_class, options, config_file)
+    found = asyncio.run(discover_models(cfg))
+    if found:
+        report(
+            "using the endpoint's only model: "
+            + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in found.items())
+        )
+        cfg = resolve(config_class, {**options, **found}, config_file)
+    check_keys(cfg)
+    return cfg
+
+
+@dataclass
+class RunOutcome:
+    status: str  # the run file's final status: success, error or cancelled
+    stopped: str | None = None  # why the run stopped before its end (the endpoint went down or is unusable)
+
+
+@dataclass
+class RunJob:
+    """One command's run: its options, its run file and what it does per task."""
+
+    command: str  # e.g. "eval toolwoz": recorded in the run file's header and lock
+    kind: str  # "conversations" or "trees", for the screen
+    cfg: RunOptions
+    out_path: Path | None
+    resume: bool
+    retry_errors: bool
+    work: Work
+    out_prefix: str  # of the default run file name
+
+    def default_out(self) -> Path:
+        """runs/<prefix>-<split>-<agent>-<model>-<time>.jsonl"""
+        label = "dry-run" if self.cfg.dry_run else (self.cfg.model or "model").replace("/", "_")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        return Path("runs") / f"{self.out_prefix}-{self.cfg.split}-{self.cfg.agent}-{label}-{stamp}.jsonl"
+
+
+def execute(job: RunJob) -> None:
+    """Run `job` to its end, print and save its summary, and exit with the run's status (see the commands'
+    --help: 0 all scored, 3 some ended in an error, 4 the endpoint stopped the run, 130 interrupted)."""
+    cfg = job.cfg
+    env = ToolWOZEnvironment.load(report)
+    toolwoz_prompts(cfg.prompts)  # the paper's text comes from the wheel: a problem shows now, not mid-run
+    task_ids = select_tasks(env, cfg)
+    out_path = job.out_path or job.default_out()
+    check_writable(out_path)
+    total = len(task_ids) * cfg.trials
+    endpoints = open_endpoints(cfg, env)
+    if cfg.dry_run:
+        where = "in-process" if endpoints.mock is None else f"served at {endpoints.mock.base_url}"
+        err.print(
+            f"[bold yellow]DRY RUN[/bold yellow]: agent and customer are josh's [bold]scripted "
+            f"{'policies' if endpoints.mock is None else 'mock endpoint'}[/bold], {where} (an oracle and a "
+            "script, not language models). Point at a real model with --model NAME [--base-url URL] (key from "
+            "$OPENAI_API_KEY).",
+            soft_wrap=True,
+        )
+
+    def open_writer() -> tuple[RunWriter, RunContents | None]:
+        resuming = job.resume and out_path.exists() and out_path.stat().st_size
+        previous = read_run(out_path) if resuming else None
+        writer = open_run(
+            out_path, config=config_for_file(cfg), config_hash=cfg.config_hash(), seed=cfg.seed,
+            resume=job.resume, command=job.command,
+        )  # fmt: skip
+        write_config(out_path, cfg, endpoints)
+        customer = (
+            "replayed" if cfg.user == "replay"
+            else "scripted" if cfg.customer_model == SCRIPTED
+            else f"{cfg.customer_model} at {cfg.user_base_url or 'OpenAI'}"
+        )  # fmt: skip
+        errored = len(writer.errored)
+        again = "running them again" if job.retry_errors else "--retry-errors runs them again"
+        already = f"{len(writer.done):,} already done" + (
+            f" ({errored:,} of them ended in an error: {again})" if errored else ""
+        )
+        err.print(
+            f"{total:,} {job.kind} ({len(task_ids):,} tasks x {cfg.trials} trials), {already}; "
+            f"agent {cfg.agent}, user {cfg.user} ({customer}), prompts {cfg.prompts}, "
+            f"{'strict' if cfg.strict_errors else 'lenient'} errors -> {out_path}",
+            soft_wrap=True,
+        )
+        return writer, previous
+
+    outcome = asyncio.run(_run(job, env, endpoints, open_writer, total))
+    contents = read_run(out_path)
+    records = latest_by_key(contents.records)
+    write_config(out_path, cfg, endpoints)  # now with what the run learnt of its endpoints
+    summary = summarize(records, wall_s=contents.previous_wall_s)
+    sidecar(out_path, "summary").write_text(json.dumps(summary, indent=2) + "\n")
+    if records:
+        print_summary(
+            out, summary, f"ToolWOZ {cfg.split} ({job.command}): {cfg.model or 'scripted mock (dry run)'}"
+        )
+    else:
+        err.print(f"no {job.kind[:-1]} finished: nothing to summarise")
+    err.print(f"run file {out_path}; summary {sidecar(out_path, 'summary')}", soft_wrap=True)
+    again = f"the same command plus --resume --out {out_path}"
+    if outcome.status == "cancelled":
+        err.print(f"interrupted: continue with {again}", soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if outcome.stopped is not None:
+        err.print(
+            f"[bold red]stopped:[/bold red] {escape(outcome.stopped)}; the {job.kind} not finished were not "
+            f"recorded: continue with {again}",
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_ENDPOINT_DOWN)
+    errors = sum(r.get("status") != "success" for r in records)
+    if errors:
+        err.print(
+            f"{errors:,} of {len(records):,} {job.kind} ended in an error (counted as reward 0); run them again "
+            f"with {again} --retry-errors",
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_CONVERSATION_ERRORS)
+
+
+def write_config(out_path: Path, cfg: RunOptions, endpoints: Endpoints) -> None:
+    """RUN.config.json: the resolved options (in the flag vocabulary) and what josh adapted to the endpoints."""
+    data = config_for_file(cfg)
+    adaptations = endpoints.adaptations()
+    if adaptations:
+        data[ADAPTATIONS_KEY] = adaptations
+    sidecar(out_path, "config").write_text(json.dumps(data, indent=2) + "\n")
+
+
+async def _run(
+    job: RunJob,
+    env: ToolWOZEnvironment,
+    endpoints: Endpoints,
+    open_writer: Callable[[], tuple[RunWriter, RunContents | None]],
+    total: int,
+) -> RunOutcome:
+    """Preflight the endpoints (before any file is written; skipped when a response cache may answer
+    everything), then run. Ctrl-C and SIGTERM stop it the same way: finished work is kept."""
+    main = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    assert main is not None
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # no signal handlers off the main thread
+        loop.add_signal_handler(signal.SIGTERM, main.cancel)
+    try:
+        if job.cfg.cache_dir is None:
+            await preflight(endpoints)
+        writer, previous = open_writer()
+    except BaseException:
+        await endpoints.aclose()
+        raise
+    started = time.perf_counter()
+    totals = LiveTotals(previous.records if previous else ())
+    outcome = RunOutcome("error")
+    with Progress(
+        BarColumn(bar_width=12), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"),
+        console=err, transient=False,
+    ) as progress:  # fmt: skip
+        remaining = len(pending_jobs(env, job.cfg, writer, retry_errors=job.retry_errors))
+        bar = progress.add_task(totals.line(), total=total, completed=total - remaining)
+
+        def on_record(record: dict[str, Any]) -> None:
+            totals.add(record)
+            progress.update(bar, advance=1, description=totals.line())
+
+        try:
+            await job.work(env, endpoints, writer, on_record)
+            outcome = RunOutcome("error" if totals.errors else "success")
+        except asyncio.CancelledError:
+            outcome = RunOutcome("cancelled")
+        except EndpointError as exc:
+            outcome = RunOutcome("error", stopped=str(exc))
+        finally:
+            wall = time.perf_counter() - started
+            writer.close(outcome.status, wall_s=round(wall, 3), errors=totals.errors, stopped=outcome.stopped)
+            await endpoints.aclose()
+    return outcome
