@@ -12,6 +12,7 @@ ROOT = Path(josh.__file__).parent
 LAYERS = [
     "cli",
     "benchmarks",
+    "view",
     "runner",
     "search",
     "rollout",
@@ -73,4 +74,24 @@ def test_the_search_core_knows_no_environment_agent_or_model() -> None:
                 if name == "<relative import>" or _layer(name) in SEARCH_MAY_NOT_IMPORT:
                     problems.append(f"{path.relative_to(ROOT)}: imports {name}")
     assert (ROOT / "search" / "beam.py").exists()
+    assert not problems, "\n".join(problems)
+
+
+# The viewer only reads records (DESIGN.md): run files, tree and rollout records, the shared types.
+VIEW_MAY_NOT_IMPORT = ("cli", "benchmarks", "envs", "agents", "users", "llm", "mock")
+
+
+def test_the_viewer_reads_records_and_runs_nothing() -> None:
+    problems = []
+    for path in (ROOT / "view").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            problems += [
+                f"{path.relative_to(ROOT)}: imports {n}" for n in names if _layer(n) in VIEW_MAY_NOT_IMPORT
+            ]
+    assert (ROOT / "view" / "page.py").exists()
     assert not problems, "\n".join(problems)

@@ -1,0 +1,362 @@
+"""`josh view`: trees and eval run files as one self-contained HTML report, with hostile text kept inert."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from josh.errors import JoshError
+from josh.rollout.record import CallResult, RolloutRecord
+from josh.search.tree import NodeRecord, TreeRecord
+from josh.types import AssistantMessage, ToolCall, ToolMessage, UserMessage
+from josh.view import detect_kind, failed_first, load_source, render_page, render_tree, tree_shape
+from tests.test_cli_data import run_josh
+
+HOSTILE = '</script><script>alert(1)</script><img src=x onerror="alert(2)"> \ud800 & "quoted"'
+
+
+# ------------------------------------------------------------------------------------------ building files
+def node(node_id: int, parent: int | None, *messages: Any, **marks: Any) -> NodeRecord:
+    return NodeRecord(id=node_id, parent=parent, messages=list(messages), **marks)
+
+
+def agent_turn(text: str = "SPEAK ok") -> list[Any]:
+    """A ReAct agent turn as it lands in a node: a call, its result, then the spoken reply."""
+    return [
+        AssistantMessage(
+            content='PLAN look <COMMAND_END> APICALL {"name": "search_hotel", "parameters": {}}'
+        ),
+        UserMessage(content='APIRETURN [{"name": "acorn"}]'),
+        AssistantMessage(content=f"PLAN tell <COMMAND_END> {text} <COMMAND_END>"),
+    ]
+
+
+def small_tree() -> TreeRecord:
+    """Worked out by hand: 0 -> (1, 2); 1 -> (3, 4); 3 -> 5. Both 1 and 2 met search_hotel; 1, the left one,
+    became the new root (golden), so 2 was pruned; 3, 4 and 5 came after the last reward (open)."""
+    nodes = [
+        node(0, None, UserMessage(content="Hi, I need a hotel."), successful=True, golden=True),
+        node(1, 0, *agent_turn(), successful=True, golden=True, reward_events=["search_hotel"]),
+        node(2, 0, *agent_turn(), successful=True, reward_events=["search_hotel"]),
+        node(3, 1, *agent_turn(), UserMessage(content="And a taxi?")),
+        node(4, 1, *agent_turn()),
+        node(5, 3, *agent_turn(), UserMessage(content="bye END_CONVERSATION"), over=True),
+    ]
+    return TreeRecord(
+        task_id="MUL0001",
+        status="success",
+        reward=0.5,
+        goal_calls=["search_hotel", "book_taxi"],
+        reward_events=["search_hotel", "search_hotel"],
+        golden_reward_events=["search_hotel"],
+        system_prompt="You are a travel agent.",
+        agent="react",
+        nodes=nodes,
+        steps=3,
+        ended="no_live_leaf",
+    )
+
+
+def beam_tree(
+    task_id: str = "MUL0100", *, steps: int = 15, reward_step: int = 5, beam: int = 8
+) -> TreeRecord:
+    """A tree shaped as the search grows it: leaves split in two while the beam allows (1 -> 2 -> 4 -> 8), then
+    go on alone; at `reward_step` the fourth leaf meets a goal, becomes the root, and the others are pruned.
+    With the defaults: 1 + (2 + 4 + 8) + 8 * 2 = 31 nodes before the reward, (2 + 4 + 8) + 8 * 7 = 70 after:
+    101 nodes, 6 golden (the root and the 5 on the way down), 25 pruned, 70 open, 8 leaves at the end."""
+    nodes = [node(0, None, UserMessage(content="Hello, I am looking for a place to stay."))]
+    parents: dict[int, int | None] = {0: None}
+    leaves = [0]
+    for step in range(1, steps + 1):
+        grown = []
+        for leaf in leaves:
+            for _ in range(2 if 2 * len(leaves) <= beam else 1):
+                new = len(nodes)
+                nodes.append(
+                    node(new, leaf, *agent_turn(f"SPEAK step {step}"), UserMessage(content="Go on."))
+                )
+                parents[new] = leaf
+                grown.append(new)
+        leaves = grown
+        if step == reward_step:
+            winner = leaves[3]
+            at: int | None = winner
+            while at is not None:
+                nodes[at] = nodes[at].model_copy(update={"golden": True, "successful": True})
+                at = parents[at]
+            nodes[winner] = nodes[winner].model_copy(update={"reward_events": ["search_hotel"]})
+            leaves = [winner]
+    return TreeRecord(
+        task_id=task_id, status="success", reward=0.5, goal_calls=["search_hotel", "book_hotel"],
+        golden_reward_events=["search_hotel"], reward_events=["search_hotel"], agent="react", nodes=nodes,
+        steps=steps, ended="max_steps", system_prompt="You are a travel agent.",
+    )  # fmt: skip
+
+
+def rollout(task_id: str, reward: float | None, **fields: Any) -> RolloutRecord:
+    status = "success" if reward is not None else "error"
+    return RolloutRecord(
+        task_id=task_id,
+        status=status,
+        termination="user_ended" if reward is not None else "error",
+        reward=reward,
+        **fields,
+    )
+
+
+def run_file(path: Path, command: str, records: list[Any], extra_lines: list[str] = ()) -> Path:
+    header = {"type": "header", "format_version": 1, "command": command, "config": {"agent": "react"}}
+    lines = [json.dumps(header)]
+    # json.dumps writes a lone surrogate as an escape (as a hand-made or foreign file may hold one)
+    lines += [json.dumps(r.model_dump(mode="json") if hasattr(r, "model_dump") else r) for r in records]
+    lines += list(extra_lines)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def payload(page: str) -> dict[str, Any]:
+    found = re.search(r'<script type="application/json" id="josh-data">(.*?)</script>', page, re.S)
+    assert found is not None
+    return json.loads(found.group(1))
+
+
+SAFE_TAGS = {"article", "b", "code", "details", "div", "h2", "h3", "h4", "li", "p", "pre", "section", "span",
+             "summary", "ul"}  # fmt: skip
+
+
+class Tags(HTMLParser):
+    """Every tag and attribute name in an HTML fragment, as a browser's parser would find them."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.names: set[str] = set()
+        self.attributes: set[str] = set()
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.names.add(tag)
+        self.attributes.update(name for name, _ in attrs)
+
+
+class Cards(HTMLParser):
+    """The node cards of a tree fragment: id -> class list."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.cards: dict[int, list[str]] = {}
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if "data-node" in found:
+            node_id = int(found["data-node"] or -1)
+            assert node_id not in self.cards, f"node {node_id} drawn twice"
+            self.cards[node_id] = (found.get("class") or "").split()
+
+
+# ------------------------------------------------------------------------------------------------- trees
+def test_each_node_is_drawn_once_with_its_state() -> None:
+    cards = Cards(render_tree(small_tree())).cards
+    assert sorted(cards) == [0, 1, 2, 3, 4, 5]
+    states = {
+        i: next(c for c in classes if c in ("golden", "pruned", "open")) for i, classes in cards.items()
+    }
+    assert states == {0: "golden", 1: "golden", 2: "pruned", 3: "open", 4: "open", 5: "open"}
+    assert "successful" in cards[2] and "rewarded" in cards[2] and "successful" not in cards[3]
+    assert "over" in cards[5] and "over" not in cards[3]
+
+
+def test_a_tree_without_reward_prunes_nothing() -> None:
+    tree = small_tree()
+    unrewarded = [n.model_copy(update={"golden": False, "successful": False}) for n in tree.nodes]
+    assert set(tree_shape(unrewarded).state.values()) == {"open"}
+
+
+def test_a_full_beam_with_long_chains_is_drawn_whole() -> None:
+    tree = beam_tree()
+    shape = tree_shape(tree.nodes)
+    assert len(shape.nodes) == 101
+    assert shape.counts() == {"golden": 6, "pruned": 25, "open": 70}
+    leaves = [i for i in shape.nodes if not shape.children[i]]
+    assert len(leaves) == 7 + 8  # the winner's pruned peers, and the 8 leaves at the end
+    cards = Cards(render_tree(tree)).cards
+    assert len(cards) == 101 and sum("golden" in c for c in cards.values()) == 6
+    assert sum("pruned" in c for c in cards.values()) == 25
+
+
+def test_turns_are_told_apart() -> None:
+    html = render_tree(small_tree())
+    # node 3: call, result, reply, then the customer: one line each on its card
+    card = re.search(r'data-node="3".*?</div></div>', html, re.S)
+    assert card is not None
+    assert re.findall(r'class="turn (\w+)"', card.group(0)) == ["call", "tool", "agent", "customer"]
+
+
+def test_a_chain_of_thousands_of_nodes_renders() -> None:
+    nodes = [node(0, None, UserMessage(content="hi"))] + [node(i, i - 1) for i in range(1, 3000)]
+    tree = TreeRecord(task_id="LONG", status="success", reward=0.0, nodes=nodes)
+    assert len(Cards(render_tree(tree)).cards) == 3000
+
+
+def test_a_node_whose_parent_never_came_is_drawn_as_a_root() -> None:
+    nodes = [node(0, None), node(1, 0), node(2, 7), node(1, 0)]  # a dangling parent, a repeated id
+    shape = tree_shape(nodes)
+    assert shape.roots == [0, 2] and shape.duplicates == 1
+    assert sorted(Cards(render_tree(TreeRecord(task_id="X", status="success", reward=0.0, nodes=nodes))).cards) == [
+        0, 1, 2,
+    ]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ hostile text
+def test_model_text_is_escaped_everywhere(tmp_path: Path) -> None:
+    tree = small_tree().model_copy(
+        update={
+            "task_id": "<b>MUL</b>",
+            "system_prompt": HOSTILE,
+            "notes": [HOSTILE],
+            "nodes": [
+                node(0, None, UserMessage(content=HOSTILE)),
+                node(
+                    1, 0, AssistantMessage(content=HOSTILE, tool_calls=(ToolCall(id="c", name=HOSTILE, arguments={HOSTILE: HOSTILE}),)),
+                    ToolMessage(tool_call_id="c", name=HOSTILE, content=HOSTILE, error=HOSTILE),
+                    reward_events=[HOSTILE],
+                ),
+            ],
+        }
+    )  # fmt: skip
+    page = render_page(load_source(run_file(tmp_path / "t.jsonl", "harvest toolwoz", [tree])))
+    page.encode("utf-8")  # no lone surrogate left: the page is valid UTF-8
+    assert "alert" in page and "<script>alert" not in page and "<img" not in page and "<b>MUL" not in page
+    assert page.count("<script") == 2  # the data and the page's own script, nothing else
+    data = payload(page)
+    fragment = data["items"][0]["html"] + "".join(data["prompts"])
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in fragment and "\ufffd" in fragment
+    tags = Tags(fragment)
+    assert tags.names <= SAFE_TAGS, tags.names - SAFE_TAGS
+    assert not [a for a in tags.attributes if a.startswith("on") or a in ("src", "href", "style")]
+    assert data["items"][0]["task"] == "<b>MUL</b>"  # shown with textContent by the script, never as HTML
+
+
+def test_a_huge_text_is_cut_with_a_show_all_toggle(tmp_path: Path) -> None:
+    huge = "x" * 300_000
+    tree = small_tree().model_copy(update={"nodes": [node(0, None, UserMessage(content=huge))]})
+    html = render_tree(tree)
+    assert "show all 300,000 characters" in html and "cut at 200,000 of 300,000 characters" in html
+    # the card's one-line preview, the first 2,000 characters, and at most 200,000 behind "show all"
+    assert html.count("x") < 160 + 2_000 + 200_000 + 1_000
+    assert "show all" not in render_tree(small_tree())
+
+
+def test_the_page_needs_no_network_and_runs_only_its_own_script(tmp_path: Path) -> None:
+    page = render_page(load_source(run_file(tmp_path / "t.jsonl", "harvest toolwoz", [small_tree()])))
+    assert not re.search(r"<(script|link|img|iframe|object|embed)\b[^>]*\b(src|href)=", page)
+    assert "@import" not in page and "url(" not in page
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', page)
+    assert policy is not None and "default-src 'none'" in policy.group(1)
+    script = page.rsplit("<script>", 1)[1].split("</script>", 1)[0]
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in policy.group(1)  # its own script runs, and nothing else
+
+
+# ------------------------------------------------------------------------------------------------ eval runs
+def test_failed_conversations_come_first(tmp_path: Path) -> None:
+    calls = [CallResult(turn=0, name="book_hotel", arguments={"name": "acorn"}, result={"ok": True}, rewards=["book_hotel"])]  # fmt: skip
+    records = [
+        rollout("MUL0001", 1.0, goal_calls=["book_hotel"], reward_events=["book_hotel"], calls=calls),
+        rollout("MUL0002", 0.5, goal_calls=["search_hotel", "book_hotel"], failed_goals=["search_hotel"]),
+        rollout("MUL0003", None, goal_calls=["book_taxi"], error="the endpoint stopped answering"),
+        rollout("MUL0004", 0.0, goal_calls=["book_taxi"], failed_goals=["book_taxi"]),
+    ]
+    assert [r.task_id for r in failed_first(records)] == ["MUL0003", "MUL0004", "MUL0002", "MUL0001"]
+    page = render_page(load_source(run_file(tmp_path / "run.jsonl", "eval toolwoz", records)))
+    items = payload(page)["items"]
+    assert [i["task"] for i in items] == ["MUL0003", "MUL0004", "MUL0002", "MUL0001"]
+    assert [i["tone"] for i in items] == ["error", "zero", "part", "full"]
+    assert "the endpoint stopped answering" in items[0]["html"] and 'class="error-box"' in items[0]["html"]
+    assert '<li class="unmet">✗ search_hotel</li><li class="met">✓ book_hotel</li>' in items[2]["html"]
+    passed = items[3]["html"]
+    assert 'class="msg tool-call rewarded"' in passed and "★ book_hotel" in passed and "acorn" in passed
+    assert "failed <b>3</b>" in page and "errors <b>1</b>" in page
+
+
+def test_tool_calls_sit_in_the_agent_turn_that_made_them(tmp_path: Path) -> None:
+    record = rollout(
+        "MUL0001", 1.0,
+        messages=[UserMessage(content="hello"), AssistantMessage(content="first reply"),
+                  UserMessage(content="book it"), AssistantMessage(content="second reply")],
+        calls=[CallResult(turn=1, name="book_hotel", arguments={}, result="done"),
+               CallResult(turn=0, name="search_hotel", arguments={}, result=[])],
+    )  # fmt: skip
+    html = payload(render_page(load_source(run_file(tmp_path / "r.jsonl", "eval toolwoz", [record]))))[
+        "items"
+    ]
+    order = re.findall(r"hello|search_hotel|first reply|book it|book_hotel|second reply", html[0]["html"])
+    assert order == ["hello", "search_hotel", "first reply", "book it", "book_hotel", "second reply"]
+
+
+# ------------------------------------------------------------------------------------------ reading files
+def test_the_kind_comes_from_the_command_or_the_records(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    assert detect_kind(path, {"command": "harvest toolwoz"}, []) == "trees"
+    assert detect_kind(path, {"command": "eval toolwoz"}, []) == "runs"
+    assert detect_kind(path, {"command": "eval tau2"}, []) == "runs"
+    assert detect_kind(path, {}, [{"task_id": "A", "nodes": []}]) == "trees"
+    assert detect_kind(path, {"command": "other"}, [{"task_id": "A", "termination": "max_turns"}]) == "runs"
+    with pytest.raises(JoshError, match="neither harvested trees nor evaluated conversations"):
+        detect_kind(path, {"command": "score"}, [{"task_id": "A"}])
+
+
+def test_damaged_lines_and_foreign_records_are_left_out_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = run_file(
+        tmp_path / "t.jsonl", "harvest toolwoz", [small_tree(), {"task_id": "MUL0009", "reward": 1.0}],
+        extra_lines=["{not json", json.dumps(beam_tree("MUL0010", steps=3).model_dump(mode="json"))],
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="josh"):
+        source = load_source(path)
+    assert [t.task_id for t in source.trees] == ["MUL0001", "MUL0010"]
+    assert [(s.task_id, s.reason) for s in source.skipped] == [("MUL0009", "status: Field required")]
+    assert [n for n, _ in source.damaged] == [4]
+    assert "left out 1 record(s) that are not trees" in caplog.text and "damaged line" in caplog.text
+    page = render_page(source)
+    assert "2 line(s) of the file could not be shown" in page and "MUL0009: not shown" in page
+
+
+def test_the_latest_record_of_a_task_wins(tmp_path: Path) -> None:
+    failed = rollout("MUL0001", None, error="boom")
+    path = run_file(tmp_path / "r.jsonl", "eval toolwoz", [failed, rollout("MUL0001", 1.0)])
+    assert [r.reward for r in load_source(path).rollouts] == [1.0]
+
+
+# ------------------------------------------------------------------------------------------------- the CLI
+def test_josh_view_writes_the_report_and_fails_in_one_line(tmp_path: Path) -> None:
+    trees = run_file(tmp_path / "trees.jsonl", "harvest toolwoz", [small_tree(), beam_tree()])
+    done = run_josh("view", str(trees), "-o", str(tmp_path / "out" / "report.html"))
+    assert done.returncode == 0, done.stderr
+    assert "2 trees" in done.stdout and (tmp_path / "out" / "report.html").is_file()
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary file left behind
+    missing = run_josh("view", str(tmp_path / "nope.jsonl"))
+    assert missing.returncode == 1 and "nope.jsonl does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    itself = run_josh("view", str(trees), "--out", str(trees))
+    assert itself.returncode == 1 and "is the run file itself" in itself.stderr
+
+
+def test_the_report_goes_beside_the_run_file_by_default(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from josh.cli.main import app
+
+    trees = run_file(tmp_path / "trees.jsonl", "harvest toolwoz", [small_tree()])
+    result = CliRunner().invoke(app, ["view", str(trees)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "trees.html").is_file()
