@@ -21,6 +21,7 @@ from josh.view import detect_kind, failed_first, load_source, render_page, rende
 from tests.test_cli_data import run_josh
 
 HOSTILE = '</script><script>alert(1)</script><img src=x onerror="alert(2)"> \ud800 & "quoted"'
+TASK_ID = "<b>MUL</b></script><!--<script>"  # in the data as is: it must not end the <script> that holds it
 
 
 # ------------------------------------------------------------------------------------------ building files
@@ -128,8 +129,27 @@ def payload(page: str) -> dict[str, Any]:
     return json.loads(found.group(1))
 
 
-SAFE_TAGS = {"article", "b", "code", "details", "div", "h2", "h3", "h4", "li", "p", "pre", "section", "span",
-             "summary", "ul"}  # fmt: skip
+SAFE_TAGS = {
+    "article",
+    "b",
+    "code",
+    "details",
+    "div",
+    "h2",
+    "h3",
+    "h4",
+    "input",
+    "label",
+    "li",
+    "option",
+    "p",
+    "pre",
+    "section",
+    "select",
+    "span",
+    "summary",
+    "ul",
+}  # fmt: skip (the page's own tags)
 
 
 class Tags(HTMLParser):
@@ -219,7 +239,7 @@ def test_a_node_whose_parent_never_came_is_drawn_as_a_root() -> None:
 def test_model_text_is_escaped_everywhere(tmp_path: Path) -> None:
     tree = small_tree().model_copy(
         update={
-            "task_id": "<b>MUL</b>",
+            "task_id": TASK_ID,
             "system_prompt": HOSTILE,
             "notes": [HOSTILE],
             "nodes": [
@@ -234,15 +254,20 @@ def test_model_text_is_escaped_everywhere(tmp_path: Path) -> None:
     )  # fmt: skip
     page = render_page(load_source(run_file(tmp_path / "t.jsonl", "harvest toolwoz", [tree])))
     page.encode("utf-8")  # no lone surrogate left: the page is valid UTF-8
-    assert "alert" in page and "<script>alert" not in page and "<img" not in page and "<b>MUL" not in page
-    assert page.count("<script") == 2  # the data and the page's own script, nothing else
+    # Outside the data, the page holds no markup of the record's; the data (JSON in a <script> element) holds
+    # no `</` or `<!--` that could end the element early, and reads back exactly.
+    blob = re.search(r'<script type="application/json" id="josh-data">(.*?)</script>', page, re.S)
+    assert blob is not None and "</" not in blob.group(1) and "<!--" not in blob.group(1)
+    outside = page.replace(blob.group(1), "")
+    assert "<script>alert" not in outside and "<img" not in outside
+    assert "<b>MUL" not in outside and outside.count("<script") == 2  # the data's and the page's own
     data = payload(page)
     fragment = data["items"][0]["html"] + "".join(data["prompts"])
     assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in fragment and "\ufffd" in fragment
     tags = Tags(fragment)
     assert tags.names <= SAFE_TAGS, tags.names - SAFE_TAGS
     assert not [a for a in tags.attributes if a.startswith("on") or a in ("src", "href", "style")]
-    assert data["items"][0]["task"] == "<b>MUL</b>"  # shown with textContent by the script, never as HTML
+    assert data["items"][0]["task"] == TASK_ID  # shown with textContent by the script, never as HTML
 
 
 def test_a_huge_text_is_cut_with_a_show_all_toggle(tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ from josh.view import write_report
 @user_errors
 def view(
     path: Annotated[
-        Path, typer.Argument(help="A run file: the trees of `josh harvest` or the conversations of `josh eval`.")
+        Path,
+        typer.Argument(help="A run file: the trees of `josh harvest` or the conversations of `josh eval`."),
     ],
     output: Annotated[
         Path | None,

@@ -25,10 +25,12 @@ from josh.view.source import ViewSource, load_source
 from josh.view.text import esc
 from josh.view.tree_html import GOLDEN, PRUNED, render_tree, system_prompt_html, tree_shape
 
-# Characters that could end the <script> element holding the data, or confuse an old parser, escaped in JSON.
-_SCRIPT_SAFE = str.maketrans(
-    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-)
+
+def script_json(value: Any) -> str:
+    """JSON text that can sit inside a <script> element: `</` (which could close it) is written `<\\/`, and
+    `<!--` (which could make the parser miss the closing tag) `\\u003c!--`; both read back the same."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("<!--", "\\u003c!--").replace("</", "<\\/")
 
 
 def _asset(name: str) -> str:
@@ -142,7 +144,7 @@ def render_page(source: ViewSource) -> str:
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
     policy = f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{digest}'; img-src data:"
     payload = {"kind": source.kind, "items": items, "prompts": prompts}
-    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).translate(_SCRIPT_SAFE)
+    data = script_json(payload)
     command = source.header.get("command") or "?"
     summary = " · ".join(f"{esc(k)} <b>{esc(v)}</b>" for k, v in stats.items())
     warning_html = ""

@@ -191,6 +191,16 @@ def render_tree(tree: TreeRecord) -> str:
         '<span class="card successful">successful</span><span class="card pruned">pruned</span>'
         '<span class="reward">★ goal met</span> Click a node to read the conversation up to it.</p>'
     )
+    tools = ['<label>zoom <select class="zoom">']
+    tools += [
+        f'<option value="{z}"{" selected" if z == 100 else ""}>{z}%</option>' for z in (100, 75, 50, 35)
+    ]
+    tools.append("</select></label>")
+    if counts[PRUNED]:
+        tools.append(
+            f'<label><input type="checkbox" class="hide-pruned"> hide the {counts[PRUNED]} pruned nodes</label>'
+        )
+    parts.append(f'<p class="tree-tools">{" ".join(tools)}</p>')
     parts.append(f'<div class="tree-scroll"><div class="tree">{_branches(shape, shape.roots)}</div></div>')
     parts.append('<section class="path"><h3>conversation</h3><div class="path-body"></div></section>')
     parts.append('<div class="bodies" hidden>')

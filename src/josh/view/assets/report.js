@@ -78,9 +78,40 @@
         if (event.key === "Enter" || event.key === " ") { event.preventDefault(); showPath(article, item, card); }
       });
     });
+    var hide = article.querySelector("input.hide-pruned");
+    function keepInView() {
+      var chosen = article.querySelector(".card.selected");
+      if (chosen && chosen.offsetParent) reveal(article, chosen);
+    }
+    if (hide) {
+      hide.addEventListener("change", function () {
+        article.classList.toggle("hide-pruned", hide.checked);
+        keepInView();
+      });
+    }
+    var zoom = article.querySelector("select.zoom");
+    var tree = article.querySelector(".tree");
+    if (zoom && tree) {
+      zoom.addEventListener("change", function () {
+        tree.style.zoom = String(Number(zoom.value) / 100);
+        keepInView();
+      });
+    }
     var golden = article.querySelectorAll(".card.golden");
     var start = golden.length ? golden[golden.length - 1] : cards[0];
-    if (start) showPath(article, item, start);
+    if (start) {
+      showPath(article, item, start);
+      reveal(article, start);
+    }
+  }
+
+  // Scroll the drawing so that `card` is in view: centred across, a third of the way down.
+  function reveal(article, card) {
+    var box = article.querySelector(".tree-scroll");
+    var at = card.getBoundingClientRect();
+    var frame = box.getBoundingClientRect();
+    box.scrollLeft += at.left - frame.left - (box.clientWidth - at.width) / 2;
+    box.scrollTop += at.top - frame.top - box.clientHeight / 3;
   }
 
   // The conversation from the first root down to `card`: each node's messages, in order.
