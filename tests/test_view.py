@@ -235,6 +235,16 @@ def test_a_node_whose_parent_never_came_is_drawn_as_a_root() -> None:
     ]  # fmt: skip
 
 
+def test_a_tree_that_failed_outside_the_search_shows_its_error() -> None:
+    failed = TreeRecord(task_id="MUL0002", status="error", reward=None, error="the endpoint refused the key")
+    html = render_tree(failed)
+    assert Cards(html).cards == {} and "reward <b>error</b>" in html
+    assert (
+        '<div class="error-box"><b>error</b><pre class="text">the endpoint refused the key</pre></div>'
+        in html
+    )
+
+
 # ------------------------------------------------------------------------------------------ hostile text
 def test_model_text_is_escaped_everywhere(tmp_path: Path) -> None:
     tree = small_tree().model_copy(

@@ -106,7 +106,10 @@ def test_trees_and_an_eval_run_render_in_chromium(tmp_path: Path) -> None:
     assert harvested.returncode == 0, harvested.stderr
     evaluated = run_josh("eval", "toolwoz", "--limit", "4", "--mock-mistake-rate", "0.5", "--out", str(run))
     assert evaluated.returncode == 0, evaluated.stderr
-    big = run_file(tmp_path / "big.jsonl", "harvest toolwoz", [beam_tree()])  # 8 leaves, chains of 12
+    # 8 leaves and chains of 12 after a reward at step 5; and the same beam never rewarded (111 nodes, none golden)
+    big = run_file(
+        tmp_path / "big.jsonl", "harvest toolwoz", [beam_tree(), beam_tree("MUL0200", reward_step=99)]
+    )
     for source in (trees, run, big):
         write_report(source, source.with_suffix(".html"))  # the command itself is tested in test_view.py
 
@@ -114,12 +117,14 @@ def test_trees_and_an_eval_run_render_in_chromium(tmp_path: Path) -> None:
         shown = dom(tmp_path, page.with_suffix(".html"), tree["task_id"])
         assert f'data-task="{tree["task_id"]}"' in shown
         assert len(re.findall(r'<div class="card [^"]*" data-node="\d+"', shown)) == len(tree["nodes"])
-        golden = re.findall(r'class="card golden[^"]*" data-node=', shown)
-        assert len(golden) == sum(n["golden"] for n in tree["nodes"])
-        assert "conversation up to node #" in shown  # the script filled in the path pane
-    assert (
-        len(re.findall(r'class="card pruned[^"]*" data-node=', shown)) == 25
-    )  # the big tree, worked out by hand
+        golden = [n["id"] for n in tree["nodes"] if n["golden"]]
+        assert len(re.findall(r'class="card golden[^"]*" data-node=', shown)) == len(golden)
+        # the script opens the conversation up to the last golden node (the first root when none is golden)
+        start = golden[-1] if golden else tree["nodes"][0]["id"]
+        assert f"conversation up to node #{start} (" in shown
+        if tree["task_id"] == "MUL0100":
+            assert len(re.findall(r'class="card pruned[^"]*" data-node=', shown)) == 25  # worked out by hand
+    assert len(records(big)[1]["nodes"]) == 111
 
     # Typing a task id filters the list; clicking a node shows the conversation from the first root down to it.
     second = records(trees)[1]

@@ -157,7 +157,7 @@ def render_tree(tree: TreeRecord) -> str:
         f"{successful} successful",
         f'<span class="pruned-text">{counts[PRUNED]} pruned</span>',
         f"{counts[OPEN]} after the last reward",
-        f"{tree.steps} steps",
+        f"{tree.steps} step{'' if tree.steps == 1 else 's'}",
         f"ended: {esc(tree.ended or 'n/a')}",
         f"agent {esc(tree.agent or 'n/a')}",
         f"{usage.total_tokens:,} tokens",
@@ -198,7 +198,7 @@ def render_tree(tree: TreeRecord) -> str:
     tools.append("</select></label>")
     if counts[PRUNED]:
         tools.append(
-            f'<label><input type="checkbox" class="hide-pruned"> hide the {counts[PRUNED]} pruned nodes</label>'
+            f'<label><input type="checkbox" class="hide-pruned"> hide pruned branches ({counts[PRUNED]} nodes)</label>'
         )
     parts.append(f'<p class="tree-tools">{" ".join(tools)}</p>')
     parts.append(f'<div class="tree-scroll"><div class="tree">{_branches(shape, shape.roots)}</div></div>')

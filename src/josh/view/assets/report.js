@@ -67,7 +67,9 @@
     main.scrollTop = 0;
     var article = main.querySelector("article");
     if (article && article.dataset.kind === "tree") wireTree(article, items[index]);
-    if (remember) history.replaceState(null, "", "#" + encodeURIComponent(items[index].key));
+    if (remember) {
+      try { history.replaceState(null, "", "#" + encodeURIComponent(items[index].key)); } catch (e) { /* some browsers refuse on file:// */ }
+    }
   }
 
   function wireTree(article, item) {
@@ -80,7 +82,7 @@
     });
     var hide = article.querySelector("input.hide-pruned");
     function keepInView() {
-      var chosen = article.querySelector(".card.selected");
+      var chosen = article.querySelector(".card.selected[data-node]");
       if (chosen && chosen.offsetParent) reveal(article, chosen);
     }
     if (hide) {
@@ -97,7 +99,7 @@
         keepInView();
       });
     }
-    var golden = article.querySelectorAll(".card.golden");
+    var golden = article.querySelectorAll(".card.golden[data-node]");  // not the legend's sample card
     var start = golden.length ? golden[golden.length - 1] : cards[0];
     if (start) {
       showPath(article, item, start);
