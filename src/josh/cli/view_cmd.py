@@ -35,7 +35,11 @@ def view(
     what = "trees" if written.kind == "trees" else "conversations"
     left_out = f", {written.left_out:,} line(s) left out (see the warnings)" if written.left_out else ""
     out.print(
-        f"wrote {written.path}: {written.items:,} {what}, {written.bytes / 1e6:.1f} MB{left_out}",
+        f"wrote {written.path}: {written.items:,} {what}, {_size(written.bytes)}{left_out}",
         soft_wrap=True,
         markup=False,
     )
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{max(1, round(count / 1e3))} kB"

@@ -118,11 +118,11 @@ def _run_items(source: ViewSource) -> tuple[list[dict[str, Any]], list[str], dic
 
 def _settings(header: dict[str, Any]) -> list[str]:
     config = header.get("config") if isinstance(header.get("config"), dict) else {}
-    shown = []
+    dry_run = "model" in config and config["model"] is None  # no --model: josh's scripted mock
+    shown = ["dry run on the scripted mock"] if dry_run else []
     for name in ("model", "agent", "user", "user-model", "prompts", "split", "beam", "temperature"):
-        if name in config:
-            value = config[name]
-            shown.append(f"{name} {value if value is not None else 'scripted mock (dry run)'}")
+        if config.get(name) is not None:
+            shown.append(f"{name} {config[name]}")
     for name in ("started_at", "josh_version", "git_commit"):
         if header.get(name):
             shown.append(f"{name.replace('_', ' ')} {header[name]}")
