@@ -18,13 +18,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from josh.export.messages import is_stand_in, is_tool_result, protocol_error, strict_end, to_openai
+from josh.export.messages import (
+    OpenAIForms,
+    is_stand_in,
+    is_tool_result,
+    protocol_error,
+    strict_end,
+    to_openai,
+)
 from josh.export.trees import HarvestedTree
 from josh.search import NodeRecord
 from josh.types import AssistantMessage, Message
@@ -147,7 +155,7 @@ def without_protocol_errors(
         if why is None and index in crashes:
             why = STRICT_END_REASON
         if why is not None:
-            dropped[why] += 1
+            dropped[f"replies dropped: {why}"] += 1
             skip_results = True
             continue
         kept.append(message)
@@ -158,7 +166,7 @@ def kto_examples(trees: Iterable[HarvestedTree]) -> ExportResult:
     """KTO examples: every model reply in every tree, labelled by its node's successful mark."""
     result = ExportResult("kto", "josh")
     for tree in trees:
-        system, names = system_messages(tree), tool_names(tree)
+        system, names, forms = system_messages(tree), tool_names(tree), OpenAIForms()
         for node in tree.record.nodes:
             before = [m for n in tree.node_path(node)[:-1] for m in n.messages]
             view = before + list(node.messages)
@@ -169,11 +177,13 @@ def kto_examples(trees: Iterable[HarvestedTree]) -> ExportResult:
                 if not isinstance(reply, AssistantMessage):
                     continue
                 if is_stand_in(reply):
-                    result.dropped["the agent's stand-in for a failed reply (no model output)"] += 1
+                    result.dropped[
+                        "replies that are the agent's stand-in for a failed one (no model output)"
+                    ] += 1
                     continue
                 error = protocol_error(view, index, names) or (STRICT_END_REASON if index == crash else None)
                 label = node.successful and error is None
-                example = kto_example(system, view[:index], reply, label, tree.record.tools)
+                example = kto_example(system, view[:index], reply, label, tree.record.tools, forms)
                 result.add(example, origin(tree))
     return result
 
@@ -184,10 +194,11 @@ def kto_example(
     reply: Message,
     label: bool,
     tools: list[dict[str, Any]],
+    forms: Callable[[Message], dict[str, Any]] = to_openai,
 ) -> dict[str, Any]:
     return {
-        "prompt": system + [to_openai(m) for m in prompt],
-        "completion": [to_openai(reply)],
+        "prompt": system + [forms(m) for m in prompt],
+        "completion": [forms(reply)],
         "label": label,
         "tools": tools,
     }
@@ -204,9 +215,20 @@ def preference_pairs(kto: ExportResult, selection: Selection) -> ExportResult:
     many replies quadratically)."""
     result = ExportResult("dpo", selection, skipped_trees=kto.skipped_trees, dropped=Counter(kto.dropped))
     groups: dict[str, dict[str, Any]] = {}
+    digests: dict[int, str] = {}  # id of a message dict (kept alive by the examples) -> digest of its JSON
+
+    def key(messages: list[dict[str, Any]]) -> str:
+        parts = []
+        for message in messages:
+            if id(message) not in digests:
+                digests[id(message)] = _key(message)
+            parts.append(digests[id(message)])
+        return _key(parts)
+
     for example, source in zip(kto.examples, kto.origins, strict=True):
         group = groups.setdefault(
-            _key([example["prompt"], example["tools"]]), {"example": example, "origin": source, "replies": {}}
+            key(example["prompt"]) + _key(example["tools"]),
+            {"example": example, "origin": source, "replies": {}},
         )
         reply = group["replies"].setdefault(_key(example["completion"]), (example["completion"], set()))
         reply[1].add(example["label"])
@@ -216,7 +238,7 @@ def preference_pairs(kto: ExportResult, selection: Selection) -> ExportResult:
         rejected = [c for c, labels in replies if labels == {False}]
         ambiguous = sum(1 for _, labels in replies if len(labels) == 2)
         if ambiguous:
-            result.dropped["a reply labelled both ways for one prompt"] += ambiguous
+            result.dropped["replies labelled both ways for one prompt"] += ambiguous
         base = group["example"]
         for index in range(max(len(chosen), len(rejected)) if chosen and rejected else 0):
             pair = {"prompt": base["prompt"], "chosen": chosen[index % len(chosen)],
@@ -226,4 +248,5 @@ def preference_pairs(kto: ExportResult, selection: Selection) -> ExportResult:
 
 
 def _key(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    """A short key equal for equal JSON values (a digest: prompts are long, and there are many)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()

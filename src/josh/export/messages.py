@@ -45,6 +45,20 @@ def to_openai(message: Message) -> dict[str, Any]:
     return {"role": message.role, "content": message.content}
 
 
+class OpenAIForms:
+    """`to_openai`, converting each message object once: the prompts of one tree's examples share their
+    messages, so they share the dicts too (a tree's KTO prompts repeat its messages many times)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, tuple[Message, dict[str, Any]]] = {}  # keeps the message alive: ids stay unique
+
+    def __call__(self, message: Message) -> dict[str, Any]:
+        hit = self._seen.get(id(message))
+        if hit is None:
+            hit = self._seen[id(message)] = (message, to_openai(message))
+        return hit[1]
+
+
 def _tool_call(call: ToolCall) -> dict[str, Any]:
     arguments = call.raw_arguments if call.raw_arguments is not None else json.dumps(call.arguments)
     return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": arguments}}

@@ -54,6 +54,7 @@ from josh.export.messages import (
     APIRETURN,
     ERROR_MARKS,
     FAILURE_MARK,
+    OpenAIForms,
     conversation_key,
     is_customer,
     is_tool_result,
@@ -156,14 +157,14 @@ def reference_kto(trees: Iterable[HarvestedTree]) -> ExportResult:
     result = ExportResult("kto", "reference")
     seen: set[str] = set()
     for tree in trees:
-        system = system_messages(tree)
+        system, forms = system_messages(tree), OpenAIForms()
         for path in training_paths(tree):
             messages = list(path.messages)
             if not messages:
                 continue
             key = conversation_key(messages)
             if key in seen:
-                result.dropped["a path seen before (dedupe)"] += 1
+                result.dropped["paths seen before (dedupe)"] += 1
                 continue
             seen.add(key)
             if messages[-1].role == "user":
@@ -177,7 +178,8 @@ def reference_kto(trees: Iterable[HarvestedTree]) -> ExportResult:
                 label = path.successful
                 if label:
                     label = clean_good_utterance(reply, messages[at + 1] if back > 0 else None)
-                result.add(kto_example(system, messages[:at], reply, label, tree.record.tools), origin(tree))
+                example = kto_example(system, messages[:at], reply, label, tree.record.tools, forms)
+                result.add(example, origin(tree))
     return result
 
 
@@ -200,7 +202,7 @@ def reference_sft(trees: Iterable[HarvestedTree]) -> ExportResult:
                 continue
             following = messages[index + 1] if index + 1 < len(messages) else None
             if not clean_good_utterance(reply, following):
-                result.dropped["not clean_good_utterance"] += 1
+                result.dropped["replies that fail clean_good_utterance"] += 1
                 continue
             conversation = system + [to_openai(m) for m in messages[: index + 1]]
             key = json.dumps(conversation, sort_keys=True)

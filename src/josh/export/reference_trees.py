@@ -26,7 +26,7 @@ from josh.errors import JoshError
 from josh.export.messages import from_openai, to_openai
 from josh.export.trees import HarvestedTree, TrainingPath, TreesInput
 from josh.search import NodeRecord, TreeRecord
-from josh.types import AssistantMessage
+from josh.types import AssistantMessage, Message
 
 REFERENCE_TREES_MEMBER = "data/llama3-josh-toolwoz-for-KTO.zip"
 _SIM_FILE = re.compile(r"(?:^|/)sim_([^/]+)\.json$")
@@ -78,16 +78,24 @@ def parse_training_paths(data: Any) -> list[TrainingPath]:
     if not isinstance(data, dict) or not isinstance(data.get("training_paths"), list):
         raise ValueError("no list `training_paths`")
     paths = []
+    known: dict[str, Message] = {}  # one object per distinct message: the paths repeat their prefixes
     for number, item in enumerate(data["training_paths"]):
         if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], list)):
             raise ValueError(f"training path {number} is not [messages, successful, golden]")
         messages, successful, golden = item
         try:
-            parsed = tuple(from_openai(m) for m in messages)
+            parsed = tuple(_interned(m, known) for m in messages)
         except ValueError as exc:
             raise ValueError(f"training path {number}: {exc}") from None
         paths.append(TrainingPath(parsed, successful is True, golden is True))
     return paths
+
+
+def _interned(data: Any, known: dict[str, Message]) -> Message:
+    key = json.dumps(data, sort_keys=True)
+    if key not in known:
+        known[key] = from_openai(data)
+    return known[key]
 
 
 def tree_from_paths(

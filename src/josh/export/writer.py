@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ def write_export(out_dir: Path, result: ExportResult, summary: dict[str, Any], *
     train = check_output(out_dir, force=force)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out_dir / SUMMARY_FILE, [dumps_line(summary)])
+        _write_atomic(out_dir / SUMMARY_FILE, [json.dumps(summary, indent=2, ensure_ascii=False)])
         _write_atomic(train, (dumps_line(example) for example in result.examples))
     except OSError as exc:
         raise JoshError(f"cannot write to {out_dir}: {exc.strerror or exc}; choose another -o") from None
@@ -71,17 +72,15 @@ def write_export(out_dir: Path, result: ExportResult, summary: dict[str, Any], *
 
 
 def _write_atomic(path: Path, lines: Iterable[str]) -> None:
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - renamed into place below
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with handle:
+        with open(temporary, "x", encoding="utf-8") as handle:  # "x": never someone else's file
             for line in lines:
                 handle.write(line + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(handle.name, path)
+        os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(handle.name)
+            temporary.unlink()
         raise
