@@ -145,12 +145,14 @@ def tree_from_paths(
                             golden=golden[end]))  # fmt: skip
     while stack:
         position, node_id = stack.pop()
-        for child in reversed(children[position]):  # popped left first
+        made = []
+        for child in children[position]:  # left to right: siblings get consecutive ids
             messages = [message[child]]
             end = chain(child, messages)
-            stack.append((end, len(nodes)))
+            made.append((end, len(nodes)))
             nodes.append(NodeRecord(id=len(nodes), parent=node_id, messages=messages,
                                     successful=successful[end], golden=golden[end]))  # fmt: skip
+        stack.extend(reversed(made))  # the leftmost subtree next
     fc = any(isinstance(m, AssistantMessage) and m.tool_calls for p in paths for m in p.messages)
     return TreeRecord(
         task_id=task_id,
