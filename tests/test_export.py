@@ -108,6 +108,42 @@ def test_the_reference_selection_of_a_small_tree_by_hand() -> None:
     assert export_examples("dpo", trees, reference_selection=True).examples == []  # no shared prompt
 
 
+def test_the_reference_records_every_collapse_and_what_was_under_its_root() -> None:
+    """Two collapses: node 1 (step 1), then node 3 (step 2). At the first, nodes 0-2 as they were then
+    (node 1 without the customer's later reply); at the second, node 1 again (the same path: once) and its
+    children 3 and 4. Each step's siblings answered the same prompt, one rewarded: a pair each."""
+    o, a1, u2 = OPENING, AssistantMessage(content="SPEAK one"), UserMessage(content="And a taxi?")
+    a2, a3, a4 = (AssistantMessage(content=f"SPEAK {word}") for word in ("two", "three", "four"))
+    two_steps = tree(
+        [
+            node(0, None, [o], successful=True, golden=True),
+            node(1, 0, [a1, u2], successful=True, golden=True, reward_events=["g1"]),
+            node(2, 0, [a2]),
+            node(3, 1, [a3], successful=True, golden=True, reward_events=["g2"]),
+            node(4, 1, [a4]),
+        ]
+    )
+    assert training_paths(two_steps) == [
+        TrainingPath((), True, True),
+        TrainingPath((o, a1), True, True),
+        TrainingPath((o, a2), False, False),
+        TrainingPath((o, a1, u2, a3), True, True),
+        TrainingPath((o, a1, u2, a4), False, False),
+    ]
+    kto = export_examples("kto", [two_steps], reference_selection=True)
+    assert [(len(e["prompt"]), e["completion"][0]["content"], e["label"]) for e in kto.examples] == [
+        (2, "SPEAK one", True),
+        (2, "SPEAK two", False),
+        (4, "SPEAK three", True),
+        (4, "SPEAK four", False),
+    ]
+    dpo = export_examples("dpo", [two_steps], reference_selection=True)
+    assert [(e["chosen"][0]["content"], e["rejected"][0]["content"]) for e in dpo.examples] == [
+        ("SPEAK one", "SPEAK two"),
+        ("SPEAK three", "SPEAK four"),
+    ]
+
+
 def test_only_trees_at_reward_1_give_sft_and_the_path_is_the_golden_one() -> None:
     partial = small_tree()
     partial.record = partial.record.model_copy(update={"reward": 0.5})

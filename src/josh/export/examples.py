@@ -65,13 +65,13 @@ class ExportResult:
 
     @property
     def counts(self) -> dict[str, int]:
-        """Examples per kind and label: SFT conversations; KTO desirable / undesirable; DPO pairs."""
+        """Examples per kind and label: SFT examples; KTO desirable / undesirable; DPO pairs (and prompts)."""
         if self.kind == "kto":
             true = sum(1 for e in self.examples if e["label"])
             return {"label true": true, "label false": len(self.examples) - true}
         if self.kind == "dpo":
             return {"pairs": len(self.examples), "prompts": len({_key(e["prompt"]) for e in self.examples})}
-        return {"conversations": len(self.examples)}
+        return {"examples": len(self.examples)}
 
 
 def origin(tree: HarvestedTree) -> str:

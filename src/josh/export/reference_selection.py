@@ -28,9 +28,9 @@ conversation up to that step's agent turn, last user-role messages cut, `josh.py
 SFT, `sft_agent_successful.py` (lines 92-115, trees at reward 1.0 only: line 54): every clean reply of the
 successful conversation, each as one example holding the conversation up to and including it (113). The
 script walks back through APIRETURNs to the customer's message (105) on paths snapshotted every turn; here
-every reply of the golden path is taken, which is what that walk covers turn by turn. (Its check of the
-APICALL at lines 74-82 throws for every APICALL, dropping them all; the intent, kept here, is the check of
-`finetune_agent.py`.)
+every reply of the golden path is taken, which is what that walk covers turn by turn. Its own APICALL check
+(lines 74-82) loops over a string and throws for every APICALL; the check used is `finetune_agent.py`'s
+above, which on the PLAN prompt rejects most APICALL replies all the same.
 
 DPO: the paper has no DPO script; the pairs are made from the reference KTO examples, as josh's are.
 """
