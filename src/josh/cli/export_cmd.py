@@ -69,8 +69,10 @@ def export_sft(
     reference_trees: ReferenceTrees = False,
     force: Force = False,
 ) -> None:
-    """SFT conversations {"messages", "tools"}: the golden path of every tree that reached reward 1.0,
-    after the agent's system prompt, with protocol errors dropped (see the README)."""
+    """SFT conversations {"messages", "tools"}: golden paths of the trees at reward 1.0.
+
+    The golden path of every tree that reached reward 1.0, after the agent's system prompt, with protocol
+    errors dropped (see the README). Writes DIR/train.jsonl and DIR/summary.json."""
     run_export("sft", trees, out, reference_selection, reference_trees, force)
 
 
@@ -83,8 +85,10 @@ def export_kto(
     reference_trees: ReferenceTrees = False,
     force: Force = False,
 ) -> None:
-    """KTO examples {"prompt", "completion", "label", "tools"}: one per model reply in every tree, labelled
-    true when its node is on a successful path and the reply is not a protocol error."""
+    """KTO examples {"prompt", "completion", "label", "tools"}: every model reply, labelled.
+
+    One example per model reply in every tree, labelled true when its node is on a successful path and the
+    reply is not a protocol error. Writes DIR/train.jsonl and DIR/summary.json."""
     run_export("kto", trees, out, reference_selection, reference_trees, force)
 
 
@@ -97,8 +101,10 @@ def export_dpo(
     reference_trees: ReferenceTrees = False,
     force: Force = False,
 ) -> None:
-    """DPO pairs {"prompt", "chosen", "rejected", "tools"}: sibling replies to the exact same prompt, one on
-    a successful path and one not."""
+    """DPO pairs {"prompt", "chosen", "rejected", "tools"}: sibling replies, chosen and rejected.
+
+    Replies to the exact same prompt, one on a successful path (and no protocol error) and one not.
+    Writes DIR/train.jsonl and DIR/summary.json."""
     run_export("dpo", trees, out, reference_selection, reference_trees, force)
 
 
