@@ -116,6 +116,9 @@ def test_a_dpo_file_unpairs_into_kto_examples(exported: dict[str, Path]) -> None
     assert set(unpaired.column_names) == {"prompt", "completion", "label", "tools"}
 
 
+@pytest.mark.filterwarnings(
+    "ignore:`gradient_checkpointing` is deprecated:FutureWarning"
+)  # TRL's own default
 def test_the_trainers_prepare_the_datasets(exported: dict[str, Path], tokenizer: Any, tmp_path: Path) -> None:
     """SFT, KTO and DPO trainers built on a tiny Llama (hidden 64, 2 layers) tokenize every example."""
     config = transformers.LlamaConfig(
