@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from josh.envs.toolwoz import ToolWOZEnvironment
@@ -10,3 +14,25 @@ from josh.envs.toolwoz import ToolWOZEnvironment
 @pytest.fixture(scope="session")
 def toolwoz_env() -> ToolWOZEnvironment:
     return ToolWOZEnvironment.load()
+
+
+@pytest.fixture(scope="session")
+def dry_run_trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Trees of real ToolWOZ train tasks from dry-run harvests (the scripted mock, in-process): 20 ReAct
+    trees as `josh harvest toolwoz --limit 20` makes them, and 10 function-calling trees whose tool calls
+    are sometimes malformed (lenient errors: the agent is told and goes on)."""
+    folder = tmp_path_factory.mktemp("trees")
+    runs = {
+        "react": ["--limit", "20"],
+        "fc": ["--limit", "10", "--agent", "fc", "--mock-malformed-rate", "0.2", "--lenient-errors"],
+    }
+    for name, options in runs.items():
+        out = folder / f"{name}.jsonl"
+        proc = subprocess.run(
+            [sys.executable, "-m", "josh.cli.main", "harvest", "toolwoz", *options, "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+    return {name: folder / f"{name}.jsonl" for name in runs}

@@ -13,6 +13,7 @@ LAYERS = [
     "cli",
     "benchmarks",
     "view",
+    "export",
     "runner",
     "search",
     "rollout",

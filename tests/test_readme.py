@@ -35,7 +35,17 @@ def test_the_two_setup_commands_are_the_ones_ci_runs() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [("eval", "toolwoz"), ("harvest", "toolwoz"), ("serve-mock",), ("report",), ("score",), ("view",)],
+    [
+        ("eval", "toolwoz"),
+        ("harvest", "toolwoz"),
+        ("export", "sft"),
+        ("export", "kto"),
+        ("export", "dpo"),
+        ("serve-mock",),
+        ("report",),
+        ("score",),
+        ("view",),
+    ],
 )
 def test_the_readme_names_every_option(command: tuple[str, ...]) -> None:
     missing = [flag for flag in options(*command) if flag not in README]

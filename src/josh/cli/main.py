@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from josh import __version__
-from josh.cli import data_cmd, eval_cmd, harvest_cmd, score_cmd, view_cmd
+from josh.cli import data_cmd, eval_cmd, export_cmd, harvest_cmd, score_cmd, view_cmd
 from josh.cli.console import setup_logging
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.add_typer(data_cmd.app, name="data")
 app.command("score")(score_cmd.score)
 app.add_typer(eval_cmd.eval_app, name="eval")
 app.add_typer(harvest_cmd.harvest_app, name="harvest")
+app.add_typer(export_cmd.export_app, name="export")
 app.command("report")(eval_cmd.report_cmd)
 app.command("serve-mock")(eval_cmd.serve_mock)
 app.command("view")(view_cmd.view)
