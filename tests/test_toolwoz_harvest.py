@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from josh.benchmarks import toolwoz_harvest
 from josh.benchmarks.toolwoz import Endpoints, open_endpoints
 from josh.benchmarks.toolwoz_harvest import harvest
 from josh.benchmarks.toolwoz_harvest_config import ToolWOZHarvestConfig
@@ -275,3 +276,24 @@ def test_the_leaves_of_one_tree_call_the_endpoint_at_once(
     assert (count, tree["status"], tree["steps"], len(tree["nodes"])) == (1, "success", 1, 3)
     assert len(tree["model_calls"]) == 6
     assert gate.most == 2
+
+
+@pytest.mark.parametrize("agent", ["react", "fc"])
+def test_a_tree_builds_its_agent_once(
+    toolwoz_env: ToolWOZEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, agent: str
+) -> None:
+    """A fork's children get copies of the tree's agent bound to their own chat models: the ReAct system
+    prompt (the tool schemas as indented JSON) is rendered once a tree, not once a node (it was most of the
+    in-process harvest's time). MUL0001 (no mistakes) grows 5 nodes; each call still goes through its
+    branch's model, so the siblings' first calls are one call with n=2 (one per expansion)."""
+    build_agent, built = toolwoz_harvest.build_agent, []
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        built.append(build_agent(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(toolwoz_harvest, "build_agent", counting)
+    _, [tree] = run(toolwoz_env, config(task=["MUL0001"], agent=agent), tmp_path / "trees.jsonl")
+    assert len(tree["nodes"]) == 5 and tree["reward"] == 1.0
+    assert len(built) == 1
+    assert [c["n"] for c in tree["model_calls"] if c["n"] > 1] == [2, 2]
