@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from josh.benchmarks import toolwoz_harvest
 from josh.benchmarks.toolwoz import Endpoints, open_endpoints
 from josh.benchmarks.toolwoz_harvest import harvest
 from josh.benchmarks.toolwoz_harvest_config import ToolWOZHarvestConfig
@@ -232,3 +234,66 @@ def test_a_bug_fails_its_tree_only(toolwoz_env: ToolWOZEnvironment, tmp_path: Pa
     count, _ = run(toolwoz_env, config(limit=2), tmp_path / "t.jsonl", resume=True, retry_errors=True)
     latest = read_run(tmp_path / "t.jsonl").keyed()
     assert count == 2 and [t["status"] for t in latest.values()] == ["success", "success"]
+
+
+class PairingGate:
+    """Wraps the mock's policy: counts the most requests the endpoint had in flight at once, and until two
+    were, holds each request (at most `wait_s`) for another to come."""
+
+    def __init__(self, complete: Callable[..., Any], wait_s: float = 1.0) -> None:
+        self.complete, self.wait_s = complete, wait_s
+        self.in_flight = self.most = 0
+        self.changed = threading.Condition()
+
+    def __call__(self, body: Any, headers: Any) -> Any:
+        with self.changed:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            self.changed.notify_all()
+            self.changed.wait_for(lambda: self.most >= 2, timeout=self.wait_s)
+        try:
+            return self.complete(body, headers)
+        finally:
+            with self.changed:
+                self.in_flight -= 1
+
+
+def test_the_leaves_of_one_tree_call_the_endpoint_at_once(
+    toolwoz_env: ToolWOZEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One tree at a time (--concurrency 1) over HTTP: its two leaves each have a request in flight at once.
+    The endpoint's limit of requests in flight counts leaves (--concurrency x --beam), not trees; counting
+    trees would step the leaves one after another, the reference's way. MUL0002: the root splits in two at
+    step 1 and each leaf makes its three calls (2 goal calls, a reply); the replayed customer calls nothing."""
+    cfg = ToolWOZHarvestConfig.model_validate(
+        {"task": ["MUL0002"], "concurrency": 1, "beam": 2, "use_n": False, "user": "replay"}
+    )
+    endpoints = open_endpoints(cfg, toolwoz_env)
+    assert endpoints.mock is not None  # a dry run over HTTP
+    gate = PairingGate(endpoints.mock.policy.complete)
+    monkeypatch.setattr(endpoints.mock.policy, "complete", gate)
+    count, [tree] = run(toolwoz_env, cfg, tmp_path / "trees.jsonl", endpoints)
+    assert (count, tree["status"], tree["steps"], len(tree["nodes"])) == (1, "success", 1, 3)
+    assert len(tree["model_calls"]) == 6
+    assert gate.most == 2
+
+
+@pytest.mark.parametrize("agent", ["react", "fc"])
+def test_a_tree_builds_its_agent_once(
+    toolwoz_env: ToolWOZEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, agent: str
+) -> None:
+    """A fork's children get copies of the tree's agent bound to their own chat models: the ReAct system
+    prompt (the tool schemas as indented JSON) is rendered once a tree, not once a node (it was most of the
+    in-process harvest's time). MUL0001 (no mistakes) grows 5 nodes; each call still goes through its
+    branch's model, so the siblings' first calls are one call with n=2 (one per expansion)."""
+    build_agent, built = toolwoz_harvest.build_agent, []
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        built.append(build_agent(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(toolwoz_harvest, "build_agent", counting)
+    _, [tree] = run(toolwoz_env, config(task=["MUL0001"], agent=agent), tmp_path / "trees.jsonl")
+    assert len(tree["nodes"]) == 5 and tree["reward"] == 1.0
+    assert len(built) == 1
+    assert [c["n"] for c in tree["model_calls"] if c["n"] > 1] == [2, 2]

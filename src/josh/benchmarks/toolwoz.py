@@ -194,7 +194,7 @@ def open_endpoints(config: RunOptions, env: ToolWOZEnvironment) -> Endpoints:
     cache = ResponseCache(Path(config.cache_dir) / "responses.sqlite") if config.cache_dir else None
     common = {
         "timeout": config.timeout,
-        "max_concurrency": config.concurrency,
+        "max_concurrency": config.requests_in_flight,
         "retry": retry,
         "cache": cache,
     }

@@ -166,7 +166,11 @@ class RunOptions(MockOptions):
 
     # -- throughput and robustness -----------------------------------------------------------------------
     concurrency: int = _opt(
-        8, "Conversations at once (also the limit of requests in flight per endpoint).", THROUGHPUT, ge=1
+        8,
+        "Conversations (harvest: trees) at once; also the limit of requests in flight per endpoint (harvest: "
+        "times --beam, one per leaf).",
+        THROUGHPUT,
+        ge=1,
     )
     timeout: float = _opt(120.0, "Timeout of one model request, in seconds.", THROUGHPUT, gt=0)
     max_retries: int = _opt(
@@ -201,6 +205,11 @@ class RunOptions(MockOptions):
     def dry_run(self) -> bool:
         """No real model: the scripted mock, over HTTP (no --model) or in-process (--model scripted)."""
         return self.model in (None, SCRIPTED)
+
+    @property
+    def requests_in_flight(self) -> int:
+        """Most model requests in flight per endpoint: one per conversation running at once."""
+        return self.concurrency
 
     @property
     def customer_model(self) -> str | None:

@@ -8,6 +8,7 @@ every model call (a call with `n` choices once). The record is `josh.search.Tree
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,8 +43,17 @@ async def harvest_tree(
     started = time.perf_counter()
     ledger = CallLedger()  # every model call of the tree, whatever happens after it
 
+    first: list[Agent] = []
+
     def make_agent(model: ChatModel) -> Agent:
-        return build_agent(config, model, env.tool_schemas, trial, prompts)
+        """The tree's agents differ only in their chat model: a copy of the first, bound to `model`. Building
+        one renders the ReAct system prompt (every tool schema as JSON), most of a fork's time if repeated."""
+        if not first:
+            first.append(build_agent(config, model, env.tool_schemas, trial, prompts))
+            return first[0]
+        agent = copy.copy(first[0])
+        agent.model = model  # type: ignore[attr-defined]  # both paper agents are `ModelAgent`s
+        return agent
 
     user_model = ledger.wrap(endpoints.user, "user") if endpoints.user is not None else None
     root = ConversationBranch(

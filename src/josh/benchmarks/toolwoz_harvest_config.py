@@ -56,6 +56,11 @@ class ToolWOZHarvestConfig(RunOptions):
             raise ValueError(TEMPERATURE_ABOVE_0)
         return value
 
+    @property
+    def requests_in_flight(self) -> int:
+        """Every live leaf of every tree running has its request in flight: up to --beam a tree."""
+        return self.concurrency * self.beam
+
     def search_config(self) -> SearchConfig:
         """The search's settings."""
         return SearchConfig(beam=self.beam, max_steps=self.max_steps, use_n=self.use_n)
