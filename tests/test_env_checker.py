@@ -18,8 +18,9 @@ def test_toolwoz_passes_the_checker(toolwoz_env: ToolWOZEnvironment, task_id: st
 
 
 class _LeakySession:
-    shared: dict[str, Any] = {"name": "acorn"}
-    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"properties": {}}}}]
+    def __init__(self, shared: dict[str, Any]) -> None:
+        self.shared = shared
+        self.tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"properties": {}}}}]
 
     def call(self, name: Any, arguments: Any = None) -> Any:
         if name != "lookup":
@@ -37,8 +38,14 @@ class _LeakySession:
 
 
 class _LeakyEnv:
+    """Its sessions share one result object. Built fresh for each test: the checker tampers with that
+    object and clears `tools`, so class-level state would not be caught a second time in one process."""
+
+    def __init__(self) -> None:
+        self.shared: dict[str, Any] = {"name": "acorn"}
+
     def session(self, task_id: str) -> _LeakySession:
-        return _LeakySession()
+        return _LeakySession(self.shared)
 
 
 def test_the_checker_catches_aliased_results() -> None:
