@@ -314,8 +314,11 @@ def test_odd_python_objects_never_raise(toolwoz_env: ToolWOZEnvironment, name, a
     result = s.call(name, arguments)
     if expected is not None:
         assert result == expected
-    else:  # a number, ignored by a search as the reference ignores non-strings: as a JSON number would be
-        assert result == toolwoz_env.session("MUL0003").call("search_hotel", {"stars": 4})
+    else:
+        # A number is ignored by the search's filter, as the reference ignores non-strings: every hotel
+        # matches. {"stars": ...} is not a subset of MUL0003's hotel goal (no stars there) nor the goal of
+        # it, so the rule "first match" gives hotel id 0 of the database, a and b guest house.
+        assert [(r["id"], r["name"]) for r in result] == [("0", "a and b guest house")]
     json.dumps(result)
     # Whatever came in, the session stays usable and everything it recorded is JSON.
     assert s.score() == 0.0 and s.met_goals() == [] and len(s.failed_goals()) == 4
@@ -335,16 +338,22 @@ def test_str_and_int_subclasses_act_as_their_values(toolwoz_env: ToolWOZEnvironm
     plain = toolwoz_env.session("MUL0003")
     odd = toolwoz_env.session("MUL0003")
     booking = {"time": "18:45", "day": "sunday", "people": "6", "name": "ask"}
-    assert odd.call(_EvilStr("search_hotel"), {_EvilStr("type"): _EvilStr("guesthouse")}) == plain.call(
-        "search_hotel", {"type": "guesthouse"}
-    )
-    assert odd.call("book_restaurant", {k: _EvilStr(v) for k, v in booking.items()}) == plain.call(
-        "book_restaurant", booking
-    )
-    assert odd.call("search_hotel", {"stars": _EvilInt(4)}) == plain.call("search_hotel", {"stars": 4})
-    assert odd.call(_EvilStr("search_hotel"), _EvilStr('{"area": "north"}')) == plain.call(
-        "search_hotel", '{"area": "north"}'
-    )
+    # {"type": "guesthouse"} is a subset of MUL0003's hotel goal: the last guesthouse that is not the
+    # goal's (the decoy), warkworth house, as in test_search_selection_rules.
+    decoy = odd.call(_EvilStr("search_hotel"), {_EvilStr("type"): _EvilStr("guesthouse")})
+    assert [r["name"] for r in decoy] == ["warkworth house"]
+    assert decoy == plain.call("search_hotel", {"type": "guesthouse"})
+    # The goal's own booking: success, with the return the task's data gives for "ask".
+    booked = odd.call("book_restaurant", {k: _EvilStr(v) for k, v in booking.items()})
+    assert booked == {"success": True, "return": {"name": "ask", "reference": "Y2Y8QYBY"}}
+    assert booked == plain.call("book_restaurant", booking)
+    # A number is ignored by the filter: the first hotel of the database (see test_odd_python_objects...).
+    assert [r["name"] for r in odd.call("search_hotel", {"stars": _EvilInt(4)})] == ["a and b guest house"]
+    assert [r["name"] for r in plain.call("search_hotel", {"stars": 4})] == ["a and b guest house"]
+    # JSON text arguments; "area" is not in the goal, so the first hotel in the north: acorn guest house.
+    north = odd.call(_EvilStr("search_hotel"), _EvilStr('{"area": "north"}'))
+    assert [(r["name"], r["area"]) for r in north] == [("acorn guest house", "north")]
+    assert north == plain.call("search_hotel", '{"area": "north"}')
     assert odd.score() == plain.score() == 0.25
     assert [g.name for g in odd.reward_events] == ["book_restaurant"]
     assert [c.to_dict() for c in odd.calls] == [c.to_dict() for c in plain.calls]
