@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 from josh.agents import ReactAgent
 from josh.benchmarks.toolwoz_config import ToolWOZEvalConfig
+from josh.llm.ledger import CallLedger
 from josh.llm.scripted import ChatRequest, ScriptedChatModel
 from josh.rollout import run_conversation
+from josh.types import AssistantMessage, Usage, UserMessage
 from josh.users import ReplayUserSimulator
+from josh.users.simulators import UserTurn
 
 TOOLS = [{"type": "function", "function": {"name": "search_hotel", "parameters": {"type": "object"}}}]
 
@@ -72,4 +76,128 @@ def test_trial_and_seed_are_recorded_and_sent_as_metadata() -> None:
     assert (record.task_id, record.trial, record.seed) == ("T9", 3, 45)
     assert [(r.seed, r.metadata) for r in seen] == [
         (45, {"task_id": "T9", "trial": "3", "run": "r1", "role": "agent"})
+    ]
+
+
+class ToolSessionStub:
+    """Records calls like an environment session: a call to `book_hotel` meets the one goal."""
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    def call(self, name: Any, arguments: Any = None) -> Any:
+        rewards = ("book_hotel",) if name == "book_hotel" else ()
+        self.calls.append(
+            SimpleNamespace(name=name, arguments=arguments, result=[len(self.calls)], rewards=rewards)
+        )
+        return [len(self.calls) - 1]
+
+    def score(self) -> float:
+        return 1.0 if any(c.rewards for c in self.calls) else 0.0
+
+    def failed_goals(self) -> list[Any]:
+        return [] if self.score() else [SimpleNamespace(name="book_hotel")]
+
+
+class GoalUser:
+    """Says three lines through a model (so the ledger counts its calls), then hangs up."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.seen: list[Any] = []
+
+    async def step(self, visible: Any, *, metadata: Any = None) -> Any:
+        self.seen.append(dict(metadata))
+        said = sum(m.role == "user" for m in visible)
+        text = "END_CONVERSATION" if said == 3 else f"line {said}"
+        await self.model.chat([], metadata=metadata)
+        return UserTurn(UserMessage(content=text), text == "END_CONVERSATION", Usage(prompt_tokens=999), 1)
+
+
+def test_calls_usage_and_metadata_of_a_whole_conversation() -> None:
+    agent_requests: list[ChatRequest] = []
+    replies = iter([
+        'APICALL {"name": "search_hotel", "parameters": {"area": "north"}} <COMMAND_END>',
+        "SPEAK found one <COMMAND_END>",
+        'APICALL {"name": "book_hotel", "parameters": {"name": "acorn"}} <COMMAND_END>',
+        "SPEAK booked <COMMAND_END>",
+        "SPEAK bye <COMMAND_END>",
+    ])  # fmt: skip
+
+    def agent_policy(request: ChatRequest) -> AssistantMessage:
+        agent_requests.append(request)
+        return AssistantMessage(content=next(replies), usage=Usage(prompt_tokens=100, completion_tokens=10))
+
+    def user_policy(request: ChatRequest) -> AssistantMessage:
+        return AssistantMessage(content="", usage=Usage(prompt_tokens=7, completion_tokens=3))
+
+    ledger = CallLedger()
+    agent = ReactAgent(ledger.wrap(ScriptedChatModel(agent_policy), "agent"), TOOLS, seed=44)
+    user = GoalUser(ledger.wrap(ScriptedChatModel(user_policy), "user"))
+    record = asyncio.run(
+        run_conversation("T5", ["search_hotel", "book_hotel"], ToolSessionStub(), agent, user,
+                         trial=2, seed=44, metadata={"run": "r"}, ledger=ledger)
+    )  # fmt: skip
+    assert (record.status, record.termination, record.reward, record.partial_reward) == (
+        "success", "user_ended", 1.0, 1.0
+    )  # fmt: skip
+    # 3 customer lines + hang-up, 3 agent replies: 7 visible messages.
+    assert [m.content for m in record.messages] == [
+        "line 0", "found one", "line 1", "booked", "line 2", "bye", "END_CONVERSATION"
+    ]  # fmt: skip
+    # The calls with the agent turn they were made in (turns 0 and 1) and the goal they met.
+    assert [(c.turn, c.name, c.arguments, c.rewards) for c in record.calls] == [
+        (0, "search_hotel", {"area": "north"}, []), (1, "book_hotel", {"name": "acorn"}, ["book_hotel"])
+    ]  # fmt: skip
+    assert record.reward_events == ["book_hotel"] and record.failed_goals == []
+    assert record.goal_calls == ["search_hotel", "book_hotel"]
+    assert (record.task_id, record.trial, record.seed) == ("T5", 2, 44)
+    # From the ledger: 5 agent calls of 100 + 10 tokens, 4 customer calls of 7 + 3 (not the 999 it claimed).
+    assert (record.agent_model_calls, record.user_model_calls) == (5, 4)
+    assert record.agent_usage == Usage(prompt_tokens=500, completion_tokens=50)
+    assert record.user_usage == Usage(prompt_tokens=28, completion_tokens=12)
+    assert [(c.role, c.prompt_tokens) for c in record.model_calls] == [
+        ("user", 7), ("agent", 100), ("agent", 100), ("user", 7), ("agent", 100), ("agent", 100),
+        ("user", 7), ("agent", 100), ("user", 7),
+    ]  # fmt: skip
+    base = {"task_id": "T5", "trial": "2", "run": "r"}
+    assert user.seen == [{**base, "role": "user", "turn": str(n)} for n in (0, 2, 4, 6)]
+    assert {tuple(sorted(r.metadata.items())) for r in agent_requests} == {
+        tuple(sorted({**base, "role": "agent"}.items()))
+    }
+    assert record.latency_s >= 0 and record.error is None
+
+
+def test_without_a_ledger_the_turns_own_counts_are_recorded() -> None:
+    agent = ReactAgent(ScriptedChatModel(lambda r: AssistantMessage(
+        content="SPEAK ok <COMMAND_END>", usage=Usage(prompt_tokens=4, completion_tokens=1))), TOOLS)  # fmt: skip
+    user = GoalUser(ScriptedChatModel(lambda r: ""))
+    record = asyncio.run(run_conversation("T6", [], ToolSessionStub(), agent, user))
+    # 3 agent turns of one call each; the user's own count (1 a line, 4 lines) and its claimed usage
+    assert (record.agent_model_calls, record.user_model_calls) == (3, 4)
+    assert record.agent_usage == Usage(prompt_tokens=12, completion_tokens=3)
+    assert record.user_usage.prompt_tokens == 4 * 999 and record.model_calls == []
+    assert record.failed_goals == ["book_hotel"] and record.reward == 0.0
+
+
+def test_a_bug_is_recorded_with_its_trace_and_a_protocol_error_ends_with_reward_0() -> None:
+    def crash(request: ChatRequest) -> str:
+        raise ZeroDivisionError("division by zero")
+
+    user = ReplayUserSimulator([("user", "hi"), ("user", "again")])
+    bug = asyncio.run(
+        run_conversation("T7", [], ToolSessionStub(), ReactAgent(ScriptedChatModel(crash), TOOLS), user)
+    )
+    assert (bug.status, bug.termination, bug.reward, bug.partial_reward) == ("error", "error", None, 0.0)
+    first, _, trace = (bug.error or "").partition("\n")
+    assert first == "ZeroDivisionError: division by zero"
+    assert trace.startswith("Traceback (most recent call last):") and "in crash" in trace
+    strict = ReactAgent(ScriptedChatModel(lambda r: 'APICALL {"name": "search_hotel", "parameters": 3} <COMMAND_END>'),
+                        TOOLS, strict_errors=True)  # fmt: skip
+    protocol = asyncio.run(run_conversation("T8", [], ToolSessionStub(), strict, user))
+    assert (protocol.status, protocol.termination, protocol.reward, protocol.error) == (
+        "success", "agent_error", 0.0, None
+    )  # fmt: skip
+    assert protocol.notes == [
+        "turn 0: APICALL parameters is a number, not an object (strict errors: the conversation ends with reward 0)"
     ]
