@@ -135,11 +135,32 @@ def test_pool_isolates_failures_and_respects_the_limit() -> None:
             worker,
             concurrency=3,
             on_result=results.__setitem__,
-            on_error=lambda job, exc: f"error {exc}",
+            on_error=lambda job, exc: f"error {job}: {exc}",
         )  # fmt: skip
     )
     assert len(results) == 10 and peak == 3
-    assert results[3] == "error boom 3" and results[4] == "ok 4"
+    assert results[3] == "error 3: boom 3" and results[4] == "ok 4"
+    # jobs 0, 3, 6 and 9 failed (job % 3 == 0), each reported as its own job's result
+    assert sorted(j for j, r in results.items() if r.startswith("error")) == [0, 3, 6, 9]
+
+
+def test_pool_of_one_runs_jobs_one_at_a_time_and_refuses_zero() -> None:
+    order: list[str] = []
+
+    async def worker(job: int) -> int:
+        order.append(f"start {job}")
+        await asyncio.sleep(0)
+        order.append(f"end {job}")
+        return job
+
+    done: list[int] = []
+    asyncio.run(run_pool([1, 2], worker, concurrency=1, on_result=lambda j, r: done.append(r),
+                         on_error=lambda j, e: -1))  # fmt: skip
+    assert order == ["start 1", "end 1", "start 2", "end 2"] and done == [1, 2]
+    with pytest.raises(ValueError, match="concurrency must be >= 1"):
+        asyncio.run(
+            run_pool([1], worker, concurrency=0, on_result=lambda j, r: None, on_error=lambda j, e: None)
+        )
 
 
 def test_pool_stops_on_a_stop_exception_and_records_nothing_unfinished() -> None:
