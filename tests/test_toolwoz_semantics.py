@@ -15,6 +15,7 @@ from josh.envs.toolwoz.tools import (
     INVALID_ARGUMENTS,
     INVALID_VALUE,
     INVALID_VALUE_TYPE,
+    _SqlQuery,
     select,
 )
 from josh.errors import JoshError, UnknownTaskError
@@ -181,20 +182,36 @@ def test_error_results_are_the_references(toolwoz_env: ToolWOZEnvironment) -> No
 
 @pytest.mark.data
 def test_sql_and_python_paths_agree(toolwoz_env: ToolWOZEnvironment) -> None:
-    """The SQLite fast path and the pure-Python fallback pick the same records."""
+    """The SQLite fast path and the pure-Python fallback pick the same records, named here by hand.
+
+    The SQL path is queried directly: through `execute`, an error in its SQL would fall back to the
+    Python path unseen."""
     executor = toolwoz_env.executor
     task = toolwoz_env.task("MUL0003")
+    conn = executor.store.connection()
     cases = [
-        ("hotel", {"type": "guesthouse"}),
-        ("hotel", {"type": "guesthouse", "parking": "yes", "pricerange": "cheap", "internet": "yes"}),
-        ("restaurant", {"food": "italian", "pricerange": "cheap", "area": "centre"}),
-        ("restaurant", {"area": "centre"}),
-        ("train", {"leaveAt": "10:00", "day": "monday"}),
-    ]
-    for domain, args in cases:
-        fast = executor.execute(task, f"search_{domain}", args)
+        # a subset of the hotel goal: the last guesthouse that does not satisfy it (the decoy)
+        ("hotel", {"type": "guesthouse"}, "warkworth house"),
+        # the whole goal: the booked hotel
+        ("hotel", {"type": "guesthouse", "parking": "yes", "pricerange": "cheap", "internet": "yes"},
+         "alexander bed and breakfast"),
+        # the whole restaurant goal: "ask" is booked but the database calls it "ask restaurant": nothing
+        ("restaurant", {"food": "italian", "pricerange": "cheap", "area": "centre"}, None),
+        # a subset of the restaurant goal: the last centre restaurant that is not cheap and italian
+        ("restaurant", {"area": "centre"}, "bangkok city"),
+        # trains are not in the goal: the first match; leaveAt means after, arriveBy before (as text)
+        ("train", {"leaveAt": "23:50"}, "TR5431"),
+        ("train", {"arriveBy": "05:10"}, "TR5431"),
+        ("train", {"leaveAt": "10:00", "day": "monday"}, "TR1111"),
+        ("attraction", {"area": "centre"}, "adc theatre"),
+    ]  # fmt: skip
+    for domain, args, expected in cases:
+        fast = select(_SqlQuery(conn, domain, args), task, domain, args)
         slow = select(executor.python_query(domain, args), task, domain, args)
         assert fast == slow, (domain, args)
+        assert [r.get("name") or r.get("trainID") for r in fast] == ([expected] if expected else []), args
+        assert executor.execute(task, f"search_{domain}", args) == fast
+    assert select(_SqlQuery(conn, "train", {"leaveAt": "23:50"}), task, "train", {})[0]["leaveAt"] == "23:59"
 
 
 # -- Python objects no JSON parser makes: the session still answers, and stays usable -----------------------
@@ -404,3 +421,32 @@ def test_bounded_and_dumps_line_make_any_value_json() -> None:
             raise RuntimeError("__str__")
 
     assert json.loads(dumps_line({"a": 10**5000, "b": _BadStr()}))["a"] == "<int of 16,610 bits>"
+
+
+@pytest.mark.data
+def test_search_goals_are_met_by_the_references_rules(toolwoz_env: ToolWOZEnvironment) -> None:
+    hotel_goal = {"type": "guesthouse", "parking": "yes", "pricerange": "cheap", "internet": "yes"}
+    s = toolwoz_env.session("MUL0003")  # its hotel search books "alexander bed and breakfast"
+    # a subset of the goal returns the decoy, not the booked hotel: not met
+    assert [r["name"] for r in s.call("search_hotel", {"type": "guesthouse"})] == ["warkworth house"]
+    # the goal plus area north: no cheap guesthouse with parking in the north is the booked one -> []
+    assert s.call("search_hotel", {**hotel_goal, "area": "north"}) == []
+    # the goal itself returns the booked hotel: met
+    assert [r["name"] for r in s.call("search_hotel", hotel_goal)] == ["alexander bed and breakfast"]
+    assert [c.rewards for c in s.calls] == [(), (), ("search_hotel",)]
+    assert s.score() == 0.25 and [g.name for g in s.failed_goals()] == [
+        "book_hotel", "search_restaurant", "book_restaurant"
+    ]  # fmt: skip
+    # MUL0409 searches an attraction it does not book; its goal is {"name": "regency gallery"} (the empty
+    # type and area are ignored).
+    t = toolwoz_env.session("MUL0409")
+    assert [r["name"] for r in t.call("search_attraction", {"area": "centre"})] == ["adc theatre"]  # first
+    assert [r["name"] for r in t.call("search_attraction", {})] == ["williams art and antiques"]  # decoy
+    found = t.call("search_attraction", {"name": "regency gallery", "area": "centre"})
+    assert [r["name"] for r in found] == ["regency gallery"]  # holds the goal, no booking to match: met
+    assert [c.rewards for c in t.calls] == [(), (), ("search_attraction",)]
+    assert t.score() == pytest.approx(1 / 3)
+    # Recorded calls as written to a run file.
+    assert t.calls[0].to_dict() == {"name": "search_attraction", "arguments": {"area": "centre"},
+                                    "result": t.calls[0].result, "rewards": []}  # fmt: skip
+    assert t.calls[2].to_dict()["rewards"] == ["search_attraction"]
