@@ -31,7 +31,7 @@ def test_toolwoz_passes_the_checker(toolwoz_env: ToolWOZEnvironment, task_id: st
 
 
 class _LeakySession:
-    def __init__(self, shared: dict[str, Any]) -> None:
+    def __init__(self, shared: Any) -> None:
         self.shared = shared
         self.tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"properties": {}}}}]
 
@@ -54,16 +54,19 @@ class _LeakyEnv:
     """Its sessions share one result object. Built fresh for each test: the checker tampers with that
     object and clears `tools`, so class-level state would not be caught a second time in one process."""
 
-    def __init__(self) -> None:
-        self.shared: dict[str, Any] = {"name": "acorn"}
+    def __init__(self, shared: Any = None) -> None:
+        self.shared: Any = {"name": "acorn"} if shared is None else shared
 
     def session(self, task_id: str) -> _LeakySession:
         return _LeakySession(self.shared)
 
 
-def test_the_checker_catches_aliased_results() -> None:
-    with pytest.raises(EnvCheckError, match="share state"):
-        check_env(_LeakyEnv(), "any")
+@pytest.mark.parametrize("kind", ["a dict", "a list of dicts"])
+def test_the_checker_catches_aliased_results(kind: str) -> None:
+    shared = {"name": "acorn"} if kind == "a dict" else [{"name": "acorn"}]  # fresh: the checker tampers
+    with pytest.raises(EnvCheckError) as info:
+        check_env(_LeakyEnv(shared), "any")
+    assert str(info.value) == "mutating the result of lookup changed later results: results share state"
 
 
 class _ToySession:
@@ -147,14 +150,6 @@ class _Broken(_ToySession):
     """The toy session with one contract broken by each subclass below."""
 
 
-class _TamperedListSession(_Broken):
-    shared = [{"answer": 42}]
-
-    def call(self, name: Any, arguments: Any = None) -> Any:
-        super().call(name, arguments)
-        return type(self).shared if name == "lookup" else "ERROR: unknown tool"  # one list for all
-
-
 class _AliasedToolsSession(_Broken):
     def __init__(self) -> None:
         super().__init__()
@@ -220,8 +215,6 @@ class _UnusableAfterHostileSession(_Broken):
 @pytest.mark.parametrize(
     ("check", "session_class", "message"),
     [
-        (check_results_are_not_aliased, _TamperedListSession,
-         "mutating the result of lookup changed later results: results share state"),
         (check_results_are_not_aliased, _AliasedToolsSession, "mutating `tools` changed the session's tools"),
         (check_snapshot_restore, _ScoreNotRestoredSession, "restore() did not bring back the snapshot's score"),
         (check_snapshot_restore, _AnswersNotRestoredSession,
