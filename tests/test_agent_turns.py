@@ -222,6 +222,10 @@ def test_fc_text_tool_calls_are_named_in_the_note() -> None:
         .notes[0]
         .endswith("search_taxi (spoken to the customer, as the paper does)")
     )
+    long = json.dumps([{"name": "x" * 150, "arguments": {}}])
+    assert run_turn(FunctionCallingAgent(RecordingModel(long), TOOLS)).notes[0] == (
+        f"tool call written as text: {'x' * 100} (spoken to the customer, as the paper does)"
+    )  # a name is cut to 100 characters in the note
     execute = Executor()
     ran = run_turn(
         FunctionCallingAgent(RecordingModel(five, "ok"), TOOLS, parse_text_tool_calls=True), execute

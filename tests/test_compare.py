@@ -87,3 +87,9 @@ def test_counts_and_the_named_test() -> None:
         result["test"]
         == "paired permutation test (two-sided) over per-task mean rewards, errors counted as 0"
     )
+
+
+def test_sampling_is_seeded_the_same_every_time() -> None:
+    differences = [0.5, -0.25, 1.0, 0.0, 0.75, -0.5] * 4  # 20 non-zero: sampled
+    assert permutation_p_value(differences) == permutation_p_value(differences)
+    assert bootstrap_interval(differences) == bootstrap_interval(differences)

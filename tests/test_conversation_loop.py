@@ -8,6 +8,7 @@ from typing import Any
 
 from josh.agents import ReactAgent
 from josh.benchmarks.toolwoz_config import ToolWOZEvalConfig
+from josh.llm.base import RetryableLLMError
 from josh.llm.ledger import CallLedger
 from josh.llm.scripted import ChatRequest, ScriptedChatModel
 from josh.rollout import run_conversation
@@ -201,3 +202,55 @@ def test_a_bug_is_recorded_with_its_trace_and_a_protocol_error_ends_with_reward_
     assert protocol.notes == [
         "turn 0: APICALL parameters is a number, not an object (strict errors: the conversation ends with reward 0)"
     ]
+
+
+def test_call_turns_count_up_and_a_trace_keeps_eight_frames() -> None:
+    replies = iter(
+        [f'APICALL {{"name": "search_hotel", "parameters": {{"n": {i}}}}} <COMMAND_END>' for i in range(3)]
+    )
+
+    async def policy(request: ChatRequest) -> str:
+        text = next(replies, None)
+        if text is None:
+            return "SPEAK ok <COMMAND_END>"
+        await asyncio.sleep(0.002)  # some latency to record (a lower bound, not a timing assert)
+        return text + " SPEAK ok <COMMAND_END>"
+
+    user = ReplayUserSimulator([("user", f"line {i}") for i in range(4)])
+    agent = ReactAgent(ScriptedChatModel(policy), TOOLS)
+    record = asyncio.run(run_conversation("T10", [], ToolSessionStub(), agent, user))
+    assert [c.turn for c in record.calls] == [0, 1, 2]  # one call in each of the first three agent turns
+    assert 0.006 <= record.latency_s < 60  # three 2 ms waits at least
+
+    def deep(depth: int) -> str:
+        if depth == 0:
+            raise ZeroDivisionError("deep")
+        return deep(depth - 1)
+
+    bug_agent = ReactAgent(ScriptedChatModel(lambda request: deep(20)), TOOLS)
+    bug = asyncio.run(run_conversation("T11", [], ToolSessionStub(), bug_agent, user))
+    trace = (bug.error or "").split("\n", 1)[1]
+    # the traceback is cut to its first 8 frames, then the exception line
+    assert trace.count('\n  File "') == 8 and trace.endswith("ZeroDivisionError: deep\n")
+    assert trace.startswith("Traceback (most recent call last):\n  File ")
+
+
+def test_a_failed_customer_call_is_not_counted_as_made() -> None:
+    answers = iter([AssistantMessage(content="", usage=Usage(prompt_tokens=7)), RetryableLLMError("gave up")])
+
+    def user_policy(request: ChatRequest) -> AssistantMessage:
+        answer = next(answers)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    ledger = CallLedger()
+    agent = ReactAgent(ledger.wrap(ScriptedChatModel(lambda r: "SPEAK ok <COMMAND_END>"), "agent"), TOOLS)
+    user = GoalUser(ledger.wrap(ScriptedChatModel(user_policy), "user"))
+    record = asyncio.run(run_conversation("T12", [], ToolSessionStub(), agent, user, ledger=ledger))
+    assert record.status == "error" and record.error == "RetryableLLMError: gave up"
+    # the customer's first call finished, its second failed: 1 made, 2 in the ledger
+    assert (record.user_model_calls, record.agent_model_calls) == (1, 1)
+    assert [(c.role, c.error is not None) for c in record.model_calls] == [
+        ("user", False), ("agent", False), ("user", True)
+    ]  # fmt: skip

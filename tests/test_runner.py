@@ -157,7 +157,7 @@ def test_pool_of_one_runs_jobs_one_at_a_time_and_refuses_zero() -> None:
     asyncio.run(run_pool([1, 2], worker, concurrency=1, on_result=lambda j, r: done.append(r),
                          on_error=lambda j, e: -1))  # fmt: skip
     assert order == ["start 1", "end 1", "start 2", "end 2"] and done == [1, 2]
-    with pytest.raises(ValueError, match="concurrency must be >= 1"):
+    with pytest.raises(ValueError, match="^concurrency must be >= 1$"):
         asyncio.run(
             run_pool([1], worker, concurrency=0, on_result=lambda j, r: None, on_error=lambda j, e: None)
         )

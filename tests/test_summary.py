@@ -17,6 +17,8 @@ RECORDS = [
         "agent_model_calls": 3, "user_model_calls": 2,
         "notes": [TEXT_NOTE, "turn 1: something else"],
         "model_calls": [
+            "not a call",
+            {"role": "judge", "cached": True},
             {"role": "agent", "cached": True}, {"role": "agent", "error": "timeout"},
             {"role": "user", "cached": True}, {"role": "user"}, "not a call", {"role": "judge", "cached": True},
         ],
@@ -107,3 +109,31 @@ def test_error_records_without_a_message_are_counted_not_a_crash() -> None:
     rows = [{"task_id": "A"}, {"task_id": "B", "status": "error", "error": ""}, {"task_id": "C", "error": 42}]
     s = summarize(rows)
     assert s["errors"] == 3 and s["error_messages"] == {"": 2, "42": 1}
+
+
+def test_odd_records_count_as_the_paper_counts_them() -> None:
+    rows = [
+        {"task_id": "A", "status": "error", "reward": 0.5, "goal_calls": ["search_hotel", "search_hotel"]},
+        {"task_id": "B", "status": "success", "reward": 1.0, "goal_calls": ["search_hotel", "search_hotel"],
+         "failed_goals": ["search_hotel"]},
+        {"task_id": "C", "status": "success", "reward": 1.0, "goal_calls": ["lookup", "get_train_times"]},
+        {"task_id": "D", "reward": 1.0},  # no trial (trial 0), no status, no termination
+        {"task_id": "D", "trial": 1, "status": "success", "reward": 1.0, "termination": "user_ended"},
+    ]  # fmt: skip
+    s = summarize(rows)
+    # an error scores 0 even with a reward in it, and is not "scored"; D without status is an error too:
+    # scored B, C and D trial 1
+    assert s["records"] == 5 and s["scored"] == 3 and s["errors"] == 2
+    assert s["average_reward"] == pytest.approx((0 + 1 + 1 + 0 + 1) / 5)
+    # A (an error) fails both its search_hotel goals; B fails one of its two
+    assert s["per_api"]["search_hotel"] == {"goal_calls": 4, "failed": 3, "failure_rate": 0.75}
+    # a domain is what follows the first "_"; a name without one is its own domain
+    assert set(s["per_domain"]) == {"hotel", "lookup", "train_times"}
+    # only D trial 1 says how it ended
+    assert s["terminations"] == {"?": 4, "user_ended": 1} and s["trials"] == 2
+
+
+def test_resampling_is_seeded_the_same_every_time() -> None:
+    values = [0.0, 0.25, 0.5, 1.0, 1.0, 0.75, 0.0]
+    rows = [{"task_id": f"T{i}", "status": "success", "reward": v} for i, v in enumerate(values)]
+    assert summarize(rows)["average_reward_ci95"] == summarize(rows)["average_reward_ci95"]
