@@ -59,11 +59,13 @@ def test_damaged_middle_lines_are_skipped_with_one_warning_and_run_again_on_resu
     assert [r["task_id"] for r in contents.records] == ["A", "D"]
     assert [n for n, _ in contents.damaged] == [4, 5, 6, 7, 8, 9, 10, 11]
     reasons = dict(contents.damaged)
-    assert reasons[4].startswith("not valid JSON") and reasons[5] == "not a JSON object"
+    assert reasons[4] == "not valid JSON (Expecting ':' delimiter)" and reasons[5] == "not a JSON object"
     assert (
         reasons[6] == "no task_id" and reasons[7] == "not UTF-8" and reasons[8].startswith("a second header")
     )
-    assert reasons[9] == "nested too deeply to read" and reasons[10].startswith("not valid JSON")
+    assert reasons[9] == "nested too deeply to read" and reasons[10].startswith(
+        "not valid JSON (Exceeds the limit (4300 digits) for integer string conversion"
+    )  # an exception without a `msg`: its text
     assert reasons[11] == "trial is not an integer"
     assert len(caplog.records) == 1
     message = caplog.records[0].getMessage()
@@ -90,12 +92,18 @@ def test_line_separators_inside_strings_do_not_split_a_record(tmp_path: Path) ->
 @pytest.mark.parametrize(
     "torn", [b'{"type": "hea', b'{"type": "header", "format_version": 1, "josh_ver', b"{"]
 )
-def test_a_file_holding_only_a_torn_header_starts_over(tmp_path: Path, resume: bool, torn: bytes) -> None:
+def test_a_file_holding_only_a_torn_header_starts_over(
+    tmp_path: Path, resume: bool, torn: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "run.jsonl"
     path.write_bytes(torn)
     with pytest.raises(JoshError, match="holds only a torn header"):
         read_run(path)
-    writer = start(path, resume=resume)
+    with caplog.at_level(logging.WARNING, logger="josh.runner.runfile"):
+        writer = start(path, resume=resume)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path} holds only a torn header (a run killed as it started); starting it over"
+    ]
     assert writer.done == set()
     writer.write(ok("A"))
     writer.close("success")
@@ -127,8 +135,10 @@ def test_a_file_that_is_not_a_run_is_named_so_and_never_overwritten(tmp_path: Pa
     with pytest.raises(JoshError, match=r"run\.jsonl is not a josh run file"):
         read_run(path)
     for resume in (False, True):
-        with pytest.raises(JoshError, match="not a josh run file|already exists"):
+        with pytest.raises(JoshError) as info:
             start(path, resume=resume)
+        assert str(info.value).startswith(f"{path} ")
+        assert "not a josh run file" in str(info.value) or "already exists" in str(info.value)
     assert path.read_bytes() == BINARY[name]
 
 
@@ -263,8 +273,9 @@ def test_resume_knows_which_keys_are_done_and_which_ended_in_an_error(tmp_path: 
     writer.write(ok("A"))
     writer.write({"task_id": "B", "trial": 1, "status": "error", "reward": None})
     writer.write({"task_id": "C", "status": "success", "reward": 1.0})  # no trial: trial 0
-    assert writer.errored == {("B", 1)}
+    assert writer.errored == {("B", 1)} and writer.done == {("A", 0), ("B", 1), ("C", 0)}
     writer.close("success")
+    assert read_run(path).statuses[-1]["records"] == 3  # the keys done, when not given
     again = start(path, resume=True)
     assert again.done == {("A", 0), ("B", 1), ("C", 0)} and again.errored == {("B", 1)}
     assert again.path == path and again.header["config_hash"] == "h1"
@@ -305,17 +316,22 @@ def test_a_torn_last_line_after_two_records_and_blank_lines(tmp_path: Path) -> N
     assert read_run(path).torn_bytes == 0 and '"C"' not in path.read_text()
 
 
-def test_more_than_ten_damaged_lines_are_summed_up(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(("damaged", "more"), [(10, ""), (11, "; and 1 more"), (12, "; and 2 more")])
+def test_more_than_ten_damaged_lines_are_summed_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damaged: int, more: str
+) -> None:
     path = tmp_path / "run.jsonl"
     start(path).close("success")
     with open(path, "a") as fh:
-        fh.write("[1]\n" * 12)  # lines 3 to 14
+        fh.write("[1]\n" * damaged)  # from line 3 on
     with caplog.at_level(logging.WARNING, logger="josh.runner.runfile"):
         contents = read_run(path)
-    assert [n for n, _ in contents.damaged] == list(range(3, 15))
-    message = caplog.records[0].getMessage()
-    shown = "; ".join(f"line {n}: not a JSON object" for n in range(3, 13))
-    assert f"skipped 12 damaged line(s) ({shown}; and 2 more);" in message
+    assert [n for n, _ in contents.damaged] == list(range(3, 3 + damaged))
+    shown = "; ".join(f"line {n}: not a JSON object" for n in range(3, 13))  # the first ten
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: skipped {damaged} damaged line(s) ({shown}{more}); their tasks count as not done and run "
+        "again on --resume"
+    ]
 
 
 def test_a_header_line_longer_than_one_read_is_found(tmp_path: Path) -> None:
@@ -330,11 +346,15 @@ def test_a_header_line_longer_than_one_read_is_found(tmp_path: Path) -> None:
     writer = start(path, resume=True)
     assert writer.done == set()
     writer.close("success")
+    contents = read_run(path)  # resumed: the header kept, not a torn one started over
+    assert path.read_text().split("\n", 1)[0] == line
+    assert [s["status"] for s in contents.statuses] == ["resumed", "success"]
 
 
 def test_json_depth_ignores_brackets_inside_strings() -> None:
     assert _json_depth("") == 0 and _json_depth("1") == 0 and _json_depth("[]") == 1
     assert _json_depth('{"a": [[1]], "s": "[[[[", "t": "\\"{{"}') == 3
+    assert _json_depth("[][[[]]]") == 3  # the deepest point, wherever it comes
 
 
 def test_a_record_exactly_max_depth_deep_is_kept_and_one_deeper_is_cut() -> None:
@@ -364,3 +384,23 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
     future.write_text('{"type": "header", "format_version": 2}\n')
     with pytest.raises(JoshError, match="has run-file format 2; this josh reads 1$"):
         read_run(future)
+
+
+def test_config_diffs_of_odd_shapes_and_a_header_without_config(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    open_run(path, config={"a": {"b": 1}}, config_hash="h1", seed=0, resume=False, command="t").close(
+        "success"
+    )
+    with pytest.raises(JoshError, match=r"differs in: a\)"):  # an object became a number
+        open_run(path, config={"a": 5}, config_hash="h2", seed=0, resume=True, command="t")
+    bare = tmp_path / "bare.jsonl"
+    bare.write_text('{"type": "header", "format_version": 1, "config_hash": "h1"}\n')
+    with pytest.raises(JoshError, match=r"differs in: a, b\)"):  # no config saved: every key differs
+        open_run(bare, config={"a": 1, "b": 2}, config_hash="h2", seed=0, resume=True, command="t")
+
+
+def test_a_file_that_starts_with_a_newline_is_not_a_run(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    path.write_text("\n" + json.dumps({"type": "header", "format_version": 1}) + "\n")
+    with pytest.raises(JoshError, match="is not a josh run file"):  # an empty first line, not an empty file
+        read_run(path)

@@ -139,6 +139,7 @@ def test_a_second_open_in_this_process_is_refused_naming_the_holder(tmp_path: Pa
     (b"", "holder unknown"),  # locked, note not written yet
     (b"[1, 2]\n", "holder unknown"),  # not an object
     (b'{"pid": 5}\n', "pid 5 on ?, `?`, since ?"),
+    (b'{"host": "h", "command": "c", "since": "s"}\n', "pid ? on h, `c`, since s"),
 ])  # fmt: skip
 def test_the_holder_is_described_from_whatever_note_it_left(
     tmp_path: Path, note: bytes, described: str
@@ -169,3 +170,14 @@ def test_a_file_system_without_locks_runs_with_a_warning(
         f"cannot lock {lock_path(path)} (locks not supported); make sure no other josh run writes {path}"
     ]
     held.release()
+
+
+def test_the_lock_file_is_made_readable_and_a_missing_folder_is_one_clear_error(tmp_path: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    with RunLock.acquire(tmp_path / "run.jsonl", command="eval"):
+        assert os.stat(lock_path(tmp_path / "run.jsonl")).st_mode & 0o777 == 0o666 & ~umask
+    missing = tmp_path / "no" / "run.jsonl"
+    with pytest.raises(JoshError) as info:
+        RunLock.acquire(missing, command="eval")
+    assert str(info.value) == f"cannot create the lock file {lock_path(missing)}: No such file or directory"
