@@ -125,8 +125,14 @@ def test_a_correct_toy_env_passes() -> None:
 @pytest.mark.parametrize(
     ("session_class", "message"),
     [
-        (_NoOpRestoreSession, "restore lost state"),
-        (_CopyingSession, "call\\(\\) raised .* on a list nested 1,000 deep as arguments"),
+        (
+            _NoOpRestoreSession,
+            "^after restore\\(snapshot\\), snapshot\\(\\) differs from that snapshot: restore lost state$",
+        ),
+        (
+            _CopyingSession,
+            "^call\\(\\) raised RecursionError on a list nested 1,000 deep as arguments: it must answer instead$",
+        ),
         (_UnserialisableSession, "result of a call with bytes as arguments is not JSON-serialisable"),
     ],
 )
@@ -288,3 +294,64 @@ def test_the_hostile_calls_are_what_their_labels_say() -> None:
     assert cases["a 5,000-digit integer as JSON text"][1] == "9" * 5000
     assert cases["bytes as the tool name"] == (b"lookup", {})
     assert cases["non-string keys"][1] == {1: "x", None: "y", ("q",): "z"}
+
+
+class _FragileValueSession(_Broken):
+    """Crashes only when its own tool gets a non-string value for its own parameter."""
+
+    def call(self, name: Any, arguments: Any = None) -> Any:
+        if (
+            name == "lookup"
+            and type(arguments) is dict
+            and "q" in arguments
+            and type(arguments["q"]) is not str
+        ):
+            raise TypeError("q must be text")
+        return super().call(name, arguments) if type(name) is str else "ERROR: unknown tool"
+
+
+class _NoToolsSession(_Broken):
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        return []
+
+
+class _NoFunctionSession(_Broken):
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        return [{"type": "function"}]
+
+
+def test_hostile_values_go_to_the_first_tools_first_parameter() -> None:
+    env = _ToyEnv()
+    env.session_class = _FragileValueSession
+    with pytest.raises(EnvCheckError) as info:
+        check_hostile_calls_never_raise(env, "any")
+    assert (
+        str(info.value)
+        == "call() raised TypeError on a list nested 1,000 deep as a value: it must answer instead"
+    )
+    env.session_class = _NoToolsSession  # no tools: the probes go to an unknown tool, and nothing breaks
+    check_hostile_calls_never_raise(env, "any")
+    env.session_class = _NoFunctionSession
+    with pytest.raises(EnvCheckError) as info:
+        check_every_tool_accepts_a_sample_call(env, "any")
+    assert str(info.value) == "tool schema without a function name: {'type': 'function'}"
+
+
+class _KeyOrderEnv:
+    """Equal results whose keys come in another order in every other session, holding a set: not a bug."""
+
+    def __init__(self) -> None:
+        self.made = 0
+
+    def session(self, task_id: str) -> Any:
+        self.made += 1
+        session, flip = _ToySession(), self.made % 2 == 0
+        answer = {"b": 2, "a": {1}} if flip else {"a": {1}, "b": 2}
+        session.call = lambda name, arguments=None: dict(answer)  # type: ignore[method-assign]
+        return session
+
+
+def test_results_are_compared_as_json_whatever_their_key_order() -> None:
+    check_calls_are_deterministic(_KeyOrderEnv(), "T1")  # sorted keys; the set written with repr()
