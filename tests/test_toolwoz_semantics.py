@@ -450,3 +450,42 @@ def test_search_goals_are_met_by_the_references_rules(toolwoz_env: ToolWOZEnviro
     assert t.calls[0].to_dict() == {"name": "search_attraction", "arguments": {"area": "centre"},
                                     "result": t.calls[0].result, "rewards": []}  # fmt: skip
     assert t.calls[2].to_dict()["rewards"] == ["search_attraction"]
+
+
+@pytest.mark.data
+def test_the_python_search_path_by_hand(toolwoz_env: ToolWOZEnvironment) -> None:
+    def names(domain: str, filters: dict[str, str]) -> list[str]:
+        return [
+            r.get("name") or r["trainID"] for r in toolwoz_env.executor.python_query(domain, filters).matches
+        ]
+
+    # "dontcare" filters nothing: the database's 33 hotels, from hotel id 0 (a and b guest house) on
+    everything = names("hotel", {"area": "dontcare"})
+    assert len(everything) == 33 and everything[0] == "a and b guest house"
+    # ... and the filters after it still apply
+    assert names("hotel", {"area": "dontcare", "name": "acorn guest house"}) == ["acorn guest house"]
+    # strictly after the last departure (23:59) and strictly before the first arrival (01:06): nothing
+    assert names("train", {"leaveAt": "23:59"}) == [] and names("train", {"arriveBy": "01:06"}) == []
+    assert "TR5431" in names("train", {"leaveAt": "23:58"})  # leaves at 23:59
+
+
+@pytest.mark.data
+def test_task_lookups_and_their_errors(toolwoz_env: ToolWOZEnvironment) -> None:
+    assert toolwoz_env.task_ids() == toolwoz_env.task_ids("all") and len(toolwoz_env.task_ids()) == 7849
+    assert next(iter(toolwoz_env.tasks())).task_id == toolwoz_env.task_ids()[0]
+    with pytest.raises(JoshError) as info:
+        toolwoz_env.task_ids("dev")
+    assert str(info.value) == "unknown split 'dev'; choose one of test, full_test, val, train, all"
+    with pytest.raises(UnknownTaskError) as info:
+        toolwoz_env.task(123)  # type: ignore[arg-type]
+    assert str(info.value) == "task id must be a string, got int"
+    with pytest.raises(UnknownTaskError) as info:
+        toolwoz_env.task("x" * 100)
+    # the id shown cut short: reprlib keeps 30 characters of its quoted repr ("'" + 12 x, "...", 13 x + "'")
+    assert str(info.value) == (
+        "unknown ToolWOZ task 'xxxxxxxxxxxx...xxxxxxxxxxxxx'; `josh data tasks --split all` lists the 7,849 ids"
+    )
+    first = toolwoz_env.task("MUL0409")
+    assert toolwoz_env.task("MUL0409.json") is first  # cached: the same object
+    assert (first.split, type(first.requested), first.turns[0].role) == ("test", dict, "user")
+    assert first.turns[0].text and all(t.role in ("user", "assistant") for t in first.turns)
