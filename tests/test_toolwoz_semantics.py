@@ -489,3 +489,22 @@ def test_task_lookups_and_their_errors(toolwoz_env: ToolWOZEnvironment) -> None:
     assert toolwoz_env.task("MUL0409.json") is first  # cached: the same object
     assert (first.split, type(first.requested), first.turns[0].role) == ("test", dict, "user")
     assert first.turns[0].text and all(t.role in ("user", "assistant") for t in first.turns)
+
+
+@pytest.mark.data
+def test_nested_parts_of_results_are_copies_too(toolwoz_env: ToolWOZEnvironment) -> None:
+    s = toolwoz_env.session("MUL0003")
+    failed = s.call("book_hotel", {"stay": "1"})
+    failed["return"]["tampered"] = True  # the failed-booking result's nested object
+    assert s.call("book_hotel", {"stay": "1"}) == {"success": False, "return": {}}
+    booked = s.call(
+        "book_hotel", {"stay": "4", "day": "sunday", "people": "6", "name": "alexander bed and breakfast"}
+    )
+    booked["return"]["name"] = "tampered"
+    assert s.calls[-1].result["return"]["name"] == "alexander bed and breakfast"  # the record kept its own
+    query = toolwoz_env.executor.python_query("hotel", {"type": "guesthouse"})
+    goal = toolwoz_env.task("MUL0003").goal("search_hotel")
+    for found in (query.first(), query.last_with_id("name", "warkworth house"), query.last_decoy(goal)):
+        found["price"]["single"] = "0"  # a nested object of the stored record
+    assert [r["price"]["single"] for r in (query.first(), query.last_decoy(goal))] == ["50", "55"]
+    assert query.last_with_id("name", "warkworth house")["price"]["single"] == "55"
