@@ -154,5 +154,6 @@ def test_the_openai_wrapper_form_and_non_ascii_arguments() -> None:
     [call] = find_text_tool_calls(json.dumps({"id": "c1", "type": "function", "function": inner}))
     assert (call.name, call.arguments) == ("search_hotel", {"area": "café"})
     assert call.raw_arguments == '{"area": "café"}'  # written as the model would, not \\u-escaped
-    # a wrapper of another type is not a function call
+    # no type is a function call too; a wrapper of another type is not one
+    assert [c.name for c in find_text_tool_calls(json.dumps({"function": inner}))] == ["search_hotel"]
     assert find_text_tool_calls(json.dumps({"type": "retrieval", "function": inner})) == []
