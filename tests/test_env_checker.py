@@ -291,7 +291,22 @@ def test_the_hostile_calls_are_what_their_labels_say() -> None:
     assert type(cases["a lock as a value"][1]["q"]) is type(threading.Lock())
     with pytest.raises(RuntimeError, match="^hostile object$"):
         repr(cases["an object whose __eq__, __hash__ and __repr__ raise, as arguments"][1])
+    assert list(cases) == [
+        "a list nested 1,000 deep as arguments", "a list nested 1,000 deep as a value",
+        "a list nested 1,000 deep as the tool name", "JSON text nested 100,000 deep", "a list that contains itself",
+        "a lock as arguments", "a lock as a value", "a generator as a value",
+        "an object whose __eq__, __hash__ and __repr__ raise, as the tool name",
+        "an object whose __eq__, __hash__ and __repr__ raise, as arguments",
+        "an object whose __eq__, __hash__ and __repr__ raise, as a value", "a 5,000-digit integer as JSON text",
+        "a 5,000-digit integer in a JSON object", "a 5,000-digit integer as a value", "non-string keys",
+        "bytes as arguments", "bytes as a value", "bytes as the tool name",
+    ]  # fmt: skip
+    assert cases["JSON text nested 100,000 deep"][1] == "[" * 100_000 + "]" * 100_000
+    assert list(cases["a generator as a value"][1]["q"]) == ["x"]
     assert cases["a 5,000-digit integer as JSON text"][1] == "9" * 5000
+    assert cases["a 5,000-digit integer in a JSON object"][1] == '{"q": ' + "9" * 5000 + "}"
+    assert cases["a 5,000-digit integer as a value"][1] == {"q": 10**5000}
+    assert cases["bytes as arguments"][1] == b'{"x": "y"}' and cases["bytes as a value"][1] == {"q": b"\xff"}
     assert cases["bytes as the tool name"] == (b"lookup", {})
     assert cases["non-string keys"][1] == {1: "x", None: "y", ("q",): "z"}
 
