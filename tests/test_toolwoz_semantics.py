@@ -29,6 +29,8 @@ def test_is_subset_follows_the_reference() -> None:
     assert is_subset({"area": "dontcare"}, {})
     # emptiness is judged before lower-casing, as the reference does
     assert not is_subset({"area": "Dontcare"}, {})
+    # ... in `main` too: its "dontcare" is dropped before comparing, so "Dontcare" finds nothing to equal
+    assert not is_subset({"area": "Dontcare"}, {"area": "dontcare"})
     assert not is_subset({"stars": "4"}, {"stars": 4})
     assert normalise("King's College") == "kings college"
     assert normalise(4) == 4
@@ -508,3 +510,34 @@ def test_nested_parts_of_results_are_copies_too(toolwoz_env: ToolWOZEnvironment)
         found["price"]["single"] = "0"  # a nested object of the stored record
     assert [r["price"]["single"] for r in (query.first(), query.last_decoy(goal))] == ["50", "55"]
     assert query.last_with_id("name", "warkworth house")["price"]["single"] == "55"
+
+
+@pytest.mark.data
+def test_goal_calls_met_only_by_the_right_call(toolwoz_env: ToolWOZEnvironment) -> None:
+    s = toolwoz_env.session("MUL0003")
+    # Part of the hotel goal: every cheap guesthouse has parking and internet (no decoy), so the booked
+    # hotel comes back and the search goal is met.
+    assert [r["name"] for r in s.call("search_hotel", {"pricerange": "cheap", "type": "guesthouse"})] == [
+        "alexander bed and breakfast"
+    ]
+    assert s.calls[-1].rewards == ("search_hotel",)
+    # No arguments at all: an empty search (a subset of the goal), answered with the decoy.
+    assert [r["name"] for r in s.call("search_hotel")] == ["warkworth house"] and s.calls[-1].arguments == {}
+    assert len(s.fork().tools) == 8  # a fork has the tools too
+    t = toolwoz_env.session("MUL0409")  # searches "regency gallery", books no attraction
+    # the goal's name with an invalid value: an error result, which meets nothing
+    assert t.call("search_attraction", {"name": "regency gallery", "area": ["centre"]}) == INVALID_VALUE
+    # another tool with the goal's arguments (a failed hotel booking): meets nothing either
+    assert t.call("book_hotel", {"name": "regency gallery"}) == {"success": False, "return": {}}
+    assert [c.rewards for c in t.calls] == [(), ()] and t.score() == 0.0
+
+
+@pytest.mark.data
+def test_task_fields_as_stored(toolwoz_env: ToolWOZEnvironment) -> None:
+    task = toolwoz_env.task("MUL0002")
+    assert task.requested == {"restaurant": ["food"], "hotel": ["area", "internet", "stars"]}
+    # its first goal call, as `josh data tasks` prints it: only the non-empty arguments
+    assert task.goal_calls[0].to_dict() == {
+        "name": "search_hotel",
+        "arguments": {"name": "bridge guest house"},
+    }
