@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
+import platformdirs
 import pytest
 
-from josh.envs.toolwoz import ToolWOZEnvironment
+from josh.envs.toolwoz import ToolWOZEnvironment, paths
 from josh.envs.toolwoz.data_model import is_subset, normalise
+from josh.envs.toolwoz.store import cache_is_valid
 from josh.envs.toolwoz.tools import (
     INVALID_API_CALL,
     INVALID_ARGUMENTS,
@@ -541,3 +544,23 @@ def test_task_fields_as_stored(toolwoz_env: ToolWOZEnvironment) -> None:
         "name": "search_hotel",
         "arguments": {"name": "bridge guest house"},
     }
+
+
+def test_cache_paths_and_the_validity_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JOSH_CACHE", raising=False)
+    assert paths.cache_root() == Path(platformdirs.user_cache_dir("josh", appauthor=False))
+    monkeypatch.setenv("JOSH_CACHE", str(tmp_path))
+    folder = tmp_path / "toolwoz-0.1.4"
+    assert paths.database_path() == folder / "toolwoz-v1.sqlite"
+    assert paths.digest_path() == folder / "toolwoz-v1.sqlite.sha256"
+    assert not cache_is_valid()  # nothing built
+    folder.mkdir()
+    paths.database_path().write_bytes(b"abc")
+    assert not cache_is_valid()  # no digest
+    # sha256("abc"), the FIPS 180-2 test vector
+    paths.digest_path().write_text("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n")
+    assert cache_is_valid() and cache_is_valid(paths.database_path())
+    paths.database_path().write_bytes(b"abd")  # one byte changed
+    assert not cache_is_valid()
+    paths.database_path().unlink()
+    assert not cache_is_valid()  # a digest alone
