@@ -564,3 +564,34 @@ def test_cache_paths_and_the_validity_check(tmp_path: Path, monkeypatch: pytest.
     assert not cache_is_valid()
     paths.database_path().unlink()
     assert not cache_is_valid()  # a digest alone
+
+
+@pytest.mark.data
+def test_a_dontcare_value_filters_nothing(toolwoz_env: ToolWOZEnvironment) -> None:
+    s = toolwoz_env.session("MUL0409")  # no hotel in its goal: a search answers with the first match
+    # "dontcare" and "" are empty values: no filter, so the first hotel of the database
+    assert [r["name"] for r in s.call("search_hotel", {"area": "dontcare"})] == ["a and b guest house"]
+    assert [r["name"] for r in s.call("search_hotel", {"area": ""})] == ["a and b guest house"]
+
+
+@pytest.mark.data
+def test_a_partial_search_without_a_decoy_returns_the_booked_entity(toolwoz_env: ToolWOZEnvironment) -> None:
+    # MUL0025 books lovell lodge; its hotel goal is north, 2 stars, moderate, internet. The 2-star hotels
+    # in the north are ashley hotel and lovell lodge, both moderate with internet: no decoy, so the search
+    # answers with the booked one (not the first match), and meets the search goal.
+    s = toolwoz_env.session("MUL0025")
+    assert [r["name"] for r in s.call("search_hotel", {"area": "north", "stars": "2"})] == ["lovell lodge"]
+    assert s.calls[-1].rewards == ("search_hotel",)
+
+
+@pytest.mark.data
+def test_a_partial_search_meets_a_goal_without_a_booking_when_its_answer_holds_the_goal(
+    toolwoz_env: ToolWOZEnvironment,
+) -> None:
+    # MUL0004 searches a guesthouse with parking, internet and 0 stars, and books no hotel. Every 0-star
+    # hotel with parking is such a guesthouse (no decoy): the answer holds the whole goal, so it is met.
+    s = toolwoz_env.session("MUL0004")
+    found = s.call("search_hotel", {"parking": "yes", "stars": "0"})
+    assert [r["name"] for r in found] == ["city centre north b and b"]
+    assert (found[0]["type"], found[0]["internet"]) == ("guesthouse", "yes")
+    assert s.calls[-1].rewards == ("search_hotel",)
