@@ -595,3 +595,17 @@ def test_a_partial_search_meets_a_goal_without_a_booking_when_its_answer_holds_t
     assert [r["name"] for r in found] == ["city centre north b and b"]
     assert (found[0]["type"], found[0]["internet"]) == ("guesthouse", "yes")
     assert s.calls[-1].rewards == ("search_hotel",)
+
+
+class _EvilFloat(float):
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("__eq__")
+
+    __hash__ = float.__hash__
+
+
+@pytest.mark.data
+def test_a_float_subclass_acts_as_its_value(toolwoz_env: ToolWOZEnvironment) -> None:
+    # a number is ignored by the search filter: the first hotel, as for {"stars": 4} (see above)
+    found = toolwoz_env.session("MUL0003").call("search_hotel", {"stars": _EvilFloat(4.0)})
+    assert [r["name"] for r in found] == ["a and b guest house"]
