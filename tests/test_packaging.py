@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -34,13 +35,21 @@ def test_sdist_and_wheel_build_and_the_wheel_installs_with_a_working_command(tmp
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
+    # The fresh venv must not see this checkout: with PYTHONPATH=src, pip finds src/*.egg-info, calls the
+    # wheel "already satisfied" and installs no `josh` command.
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     install = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheels[0])],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, env=clean,
     )  # fmt: skip
     assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
     helped = subprocess.run(
-        [str(env_dir / "bin" / "josh"), "--help"], capture_output=True, text=True, timeout=120, cwd=tmp_path
+        [str(env_dir / "bin" / "josh"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=clean,
     )
     assert helped.returncode == 0, helped.stderr
     assert "eval" in helped.stdout and "data" in helped.stdout
@@ -49,5 +58,6 @@ def test_sdist_and_wheel_build_and_the_wheel_installs_with_a_working_command(tmp
         capture_output=True,
         text=True,
         cwd=tmp_path,
+        env=clean,
     )
     assert str(env_dir) in located.stdout  # the installed copy, not this checkout
