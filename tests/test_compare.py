@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from josh.runner.compare import compare_runs, permutation_p_value, task_rewards
+from josh.runner.compare import bootstrap_interval, compare_runs, permutation_p_value, task_rewards
 
 
 def rec(task: str, reward: float | None, trial: int = 0, status: str = "success") -> dict:
@@ -57,3 +57,39 @@ def test_trials_are_averaged_per_task_before_pairing() -> None:
 def test_no_shared_task() -> None:
     result = compare_runs([rec("T1", 1.0)], [rec("T2", 1.0)])
     assert result["common"] == 0 and result["p_value"] is None and result["difference_ci95"] is None
+
+
+def test_the_exact_test_covers_sixteen_differences_and_sampling_counts_ties() -> None:
+    # 16 equal gains are tested exactly: 2 of the 2**16 sign patterns reach |sum| = 8.
+    assert permutation_p_value([0.5] * 16) == 2 / 2**16
+    # 17 unit differences (9 up, 8 down) are sampled: every flip of 17 units has an odd sum, so |sum| >= 1,
+    # the observed |sum|: all 20,000 flips count, p = (20,000 + 1) / (20,000 + 1).
+    assert permutation_p_value([1.0] * 9 + [-1.0] * 8) == 1.0
+
+
+def test_paired_bootstrap_interval_by_hand() -> None:
+    assert bootstrap_interval([]) == (0.0, 0.0)
+    assert bootstrap_interval([0.25] * 3) == (0.25, 0.25)
+    # As for the summary's interval (tests/test_runner.py): resamples of four 0s and one 1 hold k ones,
+    # k ~ Binomial(5, 1/5); the 2.5% point is k=0 and the 97.5% point k=3 (mean 0.6).
+    assert bootstrap_interval([0.0, 0.0, 0.0, 0.0, 1.0]) == pytest.approx((0.0, 0.6))
+    assert bootstrap_interval([1.0, 1.0, 1.0, 1.0, 0.0]) == pytest.approx((0.4, 1.0))
+
+
+def test_counts_and_the_named_test() -> None:
+    # differences (b - a): T1 0, T2 -0.5, T3 +0.25
+    a = [rec("T1", 1.0), rec("T2", 1.0), rec("T3", 0.5)]
+    b = [rec("T1", 1.0), rec("T2", 0.5), rec("T3", 0.75)]
+    result = compare_runs(a, b)
+    assert (result["better"], result["worse"], result["equal"]) == (1, 1, 1)
+    assert result["mean_difference"] == pytest.approx(-0.25 / 3)
+    assert (
+        result["test"]
+        == "paired permutation test (two-sided) over per-task mean rewards, errors counted as 0"
+    )
+
+
+def test_sampling_is_seeded_the_same_every_time() -> None:
+    differences = [0.5, -0.25, 1.0, 0.0, 0.75, -0.5] * 4  # 20 non-zero: sampled
+    assert permutation_p_value(differences) == permutation_p_value(differences)
+    assert bootstrap_interval(differences) == bootstrap_interval(differences)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import socket
 import sqlite3
 import threading
@@ -707,19 +708,29 @@ def test_cache_key_is_canonical() -> None:
 
 
 def test_cache_is_thread_safe(tmp_path: Path) -> None:
+    # What each thread read back (or the exception it met) is checked here, in the test's own thread: an
+    # assert inside a worker thread would only print a warning and never fail the test.
+    read_back: dict[str, list[str]] = {}
+    failures: list[BaseException] = []
     with ResponseCache(tmp_path / "c.sqlite") as cache:
 
         def work(i: int) -> None:
-            for j in range(20):
-                cache.put(f"{i}-{j}", [AssistantMessage(content=f"{i}-{j}")])
-                assert [m.content for m in cache.get(f"{i}-{j}") or []] == [f"{i}-{j}"]
+            try:
+                for j in range(20):
+                    cache.put(f"{i}-{j}", [AssistantMessage(content=f"{i}-{j}")])
+                    read_back[f"{i}-{j}"] = [m.content for m in cache.get(f"{i}-{j}") or []]
+            except BaseException as exc:  # handed to the test's thread
+                failures.append(exc)
 
         threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        assert cache.get("7-19") is not None
+        assert failures == []
+        # 8 threads x 20 keys = 160 entries, each read back as the one message written under it
+        assert read_back == {f"{i}-{j}": [f"{i}-{j}"] for i in range(8) for j in range(20)}
+        assert [m.content for m in cache.get("7-19") or []] == ["7-19"]
 
 
 # ---------------------------------------------------------------------------------------------- concurrency
@@ -748,6 +759,19 @@ def test_retry_policy_delays() -> None:
         delays = [policy.delay(attempt) for _ in range(200)]
         assert all(0.0 <= d <= cap for d in delays)
         assert max(delays) > cap / 2  # full jitter spreads over the whole range
+    # Full jitter, worked out by hand: the wait is uniform(0, cap) = cap * u, where u is the rng's next
+    # random(); random.Random(0) draws u = 0.8444218515250481, 0.7579544029403025, 0.420571580830845.
+    u0 = 0.8444218515250481
+    assert policy.delay(1, rng=random.Random(0)) == pytest.approx(1.0 * u0)  # cap 1 * 2**0
+    assert policy.delay(3, rng=random.Random(0)) == pytest.approx(4.0 * u0)  # cap 1 * 2**2
+    assert policy.delay(6, rng=random.Random(0)) == pytest.approx(30.0 * u0)  # 2**5 = 32, capped at 30
+    assert policy.delay(0, rng=random.Random(0)) == pytest.approx(1.0 * u0)  # no negative exponent
+    rng = random.Random(0)
+    drawn = [policy.delay(attempt, rng=rng) for attempt in (1, 2, 3)]
+    assert drawn == pytest.approx([1 * 0.8444218515250481, 2 * 0.7579544029403025, 4 * 0.420571580830845])
+    other = RetryPolicy(base_delay=0.5, factor=3.0, max_delay=10.0)
+    assert other.delay(3, rng=random.Random(0)) == pytest.approx(4.5 * u0)  # cap 0.5 * 3**2 = 4.5
+    assert other.delay(4, rng=random.Random(0)) == pytest.approx(10.0 * u0)  # 0.5 * 27 = 13.5 -> 10
     assert policy.delay(3, retry_after=7.0) == 7.0
     assert policy.delay(3, retry_after=0.0) == 0.0
     assert policy.delay(3, retry_after=600.0) == 60.0

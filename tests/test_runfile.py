@@ -6,6 +6,8 @@ import contextlib
 import json
 import logging
 import random
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import josh
 from josh.errors import JoshError
-from josh.runner import open_run, read_run
-from josh.runner.runfile import MAX_LINE_DEPTH
+from josh.runner import open_run, read_run, runfile
+from josh.runner.runfile import MAX_LINE_DEPTH, _json_depth, encode_line
 
 
 def ok(task: str, trial: int = 0, **extra: Any) -> dict[str, Any]:
@@ -56,11 +59,13 @@ def test_damaged_middle_lines_are_skipped_with_one_warning_and_run_again_on_resu
     assert [r["task_id"] for r in contents.records] == ["A", "D"]
     assert [n for n, _ in contents.damaged] == [4, 5, 6, 7, 8, 9, 10, 11]
     reasons = dict(contents.damaged)
-    assert reasons[4].startswith("not valid JSON") and reasons[5] == "not a JSON object"
+    assert reasons[4] == "not valid JSON (Expecting ':' delimiter)" and reasons[5] == "not a JSON object"
     assert (
         reasons[6] == "no task_id" and reasons[7] == "not UTF-8" and reasons[8].startswith("a second header")
     )
-    assert reasons[9] == "nested too deeply to read" and reasons[10].startswith("not valid JSON")
+    assert reasons[9] == "nested too deeply to read" and reasons[10].startswith(
+        "not valid JSON (Exceeds the limit (4300 digits) for integer string conversion"
+    )  # an exception without a `msg`: its text
     assert reasons[11] == "trial is not an integer"
     assert len(caplog.records) == 1
     message = caplog.records[0].getMessage()
@@ -87,12 +92,18 @@ def test_line_separators_inside_strings_do_not_split_a_record(tmp_path: Path) ->
 @pytest.mark.parametrize(
     "torn", [b'{"type": "hea', b'{"type": "header", "format_version": 1, "josh_ver', b"{"]
 )
-def test_a_file_holding_only_a_torn_header_starts_over(tmp_path: Path, resume: bool, torn: bytes) -> None:
+def test_a_file_holding_only_a_torn_header_starts_over(
+    tmp_path: Path, resume: bool, torn: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "run.jsonl"
     path.write_bytes(torn)
     with pytest.raises(JoshError, match="holds only a torn header"):
         read_run(path)
-    writer = start(path, resume=resume)
+    with caplog.at_level(logging.WARNING, logger="josh.runner.runfile"):
+        writer = start(path, resume=resume)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path} holds only a torn header (a run killed as it started); starting it over"
+    ]
     assert writer.done == set()
     writer.write(ok("A"))
     writer.close("success")
@@ -124,8 +135,10 @@ def test_a_file_that_is_not_a_run_is_named_so_and_never_overwritten(tmp_path: Pa
     with pytest.raises(JoshError, match=r"run\.jsonl is not a josh run file"):
         read_run(path)
     for resume in (False, True):
-        with pytest.raises(JoshError, match="not a josh run file|already exists"):
+        with pytest.raises(JoshError) as info:
             start(path, resume=resume)
+        assert str(info.value).startswith(f"{path} ")
+        assert "not a josh run file" in str(info.value) or "already exists" in str(info.value)
     assert path.read_bytes() == BINARY[name]
 
 
@@ -225,3 +238,169 @@ def test_status_lines_carry_extra_fields_and_wall_time_adds_up_over_resumes(tmp_
     assert resumed["status"] == "resumed" and "wall_s" not in resumed
     assert (last["status"], last["wall_s"], last["records"]) == ("success", 7.25, 2)
     assert contents.previous_wall_s == 19.75
+
+
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def test_the_header_and_status_lines_say_what_ran(tmp_path: Path) -> None:
+    path = tmp_path / "deeper" / "still" / "run.jsonl"  # parent folders are created
+    writer = open_run(path, config={"a": 1}, config_hash="h1", seed=7, resume=False, command="eval test")
+    assert writer.path == path
+    writer.close("cancelled", wall_s=1.5, type="record")  # extra fields cannot change the line's type
+    header, status = (json.loads(line) for line in path.read_text().splitlines())
+    assert writer.header == header
+    git = dict(git_commit=header.pop("git_commit"), dirty=header.pop("dirty"))
+    assert ISO.match(header.pop("started_at"))
+    assert header == {"type": "header", "format_version": 1, "josh_version": josh.__version__,
+                      "command": "eval test", "config_hash": "h1", "config": {"a": 1}, "seed": 7,
+                      "status": "started"}  # fmt: skip
+    checkout = Path(runfile.__file__).resolve().parents[3]
+    if (checkout / ".git").exists():  # a git checkout: its HEAD, and whether it has local changes
+        head = subprocess.run(
+            ["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True
+        )
+        assert git["git_commit"] == head.stdout.strip() and isinstance(git["dirty"], bool)
+    else:  # e.g. an installed copy
+        assert git == {"git_commit": None, "dirty": None}
+    assert ISO.match(status.pop("at"))
+    assert status == {"type": "status", "status": "cancelled", "records": 0, "wall_s": 1.5}
+
+
+def test_resume_knows_which_keys_are_done_and_which_ended_in_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    writer = start(path)
+    writer.write(ok("A"))
+    writer.write({"task_id": "B", "trial": 1, "status": "error", "reward": None})
+    writer.write({"task_id": "C", "status": "success", "reward": 1.0})  # no trial: trial 0
+    assert writer.errored == {("B", 1)} and writer.done == {("A", 0), ("B", 1), ("C", 0)}
+    writer.close("success")
+    assert read_run(path).statuses[-1]["records"] == 3  # the keys done, when not given
+    again = start(path, resume=True)
+    assert again.done == {("A", 0), ("B", 1), ("C", 0)} and again.errored == {("B", 1)}
+    assert again.path == path and again.header["config_hash"] == "h1"
+    again.write(ok("B", trial=1))  # retried: no longer an error
+    again.write({"task_id": "A", "trial": 0, "status": "error", "reward": None})  # now A's latest is one
+    assert again.errored == {("A", 0)}
+    again.close("success")
+    resumed = [s for s in read_run(path).statuses if s["status"] == "resumed"]
+    assert len(resumed) == 1 and ISO.match(resumed[0]["at"])
+    assert read_run(path).keyed()[("C", 0)]["reward"] == 1.0
+
+
+def test_a_different_config_names_the_nested_keys_that_differ(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    open_run(path, config={"a": {"b": 1, "c": 2}, "d": 1}, config_hash="h1", seed=0, resume=False,
+             command="test").close("success")  # fmt: skip
+    with pytest.raises(JoshError) as info:
+        open_run(path, config={"a": {"b": 1, "c": 3}, "e": 2}, config_hash="h2", seed=0, resume=True,
+                 command="test")  # fmt: skip
+    # a.c changed, d is only in the old config, e only in the new one
+    assert "(hash h1 vs h2; differs in: a.c, d, e)" in str(info.value)
+    with pytest.raises(JoshError, match="differs in: unknown"):  # same options, another hash
+        open_run(path, config={"a": {"b": 1, "c": 2}, "d": 1}, config_hash="h3", seed=0, resume=True,
+                 command="test")  # fmt: skip
+
+
+def test_a_torn_last_line_after_two_records_and_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    writer = start(path)
+    writer.close("success")
+    with open(path, "a") as fh:
+        fh.write(json.dumps(ok("A")) + "\n\n" + json.dumps(ok("B")) + "\n" + '{"task_id": "C"')
+    contents = read_run(path)
+    # the blank line is skipped, not the end; the 15 bytes after the last newline are the torn line
+    assert [r["task_id"] for r in contents.records] == ["A", "B"] and contents.torn_bytes == 15
+    again = start(path, resume=True)
+    again.close("success")
+    assert read_run(path).torn_bytes == 0 and '"C"' not in path.read_text()
+
+
+@pytest.mark.parametrize(("damaged", "more"), [(10, ""), (11, "; and 1 more"), (12, "; and 2 more")])
+def test_more_than_ten_damaged_lines_are_summed_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damaged: int, more: str
+) -> None:
+    path = tmp_path / "run.jsonl"
+    start(path).close("success")
+    with open(path, "a") as fh:
+        fh.write("[1]\n" * damaged)  # from line 3 on
+    with caplog.at_level(logging.WARNING, logger="josh.runner.runfile"):
+        contents = read_run(path)
+    assert [n for n, _ in contents.damaged] == list(range(3, 3 + damaged))
+    shown = "; ".join(f"line {n}: not a JSON object" for n in range(3, 13))  # the first ten
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: skipped {damaged} damaged line(s) ({shown}{more}); their tasks count as not done and run "
+        "again on --resume"
+    ]
+
+
+def test_a_header_line_longer_than_one_read_is_found(tmp_path: Path) -> None:
+    # The first line is read 64 KiB at a time: make it exactly 65,536 bytes, so its newline is the first
+    # byte of the second read.
+    path = tmp_path / "run.jsonl"
+    header = {"type": "header", "format_version": 1, "config_hash": "h1", "config": {"pad": ""}}
+    header["config"]["pad"] = "x" * (65_536 - len(json.dumps(header)))
+    line = json.dumps(header)
+    assert len(line) == 65_536
+    path.write_text(line + "\n")
+    writer = start(path, resume=True)
+    assert writer.done == set()
+    writer.close("success")
+    contents = read_run(path)  # resumed: the header kept, not a torn one started over
+    assert path.read_text().split("\n", 1)[0] == line
+    assert [s["status"] for s in contents.statuses] == ["resumed", "success"]
+
+
+def test_json_depth_ignores_brackets_inside_strings() -> None:
+    assert _json_depth("") == 0 and _json_depth("1") == 0 and _json_depth("[]") == 1
+    assert _json_depth('{"a": [[1]], "s": "[[[[", "t": "\\"{{"}') == 3
+    assert _json_depth("[][[[]]]") == 3  # the deepest point, wherever it comes
+
+
+def test_a_record_exactly_max_depth_deep_is_kept_and_one_deeper_is_cut() -> None:
+    def record(lists: int) -> dict[str, Any]:
+        value: Any = 1
+        for _ in range(lists):
+            value = [value]
+        return {"task_id": "A", "x": value}  # depth: the record's object + `lists` arrays
+
+    kept = record(MAX_LINE_DEPTH - 1)
+    assert json.loads(encode_line(kept)) == kept
+    cut = json.loads(encode_line(record(MAX_LINE_DEPTH)))
+    assert depth(cut) == MAX_LINE_DEPTH and "cut: nested deeper than" in json.dumps(cut)
+    text = {"task_id": "A", "s": "[" * 500}  # 500 brackets, all inside a string: not cut
+    assert json.loads(encode_line(text)) == text
+
+
+def test_errors_name_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.jsonl"
+    with pytest.raises(JoshError, match=f"^{re.escape(str(missing))} does not exist$"):
+        read_run(missing)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    with pytest.raises(JoshError, match=f"^{re.escape(str(empty))} is empty: not a josh run file yet$"):
+        read_run(empty)
+    future = tmp_path / "future.jsonl"
+    future.write_text('{"type": "header", "format_version": 2}\n')
+    with pytest.raises(JoshError, match="has run-file format 2; this josh reads 1$"):
+        read_run(future)
+
+
+def test_config_diffs_of_odd_shapes_and_a_header_without_config(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    open_run(path, config={"a": {"b": 1}}, config_hash="h1", seed=0, resume=False, command="t").close(
+        "success"
+    )
+    with pytest.raises(JoshError, match=r"differs in: a\)"):  # an object became a number
+        open_run(path, config={"a": 5}, config_hash="h2", seed=0, resume=True, command="t")
+    bare = tmp_path / "bare.jsonl"
+    bare.write_text('{"type": "header", "format_version": 1, "config_hash": "h1"}\n')
+    with pytest.raises(JoshError, match=r"differs in: a, b\)"):  # no config saved: every key differs
+        open_run(bare, config={"a": 1, "b": 2}, config_hash="h2", seed=0, resume=True, command="t")
+
+
+def test_a_file_that_starts_with_a_newline_is_not_a_run(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    path.write_text("\n" + json.dumps({"type": "header", "format_version": 1}) + "\n")
+    with pytest.raises(JoshError, match="is not a josh run file"):  # an empty first line, not an empty file
+        read_run(path)

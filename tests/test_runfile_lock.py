@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -12,7 +16,8 @@ import pytest
 
 from josh.errors import JoshError
 from josh.runner import RunLockedError, open_run, read_run, run_lock
-from josh.runner.lock import lock_path
+from josh.runner import lock as lock_module
+from josh.runner.lock import RunLock, lock_path
 
 # Opens the run (as `josh eval toolwoz --resume` would), says so, and holds it until stdin has a line.
 HOLD = """
@@ -109,3 +114,70 @@ def test_the_lock_is_held_until_close_and_released_when_open_run_fails(tmp_path:
     with run_lock(path, command="reader") as lock:
         assert lock.held
     assert [s["status"] for s in read_run(path).statuses] == ["success", "resumed", "success"]
+
+
+def test_a_second_open_in_this_process_is_refused_naming_the_holder(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    first = RunLock.acquire(path, command="eval first")
+    with pytest.raises(RunLockedError) as info:
+        RunLock.acquire(path, command="eval second")
+    message = str(info.value)
+    pid_host = f"pid {os.getpid()} on {socket.gethostname()}, `eval first`, since "
+    assert message.startswith(f"{path} is being written by another josh run ({pid_host}")
+    assert message.endswith("); wait for it to finish or choose another --out")
+    since = message.split("since ")[1].split(")")[0]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", since)
+    assert first.held and first.path == path
+    first.release()
+    assert not first.held and lock_path(path).read_bytes() == b""  # the note is cleared, the file stays
+    first.release()  # a second release does nothing
+    with RunLock.acquire(path, command="eval third") as third:
+        assert third.held
+
+
+@pytest.mark.parametrize(("note", "described"), [
+    (b"", "holder unknown"),  # locked, note not written yet
+    (b"[1, 2]\n", "holder unknown"),  # not an object
+    (b'{"pid": 5}\n', "pid 5 on ?, `?`, since ?"),
+    (b'{"host": "h", "command": "c", "since": "s"}\n', "pid ? on h, `c`, since s"),
+])  # fmt: skip
+def test_the_holder_is_described_from_whatever_note_it_left(
+    tmp_path: Path, note: bytes, described: str
+) -> None:
+    path = tmp_path / "run.jsonl"
+    fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT)
+    try:
+        os.write(fd, note)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another holder, as a process would hold it
+        with pytest.raises(RunLockedError, match=re.escape(f"({described});")):
+            RunLock.acquire(path, command="eval")
+    finally:
+        os.close(fd)
+
+
+def test_a_file_system_without_locks_runs_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_locks(fd: int) -> bool:
+        raise OSError("locks not supported")
+
+    monkeypatch.setattr(lock_module, "_try_lock", no_locks)
+    path = tmp_path / "run.jsonl"
+    with caplog.at_level(logging.WARNING, logger="josh.runner.lock"):
+        held = RunLock.acquire(path, command="eval")
+    assert held.held
+    assert [r.getMessage() for r in caplog.records] == [
+        f"cannot lock {lock_path(path)} (locks not supported); make sure no other josh run writes {path}"
+    ]
+    held.release()
+
+
+def test_the_lock_file_is_made_readable_and_a_missing_folder_is_one_clear_error(tmp_path: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    with RunLock.acquire(tmp_path / "run.jsonl", command="eval"):
+        assert os.stat(lock_path(tmp_path / "run.jsonl")).st_mode & 0o777 == 0o666 & ~umask
+    missing = tmp_path / "no" / "run.jsonl"
+    with pytest.raises(JoshError) as info:
+        RunLock.acquire(missing, command="eval")
+    assert str(info.value) == f"cannot create the lock file {lock_path(missing)}: No such file or directory"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -145,3 +146,14 @@ def test_parsed_text_calls_meet_the_strict_checks_of_native_ones() -> None:
     agent = FunctionCallingAgent(model, TOOLS, strict_errors=True)  # spoken, as the paper: no crash
     turn = asyncio.run(agent.step([UserMessage(content="hi")], Recorder()))
     assert turn.message.content.startswith('{"name"')
+
+
+def test_the_openai_wrapper_form_and_non_ascii_arguments() -> None:
+    inner = {"name": "search_hotel", "arguments": {"area": "café"}}
+    # every wrapper key allowed (function, type, id) with type "function": unwrapped
+    [call] = find_text_tool_calls(json.dumps({"id": "c1", "type": "function", "function": inner}))
+    assert (call.name, call.arguments) == ("search_hotel", {"area": "café"})
+    assert call.raw_arguments == '{"area": "café"}'  # written as the model would, not \\u-escaped
+    # no type is a function call too; a wrapper of another type is not one
+    assert [c.name for c in find_text_tool_calls(json.dumps({"function": inner}))] == ["search_hotel"]
+    assert find_text_tool_calls(json.dumps({"type": "retrieval", "function": inner})) == []

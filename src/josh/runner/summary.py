@@ -72,6 +72,12 @@ def _count_calls(rows: list[dict[str, Any]], *, cached: bool = False, failed: bo
     return counts
 
 
+def _first_line(error: Any) -> str:
+    """The first line of a record's error, cut to 160 characters ("" when it has none, whatever it holds)."""
+    lines = str(error or "").splitlines()
+    return lines[0][:160] if lines else ""
+
+
 def record_reward(record: dict[str, Any]) -> float:
     """A record's reward as the paper counts it: a conversation that failed with an error scores 0."""
     if record.get("status") == "success" and record.get("reward") is not None:
@@ -157,9 +163,7 @@ def summarize(records: Iterable[dict[str, Any]], *, wall_s: float | None = None)
             for api, c in sorted(per_api.items())
         },  # fmt: skip
         "terminations": dict(Counter(r.get("termination") or r.get("ended") or "?" for r in rows)),
-        "error_messages": dict(
-            Counter((r.get("error") or "").splitlines()[0][:160] for r in errors).most_common(5)
-        ),
+        "error_messages": dict(Counter(_first_line(r.get("error")) for r in errors).most_common(5)),
         "tokens": tokens,
         "cost_usd": {**cost, "total": _sum_or_none([cost["agent"], cost["user"]])},
         "text_tool_calls": sum(
