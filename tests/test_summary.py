@@ -140,3 +140,26 @@ def test_resampling_is_seeded_the_same_every_time() -> None:
     values = [(i * 0.618034) % 1 for i in range(1, 40)]  # 39 distinct rewards: the percentiles vary by seed
     rows = [{"task_id": f"T{i}", "status": "success", "reward": v} for i, v in enumerate(values)]
     assert summarize(rows)["average_reward_ci95"] == summarize(rows)["average_reward_ci95"]
+
+
+def test_a_trees_summary_reads_the_golden_path_and_the_ledger() -> None:
+    tree = {
+        "task_id": "T", "status": "success", "reward": 0.5, "ended": "max_steps",
+        "goal_calls": ["search_hotel", "book_hotel"], "golden_reward_events": ["search_hotel"],
+        "reward_events": ["search_hotel", "book_hotel"],  # met on a pruned branch too: not credited
+        "model_calls": [{"role": "agent", "n": 2}, {"role": "agent", "error": "down"}, {"role": "user"}],
+        "nodes": [
+            {"id": 0, "parent": None, "golden": True, "successful": False},
+            {"id": 1, "parent": 0, "golden": True, "successful": True},
+            {"id": 2, "parent": 0, "golden": False, "successful": False},
+        ],
+    }  # fmt: skip
+    s = summarize([tree])
+    # the golden path credited search_hotel only: book_hotel failed although a pruned branch met it
+    assert s["per_api"]["book_hotel"]["failed"] == 1 and s["per_api"]["search_hotel"]["failed"] == 0
+    assert s["terminations"] == {"max_steps": 1}
+    assert s["model_calls"] == {"agent": 1, "user": 1}  # the failed call is not a finished one
+    assert s["trees"] == {
+        "trees": 1, "with_golden_path": 1, "nodes": 3, "successful_nodes": 1, "golden_nodes": 2,
+        "average_nodes": 3.0, "largest": 3,
+    }  # fmt: skip

@@ -183,8 +183,8 @@ def summarize(records: Iterable[dict[str, Any]], *, wall_s: float | None = None)
 def _failed_goals(record: dict[str, Any]) -> list[str]:
     """A scored record's goal calls not met: a conversation lists them; a JOSH tree failed those its golden
     path did not credit."""
-    if "failed_goals" in record:
-        return list(record["failed_goals"])
+    if "nodes" not in record:
+        return list(record.get("failed_goals") or [])
     left = Counter(record.get("goal_calls") or [])
     left.subtract(record.get("golden_reward_events") or [])
     return list(left.elements())
