@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -297,6 +297,22 @@ async def evaluate(
         )
         return record.model_dump(mode="json")
 
+    return await record_jobs(jobs, worker, config, writer, on_record=on_record, on_error=error_record)
+
+
+async def record_jobs(
+    jobs: list[tuple[str, int]],
+    worker: Callable[[tuple[str, int]], Awaitable[dict[str, Any]]],
+    config: RunOptions,
+    writer: RunWriter,
+    *,
+    on_record: Callable[[dict[str, Any]], None] | None,
+    on_error: Callable[[str, int, int, BaseException], dict[str, Any]],
+) -> int:
+    """Run `worker` on every (task, trial) job, `config.concurrency` at a time, appending each record to
+    `writer` as it finishes (`on_error(task_id, trial, seed, exc)` builds the record of a job that raised).
+    An `EndpointError` stops the run and records nothing for unfinished jobs. Returns the number of jobs."""
+
     def on_result(job: tuple[str, int], record: dict[str, Any]) -> None:
         writer.write(record)
         if on_record is not None:
@@ -307,7 +323,7 @@ async def evaluate(
         worker,
         concurrency=config.concurrency,
         on_result=on_result,
-        on_error=lambda job, exc: error_record(job[0], job[1], config.seed + job[1], exc),
+        on_error=lambda job, exc: on_error(job[0], job[1], config.seed + job[1], exc),
         stop_on=(EndpointError,),  # the endpoint is down or unusable: stop, record nothing unfinished
     )
     return len(jobs)

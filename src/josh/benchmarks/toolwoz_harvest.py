@@ -14,15 +14,15 @@ from collections.abc import Callable
 from typing import Any
 
 from josh.agents.base import Agent
-from josh.benchmarks.toolwoz import Endpoints, build_agent, build_user, pending_jobs
+from josh.benchmarks.toolwoz import Endpoints, build_agent, build_user, pending_jobs, record_jobs
 from josh.benchmarks.toolwoz_harvest_config import TEMPERATURE_ABOVE_0, ToolWOZHarvestConfig
 from josh.benchmarks.toolwoz_prompts import ToolWOZPrompts, toolwoz_prompts
 from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.errors import JoshError
-from josh.llm.base import ChatModel, EndpointError
+from josh.llm.base import ChatModel
 from josh.llm.ledger import CallLedger
 from josh.rollout.branch import ConversationBranch
-from josh.runner import RunWriter, run_pool
+from josh.runner import RunWriter
 from josh.search import JoshSearch, SearchConfig, TreeRecord
 
 
@@ -128,17 +128,4 @@ async def harvest(
         record = await harvest_tree(config, env, endpoints, task_id, trial, search=search, prompts=prompts)
         return record.model_dump(mode="json")
 
-    def on_result(job: tuple[str, int], record: dict[str, Any]) -> None:
-        writer.write(record)
-        if on_record is not None:
-            on_record(record)
-
-    await run_pool(
-        jobs,
-        worker,
-        concurrency=config.concurrency,
-        on_result=on_result,
-        on_error=lambda job, exc: harvest_error_record(job[0], job[1], config.seed + job[1], exc),
-        stop_on=(EndpointError,),  # the endpoint is down or unusable: stop, record nothing unfinished
-    )
-    return len(jobs)
+    return await record_jobs(jobs, worker, config, writer, on_record=on_record, on_error=harvest_error_record)
