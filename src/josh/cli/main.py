@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from josh import __version__
-from josh.cli import data_cmd, eval_cmd, export_cmd, harvest_cmd, score_cmd, view_cmd
+from josh.cli import data_cmd, eval_cmd, export_cmd, harvest_cmd, loop_cmd, score_cmd, view_cmd
 from josh.cli.console import setup_logging
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.add_typer(export_cmd.export_app, name="export")
 app.command("report")(eval_cmd.report_cmd)
 app.command("serve-mock")(eval_cmd.serve_mock)
 app.command("view")(view_cmd.view)
+app.command("loop")(loop_cmd.loop)
 
 
 def _version(value: bool) -> None:

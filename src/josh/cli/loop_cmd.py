@@ -1,0 +1,46 @@
+"""`josh loop CONFIG.yaml`: the self-training loop, stage by stage, resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from josh.cli.console import err, fail, user_errors
+from josh.loop.config import load_loop_config
+from josh.loop.run import StageFailed, run_loop
+
+
+@user_errors
+def loop(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG.yaml", help="The loop's YAML config.")],
+    plan: Annotated[
+        bool, typer.Option("--plan", help="Print the stages, their commands and which are done; run nothing.")
+    ] = False,
+) -> None:
+    """Self-train a model: evaluate it, harvest JOSH trees, export, train a LoRA adapter, evaluate again.
+
+    CONFIG.yaml names the model (a Hugging Face id or a local folder, run in-process as hf:MODEL and then
+    hf:MODEL+ADAPTER), the method (sft, kto or dpo; the paper: kto), `rounds` (harvest -> train repeated
+    from the newest model) and each stage's options in its own command's vocabulary: `common` (eval and
+    harvest), `eval`, `harvest` (a `model` there harvests with another model, e.g. a teacher), `export`
+    and `train`. Each stage is one josh command, printed before it runs; a stage whose output is complete
+    is skipped, so running the same command again after a crash or Ctrl-C continues where it stopped.
+
+    Writes, in the loop's folder (`out`, default: beside the config, named after it): round-N/ with each
+    stage's options and output, and report.json, report.md, report.png and report.html: before/after
+    average reward and 100% success rate per domain, every round, with 95% bootstrap intervals and a
+    paired permutation test against the base model.
+    """
+    config = load_loop_config(config_path)
+
+    def say(message: str) -> None:
+        err.print(message, soft_wrap=True)
+
+    try:
+        run_loop(config, say, source=config_path, only_plan=plan)
+    except StageFailed as exc:
+        raise fail(str(exc), exc.code) from None
+    if not plan:
+        typer.echo(f"loop finished: {config.out}")

@@ -1,0 +1,243 @@
+"""The loop's report: before/after average reward and 100% success rate per domain, every round.
+
+Numbers are counted as `josh eval` counts them (a conversation that ended in an error scores 0; a task's
+value is its mean over trials). Each value has a 95% bootstrap interval over tasks; each trained round is
+compared with the base model on the tasks both ran by a paired permutation test (two-sided) with a paired
+bootstrap interval of the difference, the same test as `josh report A B`. A task with goal calls in two
+domains counts in both, as in the eval summary.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from josh.errors import JoshError
+from josh.runner.compare import permutation_p_value
+from josh.runner.summary import bootstrap_ci, latest_by_key, record_reward
+
+ALL = "all"
+METRICS = {"average_reward": "average reward", "success_rate": "100% success rate"}
+
+
+@dataclass
+class RoundRun:
+    """One round's evaluation: its number, its model and its records."""
+
+    round: int
+    model: str
+    records: list[dict[str, Any]]
+    run_file: str
+
+
+def _domains(record: dict[str, Any]) -> set[str]:
+    return {name.split("_", 1)[-1] for name in record.get("goal_calls", [])}
+
+
+def task_values(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """domain (and "all") -> task -> {"average_reward", "success_rate"}: the task's means over its trials."""
+    rewards: dict[str, list[float]] = defaultdict(list)
+    domains: dict[str, set[str]] = {}
+    for record in latest_by_key(records):
+        rewards[record["task_id"]].append(record_reward(record))
+        domains.setdefault(record["task_id"], set()).update(_domains(record))
+    values: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
+    for task, trial_rewards in rewards.items():
+        entry = {
+            "average_reward": sum(trial_rewards) / len(trial_rewards),
+            "success_rate": sum(r == 1.0 for r in trial_rewards) / len(trial_rewards),
+        }
+        for domain in (ALL, *sorted(domains[task])):
+            values[domain][task] = entry
+    return dict(values)
+
+
+def round_metrics(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per domain (and "all"): tasks, then each metric with its 95% bootstrap interval."""
+    result: dict[str, dict[str, Any]] = {}
+    for domain, tasks in sorted(task_values(records).items(), key=lambda item: (item[0] != ALL, item[0])):
+        entry: dict[str, Any] = {"tasks": len(tasks)}
+        for metric in METRICS:
+            values = [v[metric] for v in tasks.values()]
+            entry[metric] = sum(values) / len(values)
+            entry[f"{metric}_ci95"] = list(bootstrap_ci(values))
+        result[domain] = entry
+    return result
+
+
+def paired(base: Iterable[dict[str, Any]], trained: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per domain: the trained model minus the base on the tasks both ran, with p-value and interval."""
+    before, after = task_values(base), task_values(trained)
+    result: dict[str, dict[str, Any]] = {}
+    for domain in sorted(set(before) & set(after), key=lambda d: (d != ALL, d)):
+        shared = sorted(set(before[domain]) & set(after[domain]))
+        entry: dict[str, Any] = {"tasks": len(shared)}
+        for metric in METRICS:
+            differences = [after[domain][t][metric] - before[domain][t][metric] for t in shared]
+            entry[f"{metric}_difference"] = sum(differences) / len(differences) if differences else None
+            entry[f"{metric}_difference_ci95"] = list(bootstrap_ci(differences)) if differences else None
+            entry[f"{metric}_p_value"] = permutation_p_value(differences) if differences else None
+        result[domain] = entry
+    return result
+
+
+def build_report(model: str, method: str, runs: Sequence[RoundRun]) -> dict[str, Any]:
+    """The report's data (what report.json holds)."""
+    base = runs[0]
+    return {
+        "model": model,
+        "method": method,
+        "rounds": [
+            {"round": run.round, "model": run.model, "run_file": run.run_file, "metrics": round_metrics(run.records)}
+            for run in runs
+        ],
+        "compared_with_base": {
+            str(run.round): paired(base.records, run.records) for run in runs if run.round != base.round
+        },
+        "test": "paired permutation test (two-sided) over per-task values; 95% bootstrap intervals over tasks",
+    }
+
+
+def _ci(values: Sequence[float] | None) -> str:
+    return f"[{values[0]:.3f}, {values[1]:.3f}]" if values else "n/a"
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
+
+
+def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The headline table, base model against the last round: one row per domain."""
+    first, last = report["rounds"][0], report["rounds"][-1]
+    compared = report["compared_with_base"].get(str(last["round"]), {})
+    header = ["domain", "tasks"]
+    for label in METRICS.values():
+        header += [f"{label}, round {first['round']}", f"{label}, round {last['round']}", "difference (p)"]
+    rows = []
+    for domain, before in first["metrics"].items():
+        after = last["metrics"].get(domain)
+        diff = compared.get(domain, {})
+        row = [domain, str(before["tasks"])]
+        for metric in METRICS:
+            row.append(f"{before[metric]:.3f} {_ci(before[f'{metric}_ci95'])}")
+            row.append(f"{after[metric]:.3f} {_ci(after[f'{metric}_ci95'])}" if after else "n/a")
+            row.append(f"{_signed(diff.get(f'{metric}_difference'))} (p {_p(diff.get(f'{metric}_p_value'))})")
+        rows.append(row)
+    return header, rows
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """report.md: the table, then every round's overall numbers."""
+    header, rows = table_rows(report)
+    lines = [
+        f"# Self-training loop: {report['model']} ({report['method']})",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+        "| round | model | tasks | average reward | 100% success rate |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in report["rounds"]:
+        overall = entry["metrics"].get(ALL, {})
+        if overall:
+            lines.append(
+                f"| {entry['round']} | {entry['model']} | {overall['tasks']} | "
+                f"{overall['average_reward']:.3f} {_ci(overall['average_reward_ci95'])} | "
+                f"{overall['success_rate']:.3f} {_ci(overall['success_rate_ci95'])} |"
+            )
+    lines += ["", f"{report['test']}. Errors count as reward 0.", ""]
+    return "\n".join(lines)
+
+
+def plot_png(report: dict[str, Any]) -> bytes:
+    """Two panels (average reward, 100% success rate): a line per domain across rounds, 95% intervals."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise JoshError("the loop's plot needs matplotlib: pip install 'josh-toolkit[train]'") from None
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    rounds = [entry["round"] for entry in report["rounds"]]
+    domains = list(report["rounds"][0]["metrics"])
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for axis, (metric, label) in zip(axes, METRICS.items(), strict=True):
+        for index, domain in enumerate(domains):
+            points = [(r["round"], r["metrics"][domain]) for r in report["rounds"] if domain in r["metrics"]]
+            xs = [x + (index - len(domains) / 2) * 0.02 for x, _ in points]  # keep error bars apart
+            ys = [m[metric] for _, m in points]
+            low = [y - m[f"{metric}_ci95"][0] for y, (_, m) in zip(ys, points, strict=True)]
+            high = [m[f"{metric}_ci95"][1] - y for y, (_, m) in zip(ys, points, strict=True)]
+            axis.errorbar(
+                xs, ys, yerr=[low, high], marker="o", capsize=3, label=domain,
+                linewidth=2.5 if domain == ALL else 1.2, color="black" if domain == ALL else None,
+            )  # fmt: skip
+        axis.set_title(label)
+        axis.set_xlabel("round (0 = before training)")
+        axis.set_xticks(rounds)
+        axis.set_ylim(-0.02, 1.02)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="best")
+    figure.suptitle(f"{report['model']}: {report['method']} self-training, 95% bootstrap intervals", fontsize=10)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def html_page(report: dict[str, Any], png: bytes, viewer_links: dict[int, str]) -> str:
+    """report.html: one self-contained page (no network) with the table, the plot and each round's viewer."""
+    header, rows = table_rows(report)
+    esc = html.escape
+    table = "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"
+    table += "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows) + "</table>"
+    links = "".join(
+        f'<li>round {r}: <a href="{esc(href)}">conversations</a> ({esc(report["rounds"][i]["model"])})</li>'
+        for i, (r, href) in enumerate(sorted(viewer_links.items()))
+    )
+    image = base64.b64encode(png).decode("ascii")
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<title>josh loop: {esc(report["model"])}</title>
+<style>body{{font:14px system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
+img{{max-width:100%}}</style></head><body>
+<h1>Self-training loop: {esc(report["model"])} ({esc(report["method"])})</h1>
+{table}
+<p>{esc(report["test"])}. Errors count as reward 0.</p>
+<img alt="average reward and 100% success rate per domain, every round" src="data:image/png;base64,{image}">
+<h2>Conversations</h2><ul>{links}</ul>
+</body></html>
+"""
+
+
+def write_report(out: Path, report: dict[str, Any], viewer_links: dict[int, str]) -> list[Path]:
+    """report.json, report.md, report.png and report.html in `out`; returns their paths."""
+    png = plot_png(report)
+    files = {
+        "report.json": json.dumps(report, indent=2) + "\n",
+        "report.md": markdown(report),
+        "report.html": html_page(report, png, viewer_links),
+    }
+    written = []
+    for name, text in files.items():
+        (out / name).write_text(text, encoding="utf-8")
+        written.append(out / name)
+    (out / "report.png").write_bytes(png)
+    written.append(out / "report.png")
+    return written

@@ -1,0 +1,93 @@
+"""Running the loop: each stage not yet done, in order, then the report."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from josh.errors import JoshError
+from josh.loop.config import LoopConfig
+from josh.loop.report import RoundRun, build_report, write_report
+from josh.loop.stages import (
+    CONTINUE_EXIT_CODES,
+    Stage,
+    check_export,
+    check_options,
+    child_env,
+    josh_command,
+    model_spec,
+    plan,
+    write_options,
+)
+from josh.runner import read_run
+
+Say = Callable[[str], None]
+
+
+class StageFailed(JoshError):
+    """A stage's command failed; its exit status is the loop's."""
+
+    def __init__(self, stage: Stage, code: int) -> None:
+        super().__init__(
+            f"{stage.name} failed (exit {code}): fix what it said, then run the same `josh loop` again to "
+            "continue (finished stages are skipped)"
+        )
+        self.code = code
+
+
+def run_stage(stage: Stage, say: Say) -> None:
+    """Run one stage's command in a child process, its output on this terminal."""
+    write_options(stage)
+    say(f"[bold]{stage.name}[/bold]: {stage.command()}")
+    try:
+        code = subprocess.run(josh_command(stage.args), env=child_env(), check=False).returncode
+    except KeyboardInterrupt:
+        raise
+    if code == 3:
+        say(f"{stage.name}: some conversations ended in an error (counted as reward 0); going on")
+    if code not in CONTINUE_EXIT_CODES:
+        raise StageFailed(stage, code)
+
+
+def run_loop(config: LoopConfig, say: Say, *, source: Path, only_plan: bool = False) -> list[Path]:
+    """Run every stage not yet done, then write the report; returns the report's files (none for a plan).
+    `source` is the config file, named in errors."""
+    assert config.out is not None
+    stages = plan(config)
+    check_options(stages, source)
+    for index, stage in enumerate(stages, 1):
+        state = "done, skipped" if stage.done() else "to run"
+        if only_plan:
+            say(f"{index}. {stage.name} ({state}): {stage.command()}")
+            continue
+        if stage.done():
+            say(f"{stage.name}: {state} ({stage.output})")
+        else:
+            run_stage(stage, say)
+        if stage.kind == "export":
+            check_export(stage, config.method)
+    if only_plan:
+        return []
+    return report(config, stages, say)
+
+
+def report(config: LoopConfig, stages: list[Stage], say: Say) -> list[Path]:
+    """Write the report and a conversation viewer (`josh view`) for every round's evaluation."""
+    from josh.view import write_report as write_viewer
+
+    assert config.out is not None
+    runs = []
+    links = {}
+    for stage in stages:
+        if stage.kind != "eval":
+            continue
+        runs.append(
+            RoundRun(stage.round, model_spec(config, stage.round), read_run(stage.output).records, str(stage.output))
+        )
+        viewer = stage.output.with_suffix(".html")
+        write_viewer(stage.output, viewer)
+        links[stage.round] = str(viewer.relative_to(config.out))
+    files = write_report(config.out, build_report(config.model, config.method, runs), links)
+    say(f"report: {', '.join(str(f) for f in files)}")
+    return files

@@ -1,0 +1,198 @@
+"""The loop's stages: what each one runs, where its output goes, and whether it is done.
+
+Every stage is one josh command run as a child process (printed, so it can be rerun by hand), with its
+options in a YAML file beside its output. A child process per stage also gives each stage the whole GPU:
+an evaluation's model is gone before training starts. A stage whose output is complete is skipped, so a
+crashed or interrupted loop resumes where it stopped (eval and harvest with `--resume`, training from its
+last checkpoint).
+
+Layout of the loop folder (round 0 is the model before training):
+
+    round-0/eval.yaml, eval.jsonl             the base model on the eval split
+    round-1/harvest.yaml, trees.jsonl         JOSH trees of the newest model (round 0's) on the train split
+    round-1/data/train.jsonl                  the training data exported from them
+    round-1/train.yaml, train/adapter/        the LoRA adapter trained on it
+    round-1/eval.yaml, eval.jsonl             the trained model on the eval split
+    round-2/...                               with `rounds: 2`, the same again from round 1's model
+    report.json, report.md, report.png, report.html
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from josh.errors import JoshError
+from josh.loop.config import LoopConfig
+from josh.runner import read_run
+
+CONTINUE_EXIT_CODES = (0, 3)  # 3: some conversations ended in an error; they count as reward 0
+
+
+@dataclass
+class Stage:
+    """One step of the loop: a josh command, its options file and its output."""
+
+    name: str  # e.g. "round 1: harvest"
+    kind: str  # eval | harvest | export | train
+    round: int
+    output: Path
+    args: list[str]
+    options: dict[str, Any] = field(default_factory=dict)  # written to `options_file` before running
+    options_file: Path | None = None
+
+    def done(self) -> bool:
+        """Whether the stage's output is complete (then the stage is skipped)."""
+        if self.kind in ("eval", "harvest"):
+            return run_finished(self.output)
+        if self.kind == "export":
+            return (self.output / "train.jsonl").exists() and (self.output / "summary.json").exists()
+        return (self.output / "adapter" / "adapter_config.json").exists()
+
+    def command(self) -> str:
+        """The command line, as a user would type it."""
+        return shlex.join(["josh", *self.args])
+
+
+def run_finished(path: Path) -> bool:
+    """A run file whose last run ended on its own (not interrupted, not stopped by its endpoint)."""
+    if not path.exists() or not path.stat().st_size:
+        return False
+    contents = read_run(path)
+    if not contents.statuses:
+        return False
+    last = contents.statuses[-1]
+    return last.get("status") in ("success", "error") and not last.get("stopped")
+
+
+def round_dir(config: LoopConfig, round_: int) -> Path:
+    assert config.out is not None
+    return config.out / f"round-{round_}"
+
+
+def adapter_of(config: LoopConfig, round_: int) -> Path | None:
+    """The adapter trained in round `round_` (None for round 0, the base model)."""
+    return round_dir(config, round_) / "train" / "adapter" if round_ > 0 else None
+
+
+def model_spec(config: LoopConfig, round_: int) -> str:
+    """The `--model` of round `round_`'s model: hf:BASE, then hf:BASE+ADAPTER."""
+    adapter = adapter_of(config, round_)
+    return f"hf:{config.model}" if adapter is None else f"hf:{config.model}+{adapter}"
+
+
+def _eval_stage(config: LoopConfig, round_: int) -> Stage:
+    where = round_dir(config, round_)
+    options = {**config.section("eval"), "model": model_spec(config, round_)}
+    output = where / "eval.jsonl"
+    return Stage(
+        f"round {round_}: evaluate {'the base model' if round_ == 0 else 'the trained model'}",
+        "eval",
+        round_,
+        output,
+        ["eval", "toolwoz", "--config", str(where / "eval.yaml"), "--out", str(output), "--resume"],
+        options,
+        where / "eval.yaml",
+    )
+
+
+def plan(config: LoopConfig) -> list[Stage]:
+    """Every stage of the loop, in order."""
+    stages = [_eval_stage(config, 0)]
+    for round_ in range(1, config.rounds + 1):
+        where = round_dir(config, round_)
+        harvest = {"model": model_spec(config, round_ - 1), **config.section("harvest")}
+        trees, data, trained = where / "trees.jsonl", where / "data", where / "train"
+        stages.append(Stage(
+            f"round {round_}: harvest JOSH trees", "harvest", round_, trees,
+            ["harvest", "toolwoz", "--config", str(where / "harvest.yaml"), "--out", str(trees), "--resume"],
+            harvest, where / "harvest.yaml",
+        ))  # fmt: skip
+        export = ["export", config.method, str(trees), "-o", str(data), "--force"]
+        if config.export.get("reference_selection"):
+            export.append("--reference-selection")
+        stages.append(Stage(f"round {round_}: export {config.method} data", "export", round_, data, export))
+        train = ["train", config.method, "--data", str(data), "--model", config.model, "--out", str(trained)]
+        previous = adapter_of(config, round_ - 1)
+        if previous is not None:
+            train += ["--init-adapter", str(previous)]
+        train += ["--config", str(where / "train.yaml")]
+        stages.append(Stage(
+            f"round {round_}: train ({config.method}, LoRA)", "train", round_, trained, train,
+            dict(config.train), where / "train.yaml",
+        ))  # fmt: skip
+        stages.append(_eval_stage(config, round_))
+    return stages
+
+
+def check_options(stages: Sequence[Stage], where: Path) -> None:
+    """Fail before any work on an eval or harvest option its command would refuse (the train options are
+    checked by `josh train` itself)."""
+    from pydantic import ValidationError
+
+    from josh.benchmarks.toolwoz_config import ToolWOZEvalConfig
+    from josh.benchmarks.toolwoz_harvest_config import ToolWOZHarvestConfig
+
+    configs = {"eval": ToolWOZEvalConfig, "harvest": ToolWOZHarvestConfig}
+    for stage in stages:
+        if stage.kind not in configs:
+            continue
+        try:
+            configs[stage.kind].model_validate(stage.options)
+        except ValidationError as exc:
+            command = f"josh {' '.join(stage.args[:2])}"
+            problems = []
+            for error in exc.errors():
+                key = ".".join(str(p).replace("_", "-") for p in error["loc"])
+                message = error["msg"].removeprefix("Value error, ")
+                if error["type"] == "extra_forbidden":
+                    message = f"not an option of `{command}`"
+                problems.append(f"'{key}': {message}")
+            raise JoshError(f"{where}: {stage.kind} options (common + {stage.kind}): " + "; ".join(problems)) from None
+
+
+def write_options(stage: Stage) -> None:
+    """The stage's options file, in its command's vocabulary (flag names as keys)."""
+    if stage.options_file is None:
+        return
+    stage.options_file.parent.mkdir(parents=True, exist_ok=True)
+    data = {key.replace("_", "-"): value for key, value in stage.options.items()}
+    stage.options_file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def check_export(stage: Stage, method: str) -> None:
+    """Training cannot start on data it cannot use: say why, and what to change."""
+    summary = json.loads((stage.output / "summary.json").read_text(encoding="utf-8"))
+    counts = summary.get("counts", {})
+    if method == "kto":
+        true, false = int(counts.get("label true", 0)), int(counts.get("label false", 0))
+        if not true or not false:
+            raise JoshError(
+                f"{stage.name}: the trees gave {true} desirable and {false} undesirable KTO examples; KTO "
+                "needs both: harvest more tasks (harvest: limit) or a model that sometimes succeeds"
+            )
+    elif not int(summary.get("examples", 0)):
+        why = "no tree reached reward 1.0" if method == "sft" else "no sibling replies split success and failure"
+        raise JoshError(
+            f"{stage.name}: no {method} example ({why}): harvest more tasks (harvest: limit), or use "
+            "method: kto"
+        )
+
+
+def josh_command(args: Sequence[str]) -> list[str]:
+    """The child process running `josh ARGS` with this interpreter (the josh the loop itself runs)."""
+    return [sys.executable, "-m", "josh.cli.main", *args]
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
