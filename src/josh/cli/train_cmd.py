@@ -85,14 +85,11 @@ def run_train(kind: Kind, options: dict[str, Any], config_file: Path | None, *, 
             raise JoshError(f"{config_file} is a {found} config: run `josh train {found} --config {config_file}`")
     cfg = resolve(TrainConfig, {**options, "kind": kind}, config_file)
 
-    from accelerate import PartialState
+    from josh.train.trainer import process_state, train
 
-    from josh.train.trainer import train
-
-    main = PartialState().is_main_process
     with _ProgressBar(kind) as bar:
         result = train(cfg, on_progress=bar.update, force=force)
-    if not main:
+    if not process_state().is_main_process:
         return
     if result.already_done:
         err.print(

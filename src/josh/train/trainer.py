@@ -208,6 +208,16 @@ def _plan(config: TrainConfig, force: bool) -> tuple[dict[str, Any] | None, Path
 # -- training ----------------------------------------------------------------------------------------------
 
 
+def process_state() -> Any:
+    """accelerate's state of this process (one of many under `accelerate launch`). On a machine without CUDA
+    it is a CPU state, so that `accelerate launch --multi_gpu --num_processes N` runs N CPU processes over gloo
+    (accelerate's `--cpu` launcher starts one process only)."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def choose_optimiser(name: str) -> str:
     """`auto`: the paper's adamw_8bit where it can run (CUDA and bitsandbytes), else adamw_torch."""
     import torch
@@ -236,6 +246,19 @@ def choose_precision(name: str) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
+def check_qlora(config: TrainConfig) -> None:
+    """--qlora needs a CUDA GPU and bitsandbytes: say so before anything is loaded or written."""
+    import torch
+
+    if not config.qlora:
+        return
+    if not torch.cuda.is_available():
+        raise JoshError("--qlora loads the model in 4 bits with bitsandbytes, which needs a CUDA GPU; "
+                        "this machine has none: drop --qlora")  # fmt: skip
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise JoshError("--qlora needs bitsandbytes: pip install bitsandbytes")
+
+
 def _load_model(config: TrainConfig, precision: str) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
@@ -244,11 +267,6 @@ def _load_model(config: TrainConfig, precision: str) -> Any:
         "dtype": {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     }
     if config.qlora:
-        if not torch.cuda.is_available():
-            raise JoshError("--qlora loads the model in 4 bits with bitsandbytes, which needs a CUDA GPU; "
-                            "this machine has none: drop --qlora")  # fmt: skip
-        if importlib.util.find_spec("bitsandbytes") is None:
-            raise JoshError("--qlora needs bitsandbytes: pip install bitsandbytes")
         from accelerate import PartialState
         from transformers import BitsAndBytesConfig
 
@@ -313,6 +331,7 @@ def _peft_model(config: TrainConfig, model: Any) -> tuple[Any, Any]:
 
 
 def _trl_args(config: TrainConfig, optim: str, precision: str, *, distributed: bool, quiet: bool) -> Any:
+    import torch
     import trl
 
     common: dict[str, Any] = {
@@ -336,6 +355,7 @@ def _trl_args(config: TrainConfig, optim: str, precision: str, *, distributed: b
         "max_length": config.max_length,
         "report_to": "none",
         "disable_tqdm": quiet,
+        "use_cpu": not torch.cuda.is_available(),
     }
     if distributed:
         common["ddp_find_unused_parameters"] = False  # LoRA: the frozen base has no gradients to wait for
@@ -426,9 +446,7 @@ def train(config: TrainConfig, *, on_progress: OnProgress | None = None, force: 
     `on_progress` is called on the main process at each step, with the last logged loss; with it, TRL's own
     progress bar and printed log lines are off."""
     check_stack()
-    from accelerate import PartialState
-
-    state = PartialState()
+    state = process_state()
     out = config.out
     adapter_dir, config_path = out / ADAPTER_DIR, out / CONFIG_FILE
     done, resume = _plan(config, force)
@@ -440,6 +458,7 @@ def train(config: TrainConfig, *, on_progress: OnProgress | None = None, force: 
     rows = read_examples(config)
     optim = choose_optimiser(config.optim)
     precision = choose_precision(config.precision)
+    check_qlora(config)
     tokenizer = _load_tokenizer(config)
     recorded: dict[str, Any] = {"status": "started", "optim": optim, "precision": precision,
                                 "processes": state.num_processes, "versions": _versions(),
