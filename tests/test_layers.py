@@ -12,6 +12,7 @@ ROOT = Path(josh.__file__).parent
 LAYERS = [
     "cli",
     "benchmarks",
+    "train",
     "view",
     "export",
     "runner",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -224,6 +225,19 @@ def test_bad_input_is_one_line_naming_the_fix(
     line = one_line_error(josh("train", "sft", "--data", str(exports["sft"]), *base, "--qlora"))
     assert "--qlora" in line and "CUDA GPU" in line
     assert "No such option: --beta" in josh("train", "sft", "--beta", "0.1").output  # not an SFT option
+    # found once TRL has tokenized the data: after the loading bars of transformers and datasets
+    result = josh("train", "dpo", "--data", str(exports["dpo"]), *base, "--max-length", "16")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "fits in --max-length 16" in result.output.strip().splitlines()[-1]
+    # SFT's assistant-only loss needs the chat template's generation markers
+    plain = tmp_path / "plain-model"
+    shutil.copytree(tiny_model, plain)
+    template = plain / "chat_template.jinja"
+    text = template.read_text().replace("{% generation %}", "").replace("{% endgeneration %}", "")
+    template.write_text(text)
+    line = one_line_error(josh("train", "sft", "--data", str(exports["sft"]), "--model", str(plain),
+                               "--out", str(tmp_path / "plain-out")))  # fmt: skip
+    assert "no {% generation %} markers" in line and "--no-assistant-only-loss" in line
 
 
 def test_without_the_train_extra_the_command_says_how_to_install_it(

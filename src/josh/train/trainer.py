@@ -21,6 +21,7 @@ import contextlib
 import importlib.util
 import json
 import math
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from josh.train.config import TrainConfig
 ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
 CONFIG_FILE = "train_config.json"
+GENERATION_MARKER = re.compile(r"{%-?\s*generation\s*-?%}")  # what assistant_only_loss needs in a template
 RECORDED_KEY = "recorded"  # the part of train_config.json that records facts, not options
 TRAIN_EXTRA = "pip install 'josh-toolkit[train]'"
 STACK = ("torch", "transformers", "trl", "peft", "datasets", "accelerate")
@@ -298,7 +300,7 @@ def _load_tokenizer(config: TrainConfig) -> Any:
             f"{config.model} has no chat template: the exported data is conversational; use an instruct/chat "
             "model (or add a chat_template to its tokenizer_config.json)"
         )
-    if config.kind == "sft" and config.assistant_only_loss and "generation" not in tokenizer.chat_template:
+    if config.kind == "sft" and config.assistant_only_loss and not GENERATION_MARKER.search(tokenizer.chat_template):
         raise JoshError(
             f"the chat template of {config.model} has no {{% generation %}} markers, which --assistant-only-loss "
             "needs to find the assistant's tokens: use a template that has them, or pass "
