@@ -11,7 +11,9 @@ ROOT = Path(josh.__file__).parent
 # Highest first. A module may import its own layer and any layer after it in this list.
 LAYERS = [
     "cli",
+    "loop",
     "benchmarks",
+    "train",
     "view",
     "export",
     "runner",

@@ -5,14 +5,15 @@ from __future__ import annotations
 import typer
 
 from josh import __version__
-from josh.cli import data_cmd, eval_cmd, export_cmd, harvest_cmd, loop_cmd, score_cmd, view_cmd
+from josh.cli import data_cmd, eval_cmd, export_cmd, harvest_cmd, loop_cmd, score_cmd, train_cmd, view_cmd
 from josh.cli.console import setup_logging
 
 app = typer.Typer(
     name="josh",
     help=(
         "JOSH and ToolWOZ: benchmark tool-calling agents on ToolWOZ (the paper's protocol, its official "
-        "data) with a simulated customer, harvest JOSH trees from sparse rewards, and inspect the results."
+        "data) with a simulated customer, harvest JOSH trees from sparse rewards, export them as training data, "
+        "train LoRA adapters on them (TRL), and inspect the results."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -23,6 +24,7 @@ app.command("score")(score_cmd.score)
 app.add_typer(eval_cmd.eval_app, name="eval")
 app.add_typer(harvest_cmd.harvest_app, name="harvest")
 app.add_typer(export_cmd.export_app, name="export")
+app.add_typer(train_cmd.train_app, name="train")
 app.command("report")(eval_cmd.report_cmd)
 app.command("serve-mock")(eval_cmd.serve_mock)
 app.command("view")(view_cmd.view)

@@ -115,7 +115,8 @@ def with_options(config: type[BaseModel], shared: Sequence[inspect.Parameter] = 
 
 # Keys a run adds to its RUN.config.json that record facts, not options: skipped when the file is fed back.
 ADAPTATIONS_KEY = "endpoint-adaptations"
-RECORDED_KEYS = frozenset({ADAPTATIONS_KEY.replace("-", "_")})
+# `recorded`: what `josh train` learnt (versions, the optimiser used, losses) in OUT/train_config.json.
+RECORDED_KEYS = frozenset({ADAPTATIONS_KEY.replace("-", "_"), "recorded"})
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

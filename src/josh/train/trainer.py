@@ -1,0 +1,500 @@
+"""Train a LoRA adapter with TRL's SFT, KTO or DPO trainer on what `josh export` wrote.
+
+Layout of the output folder OUT:
+
+- `OUT/adapter/`: the final LoRA adapter (PEFT `save_pretrained`: adapter_config.json,
+  adapter_model.safetensors), loadable with `PeftModel.from_pretrained(base, OUT/adapter)`;
+- `OUT/train_config.json`: the resolved config (every default filled in, in the `--config` vocabulary) and,
+  under `recorded`, what the run learnt: library versions, the optimiser and precision used, its status, the
+  last step and the losses logged;
+- `OUT/checkpoints/checkpoint-N/`: TRL checkpoints every `save_steps`; a rerun with the same OUT resumes from
+  the last one.
+
+Under `accelerate launch` every process trains and only the main one writes the config and the adapter (TRL
+and accelerate do the rest). The training stack (torch, transformers, trl, peft, datasets) is imported when
+`train` runs, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import math
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from josh.errors import JoshError
+from josh.train.config import TrainConfig
+
+ADAPTER_DIR = "adapter"
+CHECKPOINTS_DIR = "checkpoints"
+CONFIG_FILE = "train_config.json"
+GENERATION_MARKER = re.compile(r"{%-?\s*generation\s*-?%}")  # what assistant_only_loss needs in a template
+RECORDED_KEY = "recorded"  # the part of train_config.json that records facts, not options
+TRAIN_EXTRA = "pip install 'josh-toolkit[train]'"
+STACK = ("torch", "transformers", "trl", "peft", "datasets", "accelerate")
+
+# The columns each kind needs (TRL's conversational formats); `tools` is optional everywhere.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "sft": ("messages",),
+    "kto": ("prompt", "completion", "label"),
+    "dpo": ("prompt", "chosen", "rejected"),
+}
+
+
+@dataclass
+class TrainResult:
+    """What a training run left in OUT."""
+
+    adapter_dir: Path  # OUT/adapter
+    global_step: int  # optimiser steps done, in all (a resumed run counts the steps before it)
+    losses: list[float]  # the training loss at each logging step
+    config_path: Path  # OUT/train_config.json
+    resumed_from: Path | None  # the checkpoint this run continued from, if any
+    already_done: bool = False  # OUT held this very run, finished: nothing was trained
+
+
+@dataclass
+class TrainProgress:
+    """One step of a run, as `train(on_progress=...)` reports it (on the main process only)."""
+
+    step: int
+    total_steps: int
+    loss: float | None  # the last logged training loss
+    epoch: float | None
+
+
+OnProgress = Callable[[TrainProgress], None]
+
+
+def check_stack() -> None:
+    """Fail with the install line if the `[train]` extra is missing."""
+    missing = [name for name in STACK if importlib.util.find_spec(name) is None]
+    if missing:
+        raise JoshError(f"training needs {', '.join(missing)} (the [train] extra): {TRAIN_EXTRA}")
+
+
+# -- data --------------------------------------------------------------------------------------------------
+
+
+def read_examples(config: TrainConfig) -> list[dict[str, Any]]:
+    """The examples of `config.data`, checked for the kind: the file exists, holds examples, has the kind's
+    columns, and (KTO) both labels. Each error names what to do."""
+    path = config.training_data()
+    kind = config.kind
+    if not path.exists():
+        raise JoshError(
+            f"no training data at {path}: write it with `josh export {kind} TREES -o DIR` and pass --data DIR"
+        )
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JoshError(f"cannot read {path}: {exc}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise JoshError(f"{path}, line {number}: not JSON ({exc.msg}); re-export it") from None
+        if not isinstance(row, dict):
+            raise JoshError(f"{path}, line {number}: not a JSON object; re-export it")
+        rows.append(row)
+    if not rows:
+        raise JoshError(f"{path} holds no examples: export trees that have some ({kind} examples)")
+    expected = COLUMNS[kind]
+    found = sorted(set().union(*(row.keys() for row in rows)))
+    if not set(expected) <= set(rows[0]) or any(not set(expected) <= set(row) for row in rows):
+        other = next((k for k, cols in COLUMNS.items() if set(cols) <= set(rows[0])), None)
+        hint = (
+            f"it looks like {other} data: run `josh train {other}`, or export {kind} data with "
+            f"`josh export {kind} TREES -o DIR`"
+            if other
+            else f"export {kind} data with `josh export {kind} TREES -o DIR`"
+        )
+        raise JoshError(
+            f"{path} is not {kind} data: {kind} needs the columns {', '.join(expected)} (and optionally tools), "
+            f"found {', '.join(found)}; {hint}"
+        )
+    if kind == "kto":
+        labels = [row["label"] for row in rows]
+        if any(not isinstance(label, bool) for label in labels):
+            raise JoshError(f"{path}: every KTO label must be true or false; re-export it")
+        if all(labels) or not any(labels):
+            only = "desirable (true)" if all(labels) else "undesirable (false)"
+            raise JoshError(
+                f"{path} has only {only} examples ({len(labels):,}): KTO needs both desirable (label true) "
+                "and undesirable (label false) examples; harvest more trees, or train sft on successful ones"
+            )
+    return rows
+
+
+def to_dataset(rows: list[dict[str, Any]], config: TrainConfig) -> Any:
+    """A `datasets.Dataset` of the rows. Tools go as JSON text (TRL's trainers parse it back): as Arrow
+    structs, every tool would gain every other tool's parameters, as nulls, in the rendered prompt."""
+    from datasets import Dataset
+
+    keep = (*COLUMNS[config.kind], "tools")
+    table = [{key: row.get(key) for key in keep} for row in rows]
+    for row in table:
+        row["tools"] = json.dumps(row["tools"]) if row["tools"] else None
+    if all(row["tools"] is None for row in table):
+        for row in table:
+            del row["tools"]
+    dataset = Dataset.from_list(table)
+    # KTO reads its batches in order (its KL term pairs neighbours); the export is in tree order, so shuffle
+    # once, as the paper's script did.
+    return dataset.shuffle(seed=config.seed) if config.kind == "kto" else dataset
+
+
+# -- what is already in OUT --------------------------------------------------------------------------------
+
+
+def read_saved_config(out: Path) -> dict[str, Any] | None:
+    """OUT/train_config.json, or None."""
+    path = out / CONFIG_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise JoshError(f"cannot read {path}: {exc}; remove it or pass --force") from None
+    return data if isinstance(data, dict) else None
+
+
+def options_of(config: TrainConfig) -> dict[str, Any]:
+    """The config in the `--config` file vocabulary (flag names with dashes)."""
+    return {name.replace("_", "-"): value for name, value in config.model_dump(mode="json").items()}
+
+
+def last_checkpoint(out: Path) -> Path | None:
+    """The newest OUT/checkpoints/checkpoint-N that holds a trainer state."""
+    folder = out / CHECKPOINTS_DIR
+    if not folder.is_dir():
+        return None
+    found = [
+        (int(path.name.split("-")[-1]), path)
+        for path in folder.glob("checkpoint-*")
+        if path.name.split("-")[-1].isdigit() and (path / "trainer_state.json").exists()
+    ]
+    return max(found)[1] if found else None
+
+
+def _plan(config: TrainConfig, force: bool) -> tuple[dict[str, Any] | None, Path | None]:
+    """(the saved config if OUT holds this very run finished, the checkpoint to resume from)."""
+    out = config.out
+    saved = read_saved_config(out)
+    if force or saved is None:
+        return None, None
+    options = {k: v for k, v in saved.items() if k != RECORDED_KEY}
+    ours = options_of(config)
+    changed = [k for k in config.identity() if options.get(k.replace("_", "-")) != ours[k.replace("_", "-")]]
+    if changed:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in changed)
+        raise JoshError(
+            f"{out} holds a run with other {flags} ({out / CONFIG_FILE}): resuming it would mix two adapters; "
+            "use another --out, or --force to start again there"
+        )
+    finished = saved.get(RECORDED_KEY, {}).get("status") == "finished" and (out / ADAPTER_DIR).is_dir()
+    if finished and options == ours:
+        return saved, None
+    return None, last_checkpoint(out)
+
+
+# -- training ----------------------------------------------------------------------------------------------
+
+
+def process_state() -> Any:
+    """accelerate's state of this process (one of many under `accelerate launch`). On a machine without CUDA
+    it is a CPU state, so that `accelerate launch --multi_gpu --num_processes N` runs N CPU processes over gloo
+    (accelerate's `--cpu` launcher starts one process only)."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def choose_optimiser(name: str) -> str:
+    """`auto`: the paper's adamw_8bit where it can run (CUDA and bitsandbytes), else adamw_torch."""
+    import torch
+
+    has_8bit = torch.cuda.is_available() and importlib.util.find_spec("bitsandbytes") is not None
+    if name == "auto":
+        return "adamw_8bit" if has_8bit else "adamw_torch"
+    if "8bit" in name and not has_8bit:
+        raise JoshError(
+            f"--optim {name} needs a CUDA GPU and bitsandbytes (pip install bitsandbytes); "
+            "use --optim auto or adamw_torch"
+        )
+    return name
+
+
+def choose_precision(name: str) -> str:
+    """`auto`: bf16 on a GPU that has it, fp16 on another GPU (the paper's scripts' rule), fp32 on a CPU."""
+    import torch
+
+    if name != "auto":
+        if name == "fp16" and not torch.cuda.is_available():
+            raise JoshError("--precision fp16 needs a GPU; use auto, bf16 or fp32")
+        return name
+    if not torch.cuda.is_available():
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def check_qlora(config: TrainConfig) -> None:
+    """--qlora needs a CUDA GPU and bitsandbytes: say so before anything is loaded or written."""
+    import torch
+
+    if not config.qlora:
+        return
+    if not torch.cuda.is_available():
+        raise JoshError("--qlora loads the model in 4 bits with bitsandbytes, which needs a CUDA GPU; "
+                        "this machine has none: drop --qlora")  # fmt: skip
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise JoshError("--qlora needs bitsandbytes: pip install bitsandbytes")
+
+
+def _load_model(config: TrainConfig, precision: str) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {
+        "dtype": {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    }
+    if config.qlora:
+        from accelerate import PartialState
+        from transformers import BitsAndBytesConfig
+
+        compute = torch.bfloat16 if precision == "bf16" else torch.float16
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_compute_dtype=compute,
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_quant_type="nf4",
+        )
+        kwargs["device_map"] = {"": PartialState().process_index}  # one whole copy per process
+    try:
+        return AutoModelForCausalLM.from_pretrained(config.model, **kwargs)
+    except OSError as exc:
+        raise JoshError(f"cannot load the model {config.model!r}: {exc}") from None
+
+
+def _load_tokenizer(config: TrainConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(config.model)
+    except OSError as exc:
+        raise JoshError(f"cannot load the tokenizer of {config.model!r}: {exc}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not getattr(tokenizer, "chat_template", None):
+        raise JoshError(
+            f"{config.model} has no chat template: the exported data is conversational; use an instruct/chat "
+            "model (or add a chat_template to its tokenizer_config.json)"
+        )
+    if config.kind == "sft" and config.assistant_only_loss and not GENERATION_MARKER.search(tokenizer.chat_template):
+        raise JoshError(
+            f"the chat template of {config.model} has no {{% generation %}} markers, which --assistant-only-loss "
+            "needs to find the assistant's tokens: use a template that has them, or pass "
+            "--no-assistant-only-loss to train on whole conversations (as sft_agent_successful.py did)"
+        )
+    return tokenizer
+
+
+def _peft_model(config: TrainConfig, model: Any) -> tuple[Any, Any]:
+    """(the model, the LoRA config to give TRL): a fresh LoRA from the options, or `init_adapter` loaded
+    trainable (TRL then gets no LoRA config)."""
+    from peft import LoraConfig, PeftModel
+
+    if config.init_adapter is not None:
+        if not (config.init_adapter / "adapter_config.json").exists():
+            raise JoshError(
+                f"--init-adapter {config.init_adapter} is not a LoRA adapter folder (no adapter_config.json); "
+                "pass OUT/adapter of an earlier `josh train`"
+            )
+        return PeftModel.from_pretrained(model, str(config.init_adapter), is_trainable=True), None
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    return model, lora
+
+
+def _trl_args(config: TrainConfig, optim: str, precision: str, *, distributed: bool, quiet: bool) -> Any:
+    import torch
+    import trl
+
+    common: dict[str, Any] = {
+        "output_dir": str(config.out / CHECKPOINTS_DIR),
+        "num_train_epochs": config.epochs,
+        "max_steps": config.max_steps,
+        "per_device_train_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.grad_accum,
+        "learning_rate": config.learning_rate,
+        "lr_scheduler_type": config.lr_scheduler,
+        "warmup_steps": config.warmup_steps or config.warmup_ratio,  # transformers 5: below 1 is a ratio
+        "weight_decay": config.weight_decay,
+        "optim": optim,
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        "save_strategy": "steps",
+        "save_steps": config.save_steps,
+        "logging_steps": config.logging_steps,
+        "seed": config.seed,
+        "max_length": config.max_length,
+        "report_to": "none",
+        "disable_tqdm": quiet,
+        "use_cpu": not torch.cuda.is_available(),
+    }
+    if distributed:
+        common["ddp_find_unused_parameters"] = False  # LoRA: the frozen base has no gradients to wait for
+    if config.kind == "sft":
+        return trl.SFTConfig(**common, assistant_only_loss=bool(config.assistant_only_loss))
+    if config.kind == "kto":
+        return trl.KTOConfig(
+            **common,
+            beta=config.beta,
+            desirable_weight=config.desirable_weight,
+            undesirable_weight=config.undesirable_weight,
+        )
+    return trl.DPOConfig(**common, beta=config.beta)
+
+
+def _progress_callback(on_progress: OnProgress) -> Any:
+    from transformers import TrainerCallback
+
+    class ProgressReporter(TrainerCallback):
+        """Reports each step (and the last logged loss) to `on_progress`, on the main process."""
+
+        def __init__(self) -> None:
+            self.loss: float | None = None
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            if logs and "loss" in logs:
+                self.loss = float(logs["loss"])
+                self._report(state)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._report(state)
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._report(state)
+
+        def _report(self, state: Any) -> None:
+            if state.is_world_process_zero:
+                on_progress(TrainProgress(state.global_step, state.max_steps, self.loss, state.epoch))
+
+    return ProgressReporter()
+
+
+def _build_trainer(config: TrainConfig, args: Any, model: Any, lora: Any, tokenizer: Any, dataset: Any,
+                   callbacks: list[Any]) -> Any:  # fmt: skip
+    import trl
+
+    common = {"model": model, "args": args, "train_dataset": dataset, "processing_class": tokenizer,
+              "peft_config": lora, "callbacks": callbacks}  # fmt: skip
+    try:
+        if config.kind == "sft":
+            return trl.SFTTrainer(**common)
+        if config.kind == "kto":
+            return trl.KTOTrainer(**common)
+        return trl.DPOTrainer(**common)
+    except ValueError as exc:
+        if "assistant" in str(exc) and "generation" in str(exc):
+            raise JoshError(f"{exc} (or pass --no-assistant-only-loss)") from None
+        raise
+
+
+def _record(config: TrainConfig, recorded: dict[str, Any]) -> None:
+    path = config.out / CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({**options_of(config), RECORDED_KEY: recorded}, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("josh-toolkit", *STACK):
+        with contextlib.suppress(PackageNotFoundError):
+            found[name] = version(name)
+    return found
+
+
+def _losses(log_history: list[dict[str, Any]]) -> list[float]:
+    return [float(entry["loss"]) for entry in log_history if "loss" in entry]
+
+
+def train(config: TrainConfig, *, on_progress: OnProgress | None = None, force: bool = False) -> TrainResult:
+    """Train a LoRA adapter as `config` says and save it to OUT/adapter (see the module's docstring).
+
+    Rerunning with the same OUT resumes from the last checkpoint; if OUT already holds this very run,
+    finished, nothing is trained (`TrainResult.already_done`) unless `force`, which starts again from scratch.
+    `on_progress` is called on the main process at each step, with the last logged loss; with it, TRL's own
+    progress bar and printed log lines are off."""
+    check_stack()
+    state = process_state()
+    out = config.out
+    adapter_dir, config_path = out / ADAPTER_DIR, out / CONFIG_FILE
+    done, resume = _plan(config, force)
+    if done is not None:
+        recorded = done.get(RECORDED_KEY, {})
+        return TrainResult(adapter_dir, int(recorded.get("global_step", 0)),
+                           [float(x) for x in recorded.get("losses", [])], config_path, None,
+                           already_done=True)  # fmt: skip
+    rows = read_examples(config)
+    optim = choose_optimiser(config.optim)
+    precision = choose_precision(config.precision)
+    check_qlora(config)
+    tokenizer = _load_tokenizer(config)
+    recorded: dict[str, Any] = {"status": "started", "optim": optim, "precision": precision,
+                                "processes": state.num_processes, "versions": _versions(),
+                                "resumed_from": str(resume) if resume else None}  # fmt: skip
+    if state.is_main_process:
+        if force:
+            for stale in (out / CHECKPOINTS_DIR, adapter_dir):
+                shutil.rmtree(stale, ignore_errors=True)
+        _record(config, recorded)
+    state.wait_for_everyone()
+
+    model, lora = _peft_model(config, _load_model(config, precision))
+    args = _trl_args(config, optim, precision, distributed=state.num_processes > 1, quiet=on_progress is not None)
+    callbacks = [_progress_callback(on_progress)] if on_progress else []
+    trainer = _build_trainer(config, args, model, lora, tokenizer, to_dataset(rows, config), callbacks)
+    if on_progress is not None:  # the caller shows progress: no tqdm bar, and no log dicts printed instead
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    if len(trainer.train_dataset) == 0:
+        raise JoshError(
+            f"no example of {config.training_data()} fits in --max-length {config.max_length} tokens (each "
+            "one's completion would be cut off entirely): raise --max-length"
+        )
+    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    losses = _losses(trainer.state.log_history)
+    if any(not math.isfinite(loss) for loss in losses):
+        raise JoshError(f"the training loss is not finite ({losses}): lower --learning-rate")
+    if trainer.is_world_process_zero():
+        peft_model = trainer.accelerator.unwrap_model(trainer.model)
+        # only the trained adapter: a KTO/DPO run from --init-adapter also holds TRL's frozen "ref" copy
+        peft_model.save_pretrained(str(adapter_dir), selected_adapters=["default"])
+        tokenizer.save_pretrained(str(adapter_dir))
+        recorded.update(status="finished", global_step=output.global_step, losses=losses)
+        _record(config, recorded)
+    state.wait_for_everyone()
+    return TrainResult(adapter_dir, output.global_step, losses, config_path, resume)
