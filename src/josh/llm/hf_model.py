@@ -302,6 +302,7 @@ class HFChatModel:
                 ) from None
         self.model = model.to(self.device).eval()
         self.context_length = context_length or _context_length(self.model, self.tokenizer)
+        self.tokenizer.model_max_length = 2**62  # the context is checked here, with a clear error, not warned of
         self._stop_ids = _stop_ids(self.tokenizer, self.model)
         self._pad_id = self.tokenizer.pad_token_id
         if self._pad_id is None:
