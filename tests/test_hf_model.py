@@ -71,7 +71,9 @@ def chat(model: HFChatModel, *calls: dict) -> list[list[AssistantMessage]]:
     """Run `calls` (keyword arguments of `chat`) concurrently, on a fresh event loop."""
 
     async def go() -> list[list[AssistantMessage]]:
-        return await asyncio.gather(*(model.chat(**{"messages": MESSAGES, "max_tokens": 8, **c}) for c in calls))
+        return await asyncio.gather(
+            *(model.chat(**{"messages": MESSAGES, "max_tokens": 8, **c}) for c in calls)
+        )
 
     return asyncio.run(go())
 
@@ -101,7 +103,9 @@ def test_the_spec_names_a_base_and_an_optional_adapter(tiny: Path, adapter: Path
         ("{tiny}", "not an hf: model"),
     ],
 )
-def test_bad_specs_are_one_clear_error(spec: str, message: str, tiny: Path, adapter: Path, tmp_path: Path) -> None:
+def test_bad_specs_are_one_clear_error(
+    spec: str, message: str, tiny: Path, adapter: Path, tmp_path: Path
+) -> None:
     spec = spec.format(tiny=tiny, adapter=adapter, missing=tmp_path / "nowhere")
     with pytest.raises(JoshError, match="(?s)" + message.replace("+", r"\+").replace(".", r"\.")):
         parse_hf_spec(spec)
@@ -163,16 +167,25 @@ def test_generated_tool_calls_become_native_and_history_renders(
     monkeypatch.setattr(model.model, "generate", generate)
     history = [
         *MESSAGES,
-        AssistantMessage(content="", tool_calls=(ToolCall(id="c1", name="search_hotel", arguments={"area": "x"}),)),
+        AssistantMessage(
+            content="", tool_calls=(ToolCall(id="c1", name="search_hotel", arguments={"area": "x"}),)
+        ),
         ToolMessage(tool_call_id="c1", name="search_hotel", content="[]"),
     ]
     [[with_tools], [without]] = chat(
         model, {"messages": history, "tools": TOOLS, "max_tokens": 64}, {"max_tokens": 64}
     )
     assert with_tools.content == "On it." and len(with_tools.tool_calls) == 1
-    assert (with_tools.tool_calls[0].name, with_tools.tool_calls[0].arguments) == ("search_hotel", {"area": "centre"})
-    assert without.content == text.removesuffix("<|im_end|>") and not without.tool_calls  # no tools: plain text
-    assert with_tools.usage is not None and with_tools.usage.completion_tokens == len(scripted)  # up to the stop
+    assert (with_tools.tool_calls[0].name, with_tools.tool_calls[0].arguments) == (
+        "search_hotel",
+        {"area": "centre"},
+    )
+    assert (
+        without.content == text.removesuffix("<|im_end|>") and not without.tool_calls
+    )  # no tools: plain text
+    assert with_tools.usage is not None and with_tools.usage.completion_tokens == len(
+        scripted
+    )  # up to the stop
 
 
 # ---------------------------------------------------------------------------------------------- generation
@@ -235,14 +248,18 @@ def test_concurrent_calls_share_batches_and_each_gets_its_own_rows(
     assert [r.content for r in together] == [r.content for r in alone]  # left padding does not change greedy
 
 
-def test_a_failing_batch_fails_every_caller_in_it(model: HFChatModel, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_batch_fails_every_caller_in_it(
+    model: HFChatModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(**kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("device lost")
 
     monkeypatch.setattr(model.model, "generate", broken)
 
     async def go() -> list[object]:
-        return await asyncio.gather(*(model.chat(MESSAGES, max_tokens=4) for _ in range(4)), return_exceptions=True)
+        return await asyncio.gather(
+            *(model.chat(MESSAGES, max_tokens=4) for _ in range(4)), return_exceptions=True
+        )
 
     outcomes = asyncio.run(go())
     assert all(isinstance(o, FatalLLMError) and "device lost" in str(o) for o in outcomes), outcomes
@@ -295,9 +312,8 @@ def test_eval_runs_an_hf_model_with_its_adapter(tiny: Path, adapter: Path, tmp_p
 def test_harvest_samples_n_choices_from_an_hf_model(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "trees.jsonl"
     proc = run_josh(
-        "harvest", "toolwoz", "--model", f"hf:{tiny}", "--user-model", f"hf:{tiny}", "--agent", "fc",
-        "--limit", "1", "--beam", "2", "--max-steps", "2", "--max-tokens", "8", "--user-max-tokens", "8",
-        "--out", str(out),
+        "harvest", "toolwoz", "--model", f"hf:{tiny}", "--user", "replay", "--agent", "fc", "--limit", "1",
+        "--beam", "2", "--max-steps", "2", "--max-tokens", "8", "--out", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     [tree] = records(out)
@@ -308,11 +324,22 @@ def test_harvest_samples_n_choices_from_an_hf_model(tiny: Path, tmp_path: Path) 
 
 @DATA
 def test_hf_models_take_no_base_url_and_help_names_them(tiny: Path, tmp_path: Path) -> None:
-    both = run_josh("eval", "toolwoz", "--model", f"hf:{tiny}", "--base-url", "http://x/v1", "--user", "replay")
+    both = run_josh(
+        "eval", "toolwoz", "--model", f"hf:{tiny}", "--base-url", "http://x/v1", "--user", "replay"
+    )
     assert both.returncode == 1 and "takes no --base-url" in both.stderr and "Traceback" not in both.stderr
     missing = run_josh(
-        "eval", "toolwoz", "--model", f"hf:{tmp_path}/none", "--user", "replay", "--out", str(tmp_path / "r.jsonl")
+        "eval",
+        "toolwoz",
+        "--model",
+        f"hf:{tmp_path}/none",
+        "--user",
+        "replay",
+        "--out",
+        str(tmp_path / "r.jsonl"),
     )
-    assert missing.returncode == 1 and "no model folder" in missing.stderr and "Traceback" not in missing.stderr
+    assert (
+        missing.returncode == 1 and "no model folder" in missing.stderr and "Traceback" not in missing.stderr
+    )
     helped = run_josh("eval", "toolwoz", "--help", env={"COLUMNS": "200"})
     assert "hf:PATH[+ADAPTER]" in helped.stdout and "--hf-batch-size" in helped.stdout

@@ -302,7 +302,8 @@ class HFChatModel:
                 ) from None
         self.model = model.to(self.device).eval()
         self.context_length = context_length or _context_length(self.model, self.tokenizer)
-        self.tokenizer.model_max_length = 2**62  # the context is checked here, with a clear error, not warned of
+        # The context is checked here, with a clear error; the tokenizer need not warn of long prompts.
+        self.tokenizer.model_max_length = 2**62
         self._stop_ids = _stop_ids(self.tokenizer, self.model)
         self._pad_id = self.tokenizer.pad_token_id
         if self._pad_id is None:
@@ -462,9 +463,12 @@ class HFChatModel:
             input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
             attention[row, width - len(prompt) :] = 1
         temperature = jobs[0].temperature
-        options: dict[str, Any] = {"do_sample": False}
+        # Every sampling setting is explicit: transformers fills the unset ones from the model's own
+        # generation_config (e.g. Qwen's repetition_penalty 1.05, top_k 20), which would not be the paper's.
+        options: dict[str, Any] = {"do_sample": False, "temperature": 1.0, "top_k": TOP_K, "top_p": 1.0}
         if temperature > 0:
             options = {"do_sample": True, "temperature": temperature, "top_k": TOP_K, "top_p": TOP_P}
+        options["repetition_penalty"] = 1.0
         config = self._transformers_config(max_new_tokens, options)
         seeds = [job.seed for job in jobs]
         forked = torch.random.fork_rng(devices=[self.model.device] if self.device.startswith("cuda") else [])
