@@ -246,6 +246,9 @@ def test_concurrent_calls_share_batches_and_each_gets_its_own_rows(
     assert [r.usage.prompt_tokens for r in together] == [r.usage.prompt_tokens for r in alone]  # type: ignore[union-attr]
     assert len({r.usage.prompt_tokens for r in together}) == 8  # type: ignore[union-attr]
     assert [r.content for r in together] == [r.content for r in alone]  # left padding does not change greedy
+    assert model.prefill_alone  # on a CPU each prompt is read alone, the batch generated together
+    padded = HFChatModel(model.name, prefill_alone=False)  # the GPU's way: the padded batch read at once
+    assert [replies[0].content for replies in chat(padded, *calls)] == [r.content for r in alone]
 
 
 def test_a_failing_batch_fails_every_caller_in_it(

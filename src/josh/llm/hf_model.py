@@ -255,7 +255,8 @@ class HFChatModel:
     `spec` is `hf:PATH[+ADAPTER]` (see `parse_hf_spec`) and is the model's name in records. Loads model and
     tokenizer at once (on `device`, default cuda when available else cpu; `dtype` default bfloat16 on a GPU,
     float32 on a CPU); an adapter is merged into the weights for speed. `context_length` overrides the
-    model's own (its `max_position_embeddings`, or the tokenizer's `model_max_length`).
+    model's own (its `max_position_embeddings`, or the tokenizer's `model_max_length`). `prefill_alone` (default:
+    on a CPU) reads each prompt of a batch alone and generates the batch together (see `_prefill`).
     """
 
     def __init__(
@@ -266,6 +267,7 @@ class HFChatModel:
         device: str | None = None,
         dtype: str | None = None,
         context_length: int | None = None,
+        prefill_alone: bool | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
@@ -302,6 +304,7 @@ class HFChatModel:
                 ) from None
         self.model = model.to(self.device).eval()
         self.context_length = context_length or _context_length(self.model, self.tokenizer)
+        self.prefill_alone = not self.device.startswith("cuda") if prefill_alone is None else prefill_alone
         # The context is checked here, with a clear error; the tokenizer need not warn of long prompts.
         self.tokenizer.model_max_length = 2**62
         self._stop_ids = _stop_ids(self.tokenizer, self.model)
@@ -473,12 +476,18 @@ class HFChatModel:
         seeds = [job.seed for job in jobs]
         forked = torch.random.fork_rng(devices=[self.model.device] if self.device.startswith("cuda") else [])
         with forked, torch.inference_mode():
+            extra: dict[str, Any] = {}
+            if self.prefill_alone and len(prompts) > 1:
+                cache = self._prefill(prompts, width)
+                if cache is not None:
+                    extra["past_key_values"] = cache
             if temperature > 0 and any(seed is not None for seed in seeds):
                 torch.manual_seed(_batch_seed(seeds))
             output = self.model.generate(
                 input_ids=input_ids.to(self.model.device),
                 attention_mask=attention.to(self.model.device),
                 generation_config=config,
+                **extra,
             )
         new = output[:, width:].tolist()
         self.stats.generate_calls += 1
@@ -490,6 +499,40 @@ class HFChatModel:
             row += job.rows
             results.append(self._replies(job, rows))
         return results
+
+    def _prefill(self, prompts: list[list[int]], width: int) -> Any:
+        """The KV cache of every prompt but its last token, each read alone and left-padded to `width - 1`,
+        stacked into one batch cache (`generate` then reads only the last tokens). On a CPU a padded batch
+        takes the attention-mask path, several times slower than an unpadded prompt, and reading prompts gains
+        nothing from batching there; so this is the default on a CPU. None when the model's cache is not a
+        plain dynamic one (sliding-window layers): the batch is then read padded."""
+        torch = self._torch
+        import transformers
+
+        if min(len(prompt) for prompt in prompts) < 2:
+            return None
+        read: dict[tuple[int, ...], Any] = {}  # a sampled call's n rows share their prompt: read it once
+        for prompt in prompts:
+            key = tuple(prompt)
+            if key not in read:
+                ids = torch.tensor([prompt[:-1]], dtype=torch.long, device=self.model.device)
+                read[key] = self.model(input_ids=ids, use_cache=True).past_key_values
+        layers = [getattr(cache, "layers", None) for cache in read.values()]
+        if any(
+            not rows or any(type(layer).__name__ != "DynamicLayer" or layer.is_sliding for layer in rows)
+            for rows in layers
+        ):
+            return None
+        stacked = transformers.DynamicCache()
+        for index in range(len(layers[0])):  # type: ignore[arg-type]
+            keys, values = [], []
+            for prompt in prompts:
+                layer = read[tuple(prompt)].layers[index]
+                pad = (0, 0, width - len(prompt), 0)  # left, along the sequence
+                keys.append(torch.nn.functional.pad(layer.keys, pad))
+                values.append(torch.nn.functional.pad(layer.values, pad))
+            stacked.update(torch.cat(keys), torch.cat(values), index)
+        return stacked
 
     def _transformers_config(self, max_new_tokens: int, options: dict[str, Any]) -> Any:
         import transformers
