@@ -9,7 +9,8 @@ one worker thread that, each time it is free, takes everything queued (up to `ma
 same temperature and runs it as one left-padded `generate`. Batches form by themselves, without a fixed wait: the
 first call runs alone, and the calls that arrive while it runs go together next. Each caller gets its own rows;
 an error in a batch goes to every caller in it. A greedy call with `n` choices costs one row (its choices are
-identical); a sampled one costs `n`.
+identical); a sampled one costs `n`. On a CPU the prompts of a batch are read one by one and stacked into one
+KV cache before the batch is generated (see `HFChatModel._prefill`).
 
 Sampling is the paper's: temperature > 0 samples with top_k 50 and top_p 0.95; temperature 0 is greedy. The model's
 own `generation_config` sampling defaults are not used. `max_tokens` (default `DEFAULT_MAX_TOKENS`) is capped by
