@@ -160,7 +160,7 @@ def test_generated_tool_calls_become_native_and_history_renders(
     text = 'On it.<tool_call>{"name": "search_hotel", "arguments": {"area": "centre"}}</tool_call><|im_end|>'
     scripted = model.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def generate(*, input_ids, attention_mask, generation_config):  # type: ignore[no-untyped-def]
+    def generate(*, input_ids, **kwargs):  # type: ignore[no-untyped-def]
         tail = torch.tensor([scripted + [model._pad_id] * 3] * input_ids.shape[0])
         return torch.cat([input_ids, tail], dim=1)
 
