@@ -17,6 +17,7 @@ from josh.errors import JoshError
 from josh.llm import OpenAIChatModel, ResponseCache, RetryPolicy
 from josh.llm.base import ChatModel, EndpointError, LLMError
 from josh.llm.breaker import EndpointBreaker
+from josh.llm.hf_model import HFChatModel, is_hf_spec, parse_hf_spec
 from josh.llm.ledger import CallLedger
 from josh.mock import MockConfig, MockServer
 from josh.mock.scripted_backend import scripted_model
@@ -94,13 +95,16 @@ def _key(env_name: str | None) -> str | None:
 
 
 def check_keys(config: RunOptions) -> None:
-    """Before any work: a key variable the user named must be set, and a model on OpenAI needs a key."""
+    """Before any work: a key variable the user named must be set, and a model on OpenAI needs a key (an
+    in-process `hf:` model needs none)."""
     roles = [("agent", "--api-key-env", config.api_key_env, "api_key_env", config.base_url)]
     if config.user != "replay":
         user_env = config.user_api_key_env or config.api_key_env
         roles.append(("customer", "--user-api-key-env", user_env, "user_api_key_env", config.user_base_url))
     for role, flag, env_name, field, base_url in roles:
-        if role == "agent" and config.dry_run or role == "customer" and config.customer_model == SCRIPTED:
+        if role == "agent" and (config.dry_run or is_hf_spec(config.model)):
+            continue
+        if role == "customer" and (config.customer_model == SCRIPTED or is_hf_spec(config.customer_model)):
             continue
         named = field in config.model_fields_set
         if named and not os.environ.get(env_name):
@@ -162,6 +166,18 @@ class Endpoints:
             roles.append(("customer", self.user))
         return [f"{role}: {line}" for role, model in roles for line in getattr(model, "adaptations", [])]
 
+    def in_process(self) -> list[str]:
+        """One line per in-process (`hf:`) model: what it is and where it runs, by role."""
+        roles = [("agent", self.agent)]
+        if self.user is not None:
+            roles.append(("customer", self.user))
+        lines = []
+        for role, model in roles:
+            if isinstance(model, HFChatModel):
+                shared = " (the agent's instance)" if role == "customer" and model is self.agent else ""
+                lines.append(f"{role}: {model.name}{shared}: {model.describe()}")
+        return lines
+
     async def aclose(self) -> None:
         await self.agent.aclose()
         if self.user is not None and self.user is not self.agent:
@@ -189,6 +205,8 @@ def open_endpoints(config: RunOptions, env: ToolWOZEnvironment) -> Endpoints:
 
     The models of one endpoint share a circuit breaker: when the endpoint stops answering, every request
     waits while it is probed, and the run stops (`EndpointDownError`) if it stays down past `max_outage`.
+    An `hf:PATH[+ADAPTER]` model is loaded in-process (free, no key, no breaker, no response cache); agent
+    and customer naming the same folders share one instance, so their calls batch together.
     """
     retry = RetryPolicy(max_attempts=config.max_retries + 1)
     cache = ResponseCache(Path(config.cache_dir) / "responses.sqlite") if config.cache_dir else None
@@ -214,13 +232,30 @@ def open_endpoints(config: RunOptions, env: ToolWOZEnvironment) -> Endpoints:
         user = OpenAIChatModel(MOCK_USER_MODEL, **endpoint(mock.base_url, None)) if customer else None
         return Endpoints(agent, user, mock)
     assert config.model is not None
+    local: dict[tuple[Path, Path | None], HFChatModel] = {}
+
+    def in_process(spec: str) -> HFChatModel:
+        base, adapter = parse_hf_spec(spec)
+        key = (base.resolve(), adapter.resolve() if adapter else None)
+        if key not in local:
+            local[key] = HFChatModel(spec, max_batch_size=config.hf_batch_size)
+        return local[key]
+
     agent_key = _key(config.api_key_env)
     agent_price = _price(config.price_in, config.price_out)
-    agent = OpenAIChatModel(config.model, price_override=agent_price, **endpoint(config.base_url, agent_key))
+    agent: ChatModel
+    if is_hf_spec(config.model):
+        agent = in_process(config.model)
+    else:
+        agent = OpenAIChatModel(
+            config.model, price_override=agent_price, **endpoint(config.base_url, agent_key)
+        )
     if not customer:
         return Endpoints(agent, None)
     user_model = config.customer_model
     assert user_model is not None
+    if is_hf_spec(user_model):
+        return Endpoints(agent, in_process(user_model))
     user_key = _key(config.user_api_key_env or config.api_key_env)
     user_price = _price(config.user_price_in, config.user_price_out)
     if (user_model, config.user_base_url, user_key, user_price) == (

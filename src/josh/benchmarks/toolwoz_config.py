@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from josh.envs.toolwoz.env import SPLIT_CHOICES
+from josh.llm.hf_model import is_hf_spec
 
 Split = Literal["test", "full_test", "val", "train", "all"]
 assert set(SPLIT_CHOICES) == set(Split.__args__)  # type: ignore[attr-defined]
@@ -74,7 +75,9 @@ class RunOptions(MockOptions):
         None,
         "Agent model name at --base-url. Omitted: a DRY RUN on josh's scripted mock endpoint over HTTP (an "
         "oracle agent and a scripted customer, not language models); with --base-url and no --model, the "
-        "endpoint's only model. 'scripted': the same scripted policies in-process, without HTTP.",
+        "endpoint's only model. 'scripted': the same scripted policies in-process, without HTTP. "
+        "'hf:PATH[+ADAPTER]': a local Hugging Face model folder (plus a PEFT adapter folder), run in-process "
+        "with transformers (the [train] extra), concurrent calls batched; no --base-url, no key.",
         AGENT,
     )
     base_url: str | None = _opt(
@@ -106,7 +109,8 @@ class RunOptions(MockOptions):
         CUSTOMER,
     )
     user_model: str | None = _opt(
-        None, f"Customer model (default: {PAPER_USER_MODEL} on OpenAI, the paper's; 'scripted' in a dry run).",
+        None, f"Customer model (default: {PAPER_USER_MODEL} on OpenAI, the paper's; 'scripted' in a dry run); "
+        "'hf:PATH[+ADAPTER]' runs a local model in-process (the agent's instance when it is the same spec).",
         CUSTOMER,
     )  # fmt: skip
     user_base_url: str | None = _opt(None, "Customer model's base URL (default: OpenAI).", CUSTOMER)
@@ -183,6 +187,13 @@ class RunOptions(MockOptions):
         THROUGHPUT,
         gt=0,
     )
+    hf_batch_size: int = _opt(
+        32,
+        "hf: models: most rows of one batched generation (a sampled call with n choices is n rows); concurrent "
+        "calls are gathered into batches of up to this many. 1 turns batching off.",
+        THROUGHPUT,
+        ge=1,
+    )
     cache_dir: str | None = _opt(
         None, "Cache model responses in this folder: an identical rerun costs nothing and needs no endpoint.",
         THROUGHPUT,
@@ -199,6 +210,20 @@ class RunOptions(MockOptions):
         if mock_set and not self.dry_run:
             flags = ", ".join("--" + name.replace("_", "-") for name in mock_set)
             raise ValueError(f"{flags} only apply to a dry run (no --model, or --model scripted)")
+        return self
+
+    @model_validator(mode="after")
+    def _hf_models_have_no_url(self) -> RunOptions:
+        for model, url, flag in (
+            (self.model, self.base_url, "--model"),
+            (self.user_model, self.user_base_url, "--user-model"),
+        ):
+            if is_hf_spec(model) and url is not None:
+                url_flag = "--base-url" if flag == "--model" else "--user-base-url"
+                raise ValueError(
+                    f"{flag} {model} runs the model in-process and takes no {url_flag}: drop {url_flag} (or "
+                    f"serve the model, e.g. with vLLM, and pass {flag} NAME {url_flag} URL)"
+                )
         return self
 
     @property
@@ -223,8 +248,8 @@ class RunOptions(MockOptions):
     # Options that do not change a conversation's result: which tasks and how many trials run (a resumed
     # run may extend them), throughput, keys, prices, the cache, and injected infrastructure faults.
     NOT_HASHED: ClassVar[frozenset[str]] = frozenset({
-        "task", "limit", "concurrency", "timeout", "max_retries", "max_outage", "cache_dir", "api_key_env",
-        "user_api_key_env", "price_in", "price_out", "user_price_in", "user_price_out", "mock_error_rate",
+        "task", "limit", "concurrency", "hf_batch_size", "timeout", "max_retries", "max_outage", "cache_dir",
+        "api_key_env", "user_api_key_env", "price_in", "price_out", "user_price_in", "user_price_out", "mock_error_rate",
         "mock_hang_rate", "mock_latency", "mock_hang_seconds", "mock_seed",
     })  # fmt: skip
 

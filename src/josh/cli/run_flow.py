@@ -42,6 +42,7 @@ from josh.cli.render import print_summary
 from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.errors import JoshError
 from josh.llm.base import EndpointError
+from josh.llm.hf_model import is_hf_spec
 from josh.runner import RunContents, RunWriter, open_run, read_run, summarize
 from josh.runner.runfile import check_writable
 from josh.runner.summary import latest_by_key
@@ -137,9 +138,18 @@ class RunJob:
 
     def default_out(self) -> Path:
         """runs/<prefix>-<split>-<agent>-<model>-<time>.jsonl"""
-        label = "dry-run" if self.cfg.dry_run else (self.cfg.model or "model").replace("/", "_")
+        label = "dry-run" if self.cfg.dry_run else model_label(self.cfg.model or "model")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         return Path("runs") / f"{self.out_prefix}-{self.cfg.split}-{self.cfg.agent}-{label}-{stamp}.jsonl"
+
+
+def model_label(model: str) -> str:
+    """A model's name for a file name: `hf:/m/qwen+/runs/lora` -> `hf-qwen+lora`, `org/name` -> `org_name`."""
+    if is_hf_spec(model):
+        base, _, adapter = model[len("hf:") :].rstrip("/").rpartition("+")
+        parts = [Path(base).name, Path(adapter).name] if base else [Path(adapter).name]
+        return "hf-" + "+".join(part for part in parts if part)
+    return model.replace("/", "_")
 
 
 def execute(job: RunJob) -> None:
@@ -152,7 +162,11 @@ def execute(job: RunJob) -> None:
     out_path = job.out_path or job.default_out()
     check_writable(out_path)
     total = len(task_ids) * cfg.trials
+    if is_hf_spec(cfg.model) or is_hf_spec(cfg.customer_model):
+        report("loading the hf: model(s) in-process")
     endpoints = open_endpoints(cfg, env)
+    for line in endpoints.in_process():
+        report(line)
     if cfg.dry_run:
         where = "in-process" if endpoints.mock is None else f"served at {endpoints.mock.base_url}"
         err.print(
@@ -174,6 +188,7 @@ def execute(job: RunJob) -> None:
         customer = (
             "replayed" if cfg.user == "replay"
             else "scripted" if cfg.customer_model == SCRIPTED
+            else f"{cfg.customer_model} in-process" if is_hf_spec(cfg.customer_model)
             else f"{cfg.customer_model} at {cfg.user_base_url or 'OpenAI'}"
         )  # fmt: skip
         errored = len(writer.errored)

@@ -1,4 +1,5 @@
-"""One async chat interface over OpenAI-compatible servers and scripted test models."""
+"""One async chat interface over OpenAI-compatible servers, local Hugging Face models (`hf:`, torch imported
+only when one is loaded) and scripted test models."""
 
 from josh.llm.base import (
     ChatModel,
@@ -10,6 +11,7 @@ from josh.llm.base import (
 )
 from josh.llm.breaker import EndpointBreaker
 from josh.llm.cache import ResponseCache
+from josh.llm.hf_model import HFChatModel, parse_hf_spec
 from josh.llm.ledger import CallLedger
 from josh.llm.openai_model import OpenAIChatModel
 from josh.llm.retry import RetryPolicy
@@ -23,6 +25,7 @@ __all__ = [
     "EndpointDownError",
     "EndpointError",
     "FatalLLMError",
+    "HFChatModel",
     "LLMError",
     "OpenAIChatModel",
     "ResponseCache",
@@ -31,4 +34,5 @@ __all__ = [
     "ScriptedChatModel",
     "SiblingGroup",
     "SiblingModel",
+    "parse_hf_spec",
 ]

@@ -1,0 +1,657 @@
+"""A local Hugging Face model (plus an optional PEFT adapter) as a chat model, in-process: `--model hf:PATH[+ADAPTER]`.
+
+A trained model is just another endpoint: `HFChatModel` implements `ChatModel` with transformers and peft, which
+are imported only when a model is loaded (importing `josh.llm` never imports torch; without the `[train]`
+extra, loading fails with one message naming it).
+
+Batching: concurrent `chat()` calls (many conversations at once, the `n` choices of sibling leaves) are served by
+one worker thread that, each time it is free, takes everything queued (up to `max_batch_size` rows) with the
+same temperature and runs it as one left-padded `generate`. Batches form by themselves, without a fixed wait: the
+first call runs alone, and the calls that arrive while it runs go together next. Each caller gets its own rows;
+an error in a batch goes to every caller in it. A greedy call with `n` choices costs one row (its choices are
+identical); a sampled one costs `n`. On a CPU the prompts of a batch are read one by one and stacked into one
+KV cache before the batch is generated (see `HFChatModel._prefill`).
+
+Sampling is the paper's: temperature > 0 samples with top_k 50 and top_p 0.95; temperature 0 is greedy. The model's
+own `generation_config` sampling defaults are not used. `max_tokens` (default `DEFAULT_MAX_TOKENS`) is capped by
+the context: a prompt that fills the context is a `FatalLLMError` ("context too long"), like a server's 400.
+
+Seeds: a sampled batch seeds its own random generator from the seeds of its requests, so the same requests in the
+same batch sample the same text. Which requests share a batch depends on timing, so a sampled run is repeatable
+only when run one conversation at a time (`--concurrency 1`); greedy decoding does not depend on seeds (though a
+row's padding in a batch can change the last bits of its logits, and so, rarely, a near tie).
+
+Tool calls (when `tools` are given) are read back from the Hermes convention the chat templates of Qwen, Hermes
+and josh's tiny test model use: each `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` block that
+parses becomes a `ToolCall` (with a fresh id) and leaves the text; a malformed block stays in the text, where
+the agent's protocol-error handling sees it. Generation stops at the end-of-sequence token and `<|im_end|>`;
+other special tokens are dropped from the text.
+
+Usage: each call's prompt tokens (counted once, like a server's `n`) and completion tokens (all choices, each up
+to and including its stop token) are on its first reply; cost is 0 (local); latency is the call's wall time,
+queueing included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from josh.errors import JoshError
+from josh.llm.base import EndpointError, FatalLLMError, LLMError
+from josh.types import (
+    AssistantMessage,
+    Message,
+    SystemMessage,
+    ToolCall,
+    ToolMessage,
+    Usage,
+    UserMessage,
+)
+
+HF_PREFIX = "hf:"
+DEFAULT_MAX_TOKENS = 512
+DEFAULT_MAX_BATCH_SIZE = 32
+TOP_K, TOP_P = 50, 0.95  # the paper's sampling
+ADAPTER_CONFIG = "adapter_config.json"
+TRAIN_EXTRA_HINT = (
+    "install the training extra: pip install torch==2.13.0 (the CPU wheel or your CUDA build), then "
+    "pip install 'josh-toolkit[train]'"
+)
+_TOOL_CALL_BLOCK = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
+_TOOL_CALL_TAGS = ("<tool_call>", "</tool_call>")
+_STOP_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")
+
+
+# ---------------------------------------------------------------------------------------------- the spec
+
+
+def is_hf_spec(model: str | None) -> bool:
+    """Whether a `--model` value names a local Hugging Face model (`hf:PATH[+ADAPTER]`)."""
+    return model is not None and model.startswith(HF_PREFIX)
+
+
+def parse_hf_spec(spec: str) -> tuple[Path, Path | None]:
+    """`hf:PATH[+ADAPTER]` -> (base model folder, adapter folder or None), both checked to exist.
+
+    A `+` may occur inside a path: when the whole of `PATH[+ADAPTER]` is an existing folder it is the base
+    model alone; otherwise the spec is split on the last `+` whose right side is an existing folder
+    (`hf:models/a+b+runs/lora`, with a folder `runs/lora`, is the base `models/a+b` and the adapter
+    `runs/lora`). Raises `JoshError` naming the fix
+    when there is no path, a folder is missing, the base holds no `config.json` or the adapter no
+    `adapter_config.json`.
+    """
+    if not spec.startswith(HF_PREFIX):
+        raise JoshError(f"{spec!r} is not an hf: model; write hf:PATH or hf:PATH+ADAPTER")
+    body = spec[len(HF_PREFIX) :].strip()
+    if not body or body.startswith("+"):
+        raise JoshError(f"{spec!r} names no model folder; write hf:PATH or hf:PATH+ADAPTER")
+    base, adapter = Path(body).expanduser(), None
+    if not base.is_dir():
+        cuts = [i for i, char in enumerate(body) if char == "+"]
+        for cut in reversed(cuts):
+            right = Path(body[cut + 1 :]).expanduser()
+            if body[cut + 1 :] and right.is_dir():
+                base, adapter = Path(body[:cut]).expanduser(), right
+                break
+        else:
+            if cuts:
+                left, right_text = body[: cuts[-1]], body[cuts[-1] + 1 :]
+                missing = right_text if Path(left).expanduser().is_dir() else left
+                raise JoshError(
+                    f"{spec}: no folder {missing!r} (the spec is split on its last '+' whose right side is an "
+                    "existing folder: hf:BASE+ADAPTER); check the paths"
+                )
+            raise JoshError(
+                f"{spec}: no model folder {body!r}; hf: models are local folders (download one first, e.g. "
+                "`hf download ORG/NAME --local-dir DIR`)"
+            )
+    if not base.is_dir():
+        raise JoshError(f"{spec}: no model folder {str(base)!r}")
+    if not (base / "config.json").is_file():
+        hint = " (it is a PEFT adapter: write hf:BASE+ADAPTER)" if (base / ADAPTER_CONFIG).is_file() else ""
+        raise JoshError(f"{spec}: {base} holds no config.json, so it is not a model folder{hint}")
+    if adapter is not None and not (adapter / ADAPTER_CONFIG).is_file():
+        raise JoshError(
+            f"{spec}: the adapter folder {adapter} holds no {ADAPTER_CONFIG} (a PEFT adapter saved with "
+            "save_pretrained has one)"
+        )
+    return base, adapter
+
+
+# ---------------------------------------------------------------------------------------------- tool calls
+
+
+def parse_hermes_tool_calls(text: str) -> tuple[str, list[ToolCall]]:
+    """The text without its well-formed `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` blocks, and
+    those blocks as `ToolCall`s in order. A block is well-formed when it is a JSON object with a non-empty
+    string `name` and `arguments` (or `parameters`) that are an object, a JSON string of one, or absent (`{}`).
+    Malformed blocks (and an unclosed `<tool_call>`) stay in the text as written."""
+    calls: list[ToolCall] = []
+
+    def take(match: re.Match[str]) -> str:
+        call = _hermes_call(match.group(1))
+        if call is None:
+            return match.group(0)
+        calls.append(call)
+        return ""
+
+    rest = _TOOL_CALL_BLOCK.sub(take, text)
+    return (rest.strip() if calls else text), calls
+
+
+def _hermes_call(body: str) -> ToolCall | None:
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict):
+        return None
+    name = value.get("name")
+    argument_keys = set(value) & {"arguments", "parameters"}
+    if not isinstance(name, str) or not name.strip() or len(argument_keys) > 1:
+        return None
+    arguments = value[argument_keys.pop()] if argument_keys else {}
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except (ValueError, RecursionError):
+            return None
+    if not isinstance(arguments, dict):
+        return None
+    return ToolCall(
+        id=f"call_{uuid.uuid4().hex[:24]}",
+        name=name,
+        arguments=arguments,
+        raw_arguments=json.dumps(arguments, ensure_ascii=False),
+    )
+
+
+def to_template(message: Message) -> dict[str, Any]:
+    """One `josh.types` message as the plain dict chat templates take. Tool-call arguments are the parsed object
+    (what HF templates expect), or the model's raw text when it did not parse."""
+    if isinstance(message, SystemMessage | UserMessage):
+        return {"role": message.role, "content": message.content}
+    if isinstance(message, ToolMessage):
+        return {
+            "role": "tool",
+            "tool_call_id": message.tool_call_id,
+            "name": message.name,
+            "content": message.content,
+        }
+    if isinstance(message, AssistantMessage):
+        plain: dict[str, Any] = {"role": "assistant", "content": message.content}
+        if message.tool_calls:
+            plain["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {
+                        "name": call.name,
+                        "arguments": call.arguments
+                        if call.parse_error is None or call.raw_arguments is None
+                        else call.raw_arguments,
+                    },
+                }
+                for call in message.tool_calls
+            ]
+        return plain
+    raise TypeError(f"not a chat message: {type(message).__name__}")
+
+
+# ---------------------------------------------------------------------------------------------- the model
+
+
+@dataclass(eq=False)
+class _Job:
+    """One `chat()` call waiting for (or in) a batch."""
+
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None
+    n: int
+    temperature: float
+    max_tokens: int
+    seed: int | None
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[list[AssistantMessage]]
+    started: float = field(default_factory=time.perf_counter)
+    prompt: list[int] = field(default_factory=list)
+    limit: int = 0  # new tokens this job may have, after the context cap
+
+    @property
+    def rows(self) -> int:
+        return self.n if self.temperature > 0 else 1  # greedy choices are identical: one row serves them all
+
+    @property
+    def key(self) -> float:
+        return self.temperature
+
+
+@dataclass
+class BatchStats:
+    """What the worker did: `generate` calls, rows and requests served."""
+
+    generate_calls: int = 0
+    rows: int = 0
+    requests: int = 0
+
+    @property
+    def mean_rows(self) -> float:
+        return self.rows / self.generate_calls if self.generate_calls else 0.0
+
+
+class HFChatModel:
+    """A local transformers model (and PEFT adapter), batched across concurrent calls; see the module docstring.
+
+    `spec` is `hf:PATH[+ADAPTER]` (see `parse_hf_spec`) and is the model's name in records. Loads model and
+    tokenizer at once (on `device`, default cuda when available else cpu; `dtype` default bfloat16 on a GPU,
+    float32 on a CPU); an adapter is merged into the weights for speed. `context_length` overrides the
+    model's own (its `max_position_embeddings`, or the tokenizer's `model_max_length`). `prefill_alone` (default:
+    on a CPU) reads each prompt of a batch alone and generates the batch together (see `_prefill`).
+    """
+
+    def __init__(
+        self,
+        spec: str,
+        *,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        device: str | None = None,
+        dtype: str | None = None,
+        context_length: int | None = None,
+        prefill_alone: bool | None = None,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
+        self.name = spec
+        self.base_path, self.adapter_path = parse_hf_spec(spec)
+        self.max_batch_size = max_batch_size
+        self.stats = BatchStats()
+        self.adaptations: list[str] = []
+        self._torch, transformers, _ = _import_train_extra(needs_peft=False)
+        torch = self._torch
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
+        bars = transformers.utils.logging.is_progress_bar_enabled()
+        transformers.utils.logging.disable_progress_bar()  # josh's own screen says what is loading
+        try:
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.base_path)
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                self.base_path, dtype=getattr(torch, self.dtype)
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            raise JoshError(f"{spec}: cannot load the model in {self.base_path}: {exc}") from None
+        finally:
+            if bars:
+                transformers.utils.logging.enable_progress_bar()
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise JoshError(f"{spec}: the tokenizer in {self.base_path} has no chat template (a base model?)")
+        if self.adapter_path is not None:
+            peft = _import_train_extra(needs_peft=True)[2]
+            try:
+                model = peft.PeftModel.from_pretrained(model, self.adapter_path).merge_and_unload()
+            except (OSError, ValueError, KeyError, RuntimeError) as exc:
+                raise JoshError(
+                    f"{spec}: cannot apply the adapter in {self.adapter_path} to {self.base_path}: {exc}"
+                ) from None
+        self.model = model.to(self.device).eval()
+        self.context_length = context_length or _context_length(self.model, self.tokenizer)
+        self.prefill_alone = not self.device.startswith("cuda") if prefill_alone is None else prefill_alone
+        # The context is checked here, with a clear error; the tokenizer need not warn of long prompts.
+        self.tokenizer.model_max_length = 2**62
+        self._stop_ids = _stop_ids(self.tokenizer, self.model)
+        self._pad_id = self.tokenizer.pad_token_id
+        if self._pad_id is None:
+            self._pad_id = self._stop_ids[0]
+        keep = {self.tokenizer.convert_tokens_to_ids(tag) for tag in _TOOL_CALL_TAGS}
+        self._hidden_ids = set(self.tokenizer.all_special_ids) - keep
+        self._queue: deque[_Job] = deque()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def __repr__(self) -> str:
+        return f"HFChatModel({self.name!r}, device={self.device!r}, dtype={self.dtype!r})"
+
+    def describe(self) -> str:
+        """One line for the screen: where it runs and how it batches."""
+        adapter = f" + adapter {self.adapter_path}" if self.adapter_path else ""
+        return (
+            f"{self.base_path}{adapter}, in-process on {self.device} ({self.dtype}), batches of up to "
+            f"{self.max_batch_size} rows, context {self.context_length:,} tokens"
+        )
+
+    async def check(self) -> None:
+        """Preflight: the model was loaded when this object was made, so it is ready."""
+        return None
+
+    async def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        n: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> list[AssistantMessage]:
+        """Return `n` completions; see `ChatModel.chat` and the module docstring. `metadata` is not used."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        loop = asyncio.get_running_loop()
+        job = _Job(
+            messages=[to_template(message) for message in messages],
+            tools=[dict(tool) for tool in tools] if tools else None,
+            n=n,
+            temperature=max(0.0, float(temperature)),
+            max_tokens=max_tokens or DEFAULT_MAX_TOKENS,
+            seed=seed,
+            loop=loop,
+            future=loop.create_future(),
+        )
+        with self._wake:
+            if self._thread is None or not self._thread.is_alive():
+                self._stopping = False
+                self._thread = threading.Thread(
+                    target=self._serve_forever, name="josh-hf-batcher", daemon=True
+                )
+                self._thread.start()
+            self._queue.append(job)
+            self._wake.notify()
+        return await job.future  # a cancelled caller's job is skipped, or its rows dropped
+
+    async def aclose(self) -> None:
+        """Stop the worker thread after its current batch; the model stays loaded (a later call restarts it)."""
+        with self._wake:
+            thread, self._stopping = self._thread, True
+            self._wake.notify()
+        if thread is not None:
+            await asyncio.to_thread(thread.join)
+
+    # -- the worker thread ---------------------------------------------------------------------------------
+
+    def _serve_forever(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._stopping:
+                    self._wake.wait()
+                if self._stopping:
+                    left, self._queue = list(self._queue), deque()
+                    self._thread = None
+                    break
+                batch = self._take()
+            if batch:
+                self._serve(batch)
+        for job in left:
+            _settle(job, FatalLLMError(f"{self.name} was closed before this request ran"))
+
+    def _take(self) -> list[_Job]:
+        """The queued jobs of the first live job's temperature, in order, up to `max_batch_size` rows (a job
+        wider than that goes alone). Called with the lock held."""
+        batch: list[_Job] = []
+        rows = 0
+        kept: deque[_Job] = deque()
+        for job in self._queue:
+            if job.future.done():  # its caller was cancelled
+                continue
+            fits = not batch or (job.key == batch[0].key and rows + job.rows <= self.max_batch_size)
+            if fits:
+                batch.append(job)
+                rows += job.rows
+            else:
+                kept.append(job)
+        self._queue = kept
+        return batch
+
+    def _serve(self, batch: list[_Job]) -> None:
+        """Prepare each job (its own errors go to it alone), then generate in as few batches as the context
+        allows: every row of one `generate` must fit the longest generation of that batch."""
+        ready = []
+        for job in batch:
+            try:
+                self._prepare(job)
+            except LLMError as exc:
+                _settle(job, exc)
+            else:
+                ready.append(job)
+        while ready:
+            longest = max(job.limit for job in ready)
+            group = [job for job in ready if len(job.prompt) + longest <= self.context_length]
+            ready = [job for job in ready if job not in group]
+            try:
+                results = self._generate(group, longest)
+            except Exception as exc:  # the whole batch failed: every caller in it is told
+                error = self._generation_error(exc, group)
+                for job in group:
+                    _settle(job, error)
+                continue
+            for job, replies in zip(group, results, strict=True):
+                _settle(job, replies)
+
+    def _prepare(self, job: _Job) -> None:
+        try:
+            rendered = self.tokenizer.apply_chat_template(
+                job.messages, tools=job.tools, add_generation_prompt=True, tokenize=True
+            )
+        except Exception as exc:  # a template may raise on any message order it does not support
+            raise FatalLLMError(f"the chat template of {self.name} refused the messages: {exc}") from None
+        ids = rendered["input_ids"] if isinstance(rendered, Mapping) else rendered
+        job.prompt = [int(token) for token in ids]
+        room = self.context_length - len(job.prompt)
+        if room < 1:
+            raise FatalLLMError(
+                f"the conversation is longer than the context window of {self.name} (context too long: "
+                f"{len(job.prompt):,} prompt tokens, context {self.context_length:,}); shorten it (fewer turns, "
+                "smaller max_tokens) or use a model with a longer context"
+            )
+        job.limit = min(job.max_tokens, room)
+
+    def _generate(self, jobs: list[_Job], max_new_tokens: int) -> list[list[AssistantMessage]]:
+        """One left-padded `generate` over the rows of `jobs`; each job's replies."""
+        torch = self._torch
+        prompts = [job.prompt for job in jobs for _ in range(job.rows)]
+        width = max(len(prompt) for prompt in prompts)
+        input_ids = torch.full((len(prompts), width), self._pad_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            attention[row, width - len(prompt) :] = 1
+        temperature = jobs[0].temperature
+        # Every sampling setting is explicit: transformers fills the unset ones from the model's own
+        # generation_config (e.g. Qwen's repetition_penalty 1.05, top_k 20), which would not be the paper's.
+        options: dict[str, Any] = {"do_sample": False, "temperature": 1.0, "top_k": TOP_K, "top_p": 1.0}
+        if temperature > 0:
+            options = {"do_sample": True, "temperature": temperature, "top_k": TOP_K, "top_p": TOP_P}
+        options["repetition_penalty"] = 1.0
+        config = self._transformers_config(max_new_tokens, options)
+        seeds = [job.seed for job in jobs]
+        forked = torch.random.fork_rng(devices=[self.model.device] if self.device.startswith("cuda") else [])
+        with forked, torch.inference_mode():
+            extra: dict[str, Any] = {}
+            if self.prefill_alone and len(prompts) > 1:
+                cache = self._prefill(prompts, width)
+                if cache is not None:
+                    extra["past_key_values"] = cache
+            if temperature > 0 and any(seed is not None for seed in seeds):
+                torch.manual_seed(_batch_seed(seeds))
+            output = self.model.generate(
+                input_ids=input_ids.to(self.model.device),
+                attention_mask=attention.to(self.model.device),
+                generation_config=config,
+                **extra,
+            )
+        new = output[:, width:].tolist()
+        self.stats.generate_calls += 1
+        self.stats.rows += len(prompts)
+        self.stats.requests += len(jobs)
+        results, row = [], 0
+        for job in jobs:
+            rows = new[row : row + job.rows]
+            row += job.rows
+            results.append(self._replies(job, rows))
+        return results
+
+    def _prefill(self, prompts: list[list[int]], width: int) -> Any:
+        """The KV cache of every prompt but its last token, each read alone and left-padded to `width - 1`,
+        stacked into one batch cache (`generate` then reads only the last tokens). On a CPU a padded batch
+        takes the attention-mask path, several times slower than an unpadded prompt, and reading prompts gains
+        nothing from batching there; so this is the default on a CPU. None when the model's cache is not a
+        plain dynamic one (sliding-window layers): the batch is then read padded."""
+        torch = self._torch
+        import transformers
+
+        if min(len(prompt) for prompt in prompts) < 2:
+            return None
+        read: dict[tuple[int, ...], Any] = {}  # a sampled call's n rows share their prompt: read it once
+        for prompt in prompts:
+            key = tuple(prompt)
+            if key not in read:
+                ids = torch.tensor([prompt[:-1]], dtype=torch.long, device=self.model.device)
+                read[key] = self.model(input_ids=ids, use_cache=True).past_key_values
+        layers = [getattr(cache, "layers", None) for cache in read.values()]
+        if any(
+            not rows or any(type(layer).__name__ != "DynamicLayer" or layer.is_sliding for layer in rows)
+            for rows in layers
+        ):
+            return None
+        stacked = transformers.DynamicCache()
+        for index in range(len(layers[0])):  # type: ignore[arg-type]
+            keys, values = [], []
+            for prompt in prompts:
+                layer = read[tuple(prompt)].layers[index]
+                pad = (0, 0, width - len(prompt), 0)  # left, along the sequence
+                keys.append(torch.nn.functional.pad(layer.keys, pad))
+                values.append(torch.nn.functional.pad(layer.values, pad))
+            stacked.update(torch.cat(keys), torch.cat(values), index)
+        return stacked
+
+    def _transformers_config(self, max_new_tokens: int, options: dict[str, Any]) -> Any:
+        import transformers
+
+        return transformers.GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            eos_token_id=self._stop_ids,
+            pad_token_id=self._pad_id,
+            **options,
+        )
+
+    def _replies(self, job: _Job, rows: list[list[int]]) -> list[AssistantMessage]:
+        latency = time.perf_counter() - job.started
+        texts, completion_tokens = [], 0
+        for tokens in rows:
+            tokens = tokens[: job.limit]
+            stop = next((i for i, token in enumerate(tokens) if token in self._stop_ids), None)
+            kept = tokens if stop is None else tokens[: stop + 1]
+            completion_tokens += len(kept)
+            visible = [token for token in kept if token not in self._hidden_ids]
+            texts.append(self.tokenizer.decode(visible, skip_special_tokens=False))
+        if job.rows < job.n:  # greedy: one row for every choice, each choice's tokens counted
+            texts *= job.n
+            completion_tokens *= job.n
+        usage = Usage(prompt_tokens=len(job.prompt), completion_tokens=completion_tokens, cost=0.0)
+        replies = []
+        for index, text in enumerate(texts):
+            content, calls = parse_hermes_tool_calls(text) if job.tools else (text, [])
+            replies.append(
+                AssistantMessage(
+                    content=content,
+                    tool_calls=tuple(calls),
+                    usage=usage if index == 0 else Usage(cost=0.0),
+                    latency_s=round(latency, 4),
+                    model=self.name,
+                )
+            )
+        return replies
+
+    def _generation_error(self, exc: Exception, jobs: list[_Job]) -> LLMError:
+        rows = sum(job.rows for job in jobs)
+        out_of_memory = getattr(self._torch, "OutOfMemoryError", ())
+        if isinstance(exc, out_of_memory) or "out of memory" in str(exc).lower():
+            return EndpointError(
+                f"{self.name} ran out of memory generating a batch of {rows} rows; lower --hf-batch-size "
+                "(or --max-tokens) and continue with --resume"
+            )
+        return FatalLLMError(
+            f"{self.name} failed generating a batch of {rows} rows: {type(exc).__name__}: {exc}"
+        )
+
+
+def _settle(job: _Job, outcome: list[AssistantMessage] | BaseException) -> None:
+    """Hand `outcome` to the job's caller on its event loop (nothing when the caller or its loop is gone)."""
+
+    def settle() -> None:
+        if job.future.done():
+            return
+        if isinstance(outcome, BaseException):
+            job.future.set_exception(outcome)
+        else:
+            job.future.set_result(outcome)
+
+    with contextlib.suppress(RuntimeError):  # the loop was closed
+        job.loop.call_soon_threadsafe(settle)
+
+
+def _batch_seed(seeds: list[int | None]) -> int:
+    """One seed for a batch from its requests' seeds, in order (None counts as 0)."""
+    value = 0
+    for seed in seeds:
+        value = (value * 1_000_003 + (seed or 0)) % (2**63)
+    return value
+
+
+def _import_train_extra(*, needs_peft: bool) -> tuple[Any, Any, Any]:
+    """torch, transformers and (when asked) peft; a `JoshError` naming the extra when one is missing."""
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise JoshError(
+            f"hf: models need torch and transformers ({exc.name} is missing): {TRAIN_EXTRA_HINT}"
+        ) from None
+    peft = None
+    if needs_peft:
+        try:
+            import peft
+        except ImportError:
+            raise JoshError(f"an hf: model with an adapter needs peft: {TRAIN_EXTRA_HINT}") from None
+    return torch, transformers, peft
+
+
+def _context_length(model: Any, tokenizer: Any) -> int:
+    """The model's context: its `max_position_embeddings`, else the tokenizer's `model_max_length` (which is
+    a huge placeholder when unset), else 4,096."""
+    candidates = [
+        getattr(model.config, "max_position_embeddings", None),
+        getattr(tokenizer, "model_max_length", None),
+    ]
+    sane = [value for value in candidates if isinstance(value, int) and 0 < value < 10_000_000]
+    return min(sane) if sane else 4096
+
+
+def _stop_ids(tokenizer: Any, model: Any) -> list[int]:
+    """The tokens that end a reply: the tokenizer's and the model's end-of-sequence tokens and the chat
+    formats' end-of-turn tokens the vocabulary has."""
+    ids: list[int] = []
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    for value in (tokenizer.eos_token_id, configured):
+        for token in value if isinstance(value, list) else [value]:
+            if isinstance(token, int) and token not in ids:
+                ids.append(token)
+    vocabulary = tokenizer.get_vocab()
+    for text in _STOP_TOKENS:
+        token = vocabulary.get(text)
+        if token is not None and token not in ids:
+            ids.append(token)
+    if not ids:
+        raise JoshError("the tokenizer has no end-of-sequence token, so generation could not stop")
+    return ids
