@@ -312,6 +312,21 @@ def test_eval_runs_an_hf_model_with_its_adapter(tiny: Path, adapter: Path, tmp_p
 
 
 @DATA
+def test_a_real_agent_can_face_the_scripted_customer(tiny: Path, tmp_path: Path) -> None:
+    """--user-model scripted beside a real agent: the mock's customer in-process, no OpenAI key."""
+    out = tmp_path / "run.jsonl"
+    proc = run_josh(
+        "eval", "toolwoz", "--model", f"hf:{tiny}", "--user-model", "scripted", "--agent", "fc", "--limit", "1",
+        "--max-turns", "2", "--max-tokens", "8", "--out", str(out), env={"OPENAI_API_KEY": ""},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    [run] = records(out)
+    assert run["status"] == "success"
+    user_calls = [c for c in run["model_calls"] if c["role"] == "user"]
+    assert user_calls and all(c["error"] is None and c["prompt_tokens"] > 0 for c in user_calls)  # no key: not OpenAI
+
+
+@DATA
 def test_harvest_samples_n_choices_from_an_hf_model(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "trees.jsonl"
     proc = run_josh(

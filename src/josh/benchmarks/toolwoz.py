@@ -256,6 +256,8 @@ def open_endpoints(config: RunOptions, env: ToolWOZEnvironment) -> Endpoints:
     assert user_model is not None
     if is_hf_spec(user_model):
         return Endpoints(agent, in_process(user_model))
+    if user_model == SCRIPTED:  # the mock's scripted customer, in-process, beside a real agent
+        return Endpoints(agent, scripted_model(env, mock_config(config)))
     user_key = _key(config.user_api_key_env or config.api_key_env)
     user_price = _price(config.user_price_in, config.user_price_out)
     if (user_model, config.user_base_url, user_key, user_price) == (
