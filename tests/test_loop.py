@@ -124,7 +124,7 @@ train: {max-steps: 2}
 
 def test_plan_of_two_rounds(tmp_path: Path) -> None:
     config = load_loop_config(_write_config(tmp_path, CONFIG))
-    assert config.out == tmp_path / "loop"
+    assert config.out == (tmp_path / "loop").resolve()
     stages = plan(config)
     assert [s.name for s in stages] == [
         "round 0: evaluate the base model",

@@ -112,8 +112,7 @@ def load_loop_config(path: Path) -> LoopConfig:
             f"{path}: 'export' has unknown option {', '.join(k.replace('_', '-') for k in unknown)} "
             "(known: reference-selection)"
         )
-    if config.out is None:
-        config = config.model_copy(update={"out": path.with_suffix("")})
-    elif not config.out.is_absolute():
-        config = config.model_copy(update={"out": path.parent / config.out})
-    return config
+    # Absolute, so that the model specs recorded in each stage's run file do not depend on where the loop
+    # was started from (a resumed eval checks that its options are unchanged).
+    out = path.with_suffix("") if config.out is None else path.parent / config.out
+    return config.model_copy(update={"out": out.resolve()})
