@@ -48,6 +48,7 @@ def test_the_two_setup_commands_are_the_ones_ci_runs() -> None:
         ("report",),
         ("score",),
         ("view",),
+        ("loop",),
     ],
 )
 def test_the_readme_names_every_option(command: tuple[str, ...]) -> None:
