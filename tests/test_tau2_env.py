@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -53,8 +55,10 @@ def test_ground_truth_replay_scores_one_on_every_base_task(domain: str) -> None:
         assert not session.pending and not session.failed_goals()
         if session.score() != 1.0:
             failed.append(task_id)
-    print(f"\n{domain}: {len(ids) - len(failed)}/{len(ids)} base tasks replay to 1.0 "
-          f"in {time.perf_counter() - started:.1f} s")
+    print(
+        f"\n{domain}: {len(ids) - len(failed)}/{len(ids)} base tasks replay to 1.0 "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
     assert not failed, f"{domain}: ground-truth replay below 1.0 on {failed}"
 
 
@@ -92,8 +96,8 @@ def test_splits_tasks_and_what_each_side_needs() -> None:
 
 
 def test_the_user_prompt_template_is_tau2s() -> None:
-    source = __import__("importlib.util").util.find_spec("tau2.user.user_simulator").origin
-    text = open(source, encoding="utf-8").read()
+    source = importlib.util.find_spec("tau2.user.user_simulator").origin
+    text = Path(source).read_text(encoding="utf-8")
     assert f'SYSTEM_PROMPT = """\n{USER_SYSTEM_PROMPT}\n""".strip()' in text
 
 
@@ -192,4 +196,6 @@ def test_fork_timing(domain: str) -> None:
     for fork in forks[:5]:
         (fork.user_call if goal.requestor == "user" else fork.call)(goal.name, goal.arguments)
     write_s = (time.perf_counter() - started) / 5
-    print(f"\n{domain}: fork {fork_s * 1000:.2f} ms, first call after a fork ({goal.name}) {write_s * 1000:.1f} ms")
+    print(
+        f"\n{domain}: fork {fork_s * 1000:.2f} ms, first call after a fork ({goal.name}) {write_s * 1000:.1f} ms"
+    )

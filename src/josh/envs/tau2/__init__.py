@@ -4,4 +4,12 @@ protocol. tau2 is imported lazily, on `Tau2Environment.load(domain)`; see `paths
 from josh.envs.tau2.data_model import CallRecord, GoalAction, Tau2Task, TextRecord
 from josh.envs.tau2.env import Tau2Environment, Tau2Session, Tau2Snapshot
 
-__all__ = ["CallRecord", "GoalAction", "Tau2Environment", "Tau2Session", "Tau2Snapshot", "Tau2Task", "TextRecord"]
+__all__ = [
+    "CallRecord",
+    "GoalAction",
+    "Tau2Environment",
+    "Tau2Session",
+    "Tau2Snapshot",
+    "Tau2Task",
+    "TextRecord",
+]

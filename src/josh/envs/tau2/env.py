@@ -204,7 +204,9 @@ class Tau2Session:
                 request = ToolCall(id=r.call_id, name=r.name, arguments=r.arguments, requestor=r.requestor)
                 messages.append(kind(role=r.requestor, tool_calls=[request]))
                 messages.append(
-                    ToolMessage(id=r.call_id, content=r.result, requestor=r.requestor, role="tool", error=r.error)
+                    ToolMessage(
+                        id=r.call_id, content=r.result, requestor=r.requestor, role="tool", error=r.error
+                    )
                 )
         return messages
 
@@ -350,7 +352,10 @@ class Tau2Environment:
         """tau2's `evaluate_simulation(EvaluationType.ALL)` on a session's trajectory (cached: the result
         depends only on the task and the trajectory)."""
         key = json.dumps(
-            [session.task_id, [r.to_dict() if isinstance(r, CallRecord) else [r.role, r.content] for r in session.records]],
+            [
+                session.task_id,
+                [r.to_dict() if isinstance(r, CallRecord) else [r.role, r.content] for r in session.records],
+            ],
             sort_keys=True,
         )
         with self._lock:

@@ -38,7 +38,9 @@ def user_system_prompt(instructions: str, with_tools: bool) -> str:
     return USER_SYSTEM_PROMPT.format(global_user_sim_guidelines=guidelines, instructions=instructions)
 
 
-def to_task(domain: str, source: Any, splits: dict[str, list[str]], policy: str, user_tools: bool) -> Tau2Task:
+def to_task(
+    domain: str, source: Any, splits: dict[str, list[str]], policy: str, user_tools: bool
+) -> Tau2Task:
     """A tau2 `Task` as josh's `Tau2Task`."""
     criteria = source.evaluation_criteria
     goals = tuple(
