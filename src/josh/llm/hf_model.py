@@ -9,8 +9,11 @@ one worker thread that, each time it is free, takes everything queued (up to `ma
 same temperature and runs it as one left-padded `generate`. Batches form by themselves, without a fixed wait: the
 first call runs alone, and the calls that arrive while it runs go together next. Each caller gets its own rows;
 an error in a batch goes to every caller in it. A greedy call with `n` choices costs one row (its choices are
-identical); a sampled one costs `n`. On a CPU the prompts of a batch are read one by one and stacked into one
-KV cache before the batch is generated (see `HFChatModel._prefill`).
+identical); a sampled one costs `n`. On a GPU a batch is one `generate`. On a CPU it runs josh's own decode loop
+(`HFChatModel._decode`): the batch's common prompt prefix (system prompt and tool schemas) is read and kept once
+for all rows, each row's rest of the prompt is read alone into a preallocated cache, and a row leaves the batch
+at its stop token or its `max_tokens`; a model whose attention that loop cannot take gets `generate` after its
+prompts were read one by one (`HFChatModel._prefill`).
 
 Sampling is the paper's: temperature > 0 samples with top_k 50 and top_p 0.95; temperature 0 is greedy. The model's
 own `generation_config` sampling defaults are not used. `max_tokens` (default `DEFAULT_MAX_TOKENS`) is capped by
@@ -240,7 +243,7 @@ class _Job:
 @dataclass
 class BatchStats:
     """What the worker did: batches generated (`generate` calls, or runs of the CPU loop), rows and requests
-    served, and the prompt tokens a batch's rows shared and the CPU loop read once for them all."""
+    served, and the prompt tokens the CPU loop did not read again because a batch's rows shared them."""
 
     generate_calls: int = 0
     rows: int = 0
@@ -259,7 +262,9 @@ class HFChatModel:
     tokenizer at once (on `device`, default cuda when available else cpu; `dtype` default bfloat16 on a GPU,
     float32 on a CPU); an adapter is merged into the weights for speed. `context_length` overrides the
     model's own (its `max_position_embeddings`, or the tokenizer's `model_max_length`). `prefill_alone` (default:
-    on a CPU) reads each prompt of a batch alone and generates the batch together (see `_prefill`).
+    on a CPU) reads each prompt of a batch alone and generates the batch together with josh's own loop (see
+    `_decode`; `generate` after `_prefill` where the loop cannot take the model); off, a batch is one padded
+    `generate` (the GPU's way).
     """
 
     def __init__(
@@ -546,7 +551,7 @@ class HFChatModel:
             # path (several times slower on a CPU than a prompt read alone), and it saves little.
             shared = 0
         state = _Cascade(layers, shared)
-        self.stats.shared_tokens += shared
+        self.stats.shared_tokens += shared * (len(prompts) - 1)
         device = model.device
         saved = config._attn_implementation
         config._attn_implementation = _CASCADE
@@ -641,8 +646,8 @@ class HFChatModel:
         """The KV cache of every prompt but its last token, each read alone and left-padded to `width - 1`,
         stacked into one batch cache (`generate` then reads only the last tokens). On a CPU a padded batch
         takes the attention-mask path, several times slower than an unpadded prompt, and reading prompts gains
-        nothing from batching there; so this is the default on a CPU. None when the model's cache is not a
-        plain dynamic one (sliding-window layers): the batch is then read padded."""
+        nothing from batching there; so this is the CPU's way for models `_decode` cannot take. None when the
+        model's cache is not a plain dynamic one (sliding-window layers): the batch is then read padded."""
         torch = self._torch
         import transformers
 
