@@ -2,9 +2,9 @@
 
 Runs the same `josh eval toolwoz` conversations (function-calling agent and goal customer, both on one shared
 `hf:` model, greedy) twice: one conversation at a time with batching off (`--concurrency 1 --hf-batch-size 1`,
-every call its own `generate`), and `--concurrency 16` with batching on (concurrent calls gathered into one
-left-padded `generate`). Prints conversations per second of each, the model calls, the mean rows per
-`generate`, and the ratio "batching speed-up N".
+every call its own batch of one), and `--concurrency 16` with batching on (concurrent calls gathered into one
+batch). Prints conversations per second of each, the model calls, the batches ("generate calls") and their mean
+rows, the prompt tokens rows shared, and the ratio "batching speed-up N".
 
 The model is a random Llama built locally like `josh.train.tiny_model` (no download). On a CPU the default
 two-layer, hidden-64 model is so small that a step costs mostly Python overhead, which is what batching shares;
@@ -12,16 +12,26 @@ two-layer, hidden-64 model is so small that a step costs mostly Python overhead,
 every reply runs to `--max-tokens` (default 256, the paper's). The prompts are the real ToolWOZ ones (the tool
 schemas and the customer's goal): 1,400 to 3,000 tokens with the tiny tokenizer.
 
-What to expect on a CPU: reading a prompt (prefill) is compute-bound, so batching cannot speed it up (the
-backend reads each prompt of a batch alone there: a left-padded prompt batch takes the attention-mask path,
-about 2.5x slower); generating is mostly per-step overhead, which a batch shares (one step of 16 rows costs
-about 3x one step of 1 row). So the speed-up grows with the share of generated tokens and is bounded by the
-prompts: on the 2-core development machine (shared with other work), 3.4x with the defaults (16 conversations
-of 4 messages, 256 tokens a reply, 64 calls in 4 batches of 16 rows: 1.6 vs 5.6 conversations/s), 3.0x with 2
-messages a conversation (the first call of each phase runs alone while the others queue), about 1x at 48 tokens
-a reply; a hidden-256, 4-layer model does worse (1.5x: its prompts cost more to read). On a GPU both phases
-batch well. Each mode runs `--repeats` times, interleaved, and the best time counts, so that load from other
-processes skews neither side.
+What to expect on a CPU: reading a prompt (prefill) is compute-bound, so batching cannot speed up reading
+distinct prompts; generating is mostly per-step overhead and reading the KV cache, which a batch shares. The
+backend's CPU loop (`HFChatModel._decode`) reads a batch's common prompt prefix once and attends to it with one
+product for all rows, keeps each row's own part in a preallocated cache (`generate`'s cache concatenation copied
+the whole 16-row cache every step: 40% of a batched step at 3.7k tokens of context), and drops finished rows.
+Here the agent's 16 prompts of a phase are the same (random weights write the same newlines for every customer),
+so its batch shares ~3.2-3.7k tokens and a 16-row step costs about what a 1-row step does; the customer's prompts
+share only their first 108 tokens (too few to be worth it: each distinct rest is read alone, 1.0-1.9k tokens, and
+its 16-row steps read 16 caches). On the 2-core development machine (shared with other work, so noisy), the
+same window, best of 3: 6.4x with the defaults (1.7 vs 10.9 conversations/s, 64 calls in 4 batches of 16 rows,
+102,600 prompt tokens shared; with `generate`, before this loop: 1.6 vs 4.8, 3.0x; on a quiet machine 2.3x).
+How the batches form is timing: when the first call of a phase runs alone, the phases mix (a batch of 15
+customer calls and 1 agent call, then 15 agent calls and 1 customer call), the mixed batches share no prefix
+(51,590 tokens shared instead of 102,600), and the speed-up falls to 4.7x (1.7 vs 7.9; 3.4x with
+`OMP_NUM_THREADS=1`). What bounds it: reading the 32 distinct customer prompts (12-20 ms each, as alone), the
+customer phases' 16-row steps (about 1.3 ms against 0.45 ms for one row: 16 caches of 1-2k tokens to read),
+and mixed batches (one shared prefix per batch; several are not kept apart yet). A hidden-256,
+4-layer model spends more of its time reading prompts, so it gains less. On a GPU both phases batch well
+(`generate` there). Each mode runs `--repeats` times, interleaved, and the best time counts, so that load from
+other processes skews neither side.
 
 Usage: python bench/hf_backend.py [--tasks 16] [--max-turns 4] [--max-tokens 256] [--concurrency 16]
                                   [--repeats 2] [--hidden 64] [--layers 2]
@@ -89,6 +99,7 @@ def run(env: ToolWOZEnvironment, spec: str, args: argparse.Namespace, concurrenc
         "calls": sum(r["agent_model_calls"] + r["user_model_calls"] for r in records),
         "generates": model.stats.generate_calls,
         "rows": model.stats.mean_rows,
+        "shared": model.stats.shared_tokens,
         "tokens": sum(c["completion_tokens"] for r in records for c in r["model_calls"]),
     }
 
@@ -130,7 +141,7 @@ def main() -> None:
         print(
             f"  {label}  {result['conversations'] / result['seconds']:6.3f} conversations/s  "
             f"{result['tokens'] / result['seconds']:7.1f} tokens/s  {result['generates']:4d} generate calls "
-            f"({result['rows']:.1f} rows each)"
+            f"({result['rows']:.1f} rows each, {result['shared']:,} prompt tokens shared)"
         )
     print(f"  batching speed-up {alone['seconds'] / batched['seconds']:.1f}x")
 
