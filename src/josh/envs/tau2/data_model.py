@@ -10,6 +10,9 @@ from typing import Any, Literal
 
 Requestor = Literal["assistant", "user"]
 SPLITS = ("train", "test", "base")
+# What tau2's user simulator says to end a conversation (tau2/user/base.py: STOP, TRANSFER, OUT_OF_SCOPE; a
+# test keeps them equal). Any of them in a customer message ends it (tau2's `UserSimulator.is_stop`).
+STOP_TOKENS = ("###STOP###", "###TRANSFER###", "###OUT-OF-SCOPE###")
 
 _MISSING = object()
 
