@@ -92,14 +92,15 @@ class GroundTruthUser:
     async def step(
         self, visible: Sequence[Message], *, metadata: Mapping[str, str] | None = None
     ) -> UserTurn:
-        if visible and visible[-1].content.startswith(SUM_UP):
-            text = f"Thank you, that is all. {self.stop_tokens[0]}"
-            return UserTurn(UserMessage(content=text), any(t in text for t in self.stop_tokens))
-        if self.next < len(self.plan) and self.plan[self.next][0].requestor == "user":
+        acted = self.next < len(self.plan) and self.plan[self.next][0].requestor == "user"
+        if acted:
             assert self.session is not None
             for goal in self.plan[self.next]:
                 self.session.user_call(goal.name, goal.arguments)
             self.next += 1
+        elif visible and visible[-1].content.startswith(SUM_UP) and self.next >= len(self.plan):
+            text = f"Thank you, that is all. {self.stop_tokens[0]}"
+            return UserTurn(UserMessage(content=text), any(t in text for t in self.stop_tokens))
         if self.next < len(self.plan):
             self.next += 1  # the agent's segment: its next turn
         return UserTurn(
@@ -219,9 +220,9 @@ def test_a_josh_branch_forks_tau2_sessions(domain: str) -> None:
     async def go() -> list[ConversationBranch]:
         opened = await root.user_turn()
         assert not opened.done and opened.messages[0].content == OPENING
-        children = root.fork(2)
-        for child in children:
-            assert await play(child) == goals  # each child meets every goal itself, in order
+        children = root.fork(2)  # siblings: their identical first requests are one call with n=2
+        for events in await asyncio.gather(*(play(child) for child in children)):
+            assert events == goals  # each child meets every goal itself, in order
         return children
 
     children = asyncio.run(go())
