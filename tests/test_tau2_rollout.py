@@ -10,8 +10,10 @@ own evaluation (1.0); a conversation that hits the turn limit scores 0 (`final_r
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,12 +22,13 @@ pytest.importorskip("tau2", reason="tau2-bench is not installed: pip install --n
 
 from josh.agents import FunctionCallingAgent  # noqa: E402
 from josh.envs.tau2 import Tau2Environment, Tau2Session  # noqa: E402
-from josh.envs.tau2.data_model import STOP_TOKENS, GoalAction  # noqa: E402
+from josh.envs.tau2.data_model import AGENT_GREETING, STOP_TOKENS, GoalAction  # noqa: E402
 from josh.llm.base import ChatModel  # noqa: E402
 from josh.llm.scripted import ChatRequest, ScriptedChatModel  # noqa: E402
 from josh.rollout import run_conversation  # noqa: E402
 from josh.rollout.branch import ConversationBranch  # noqa: E402
 from josh.types import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage  # noqa: E402
+from josh.users import GoalUserSimulator  # noqa: E402
 from josh.users.simulators import UserTurn  # noqa: E402
 
 SUM_UP = "To sum up: "
@@ -232,3 +235,47 @@ def test_a_josh_branch_forks_tau2_sessions(domain: str) -> None:
         assert child.session.score() == 1.0, child.session.evaluate()
     assert children[0].session.calls == children[1].session.calls  # the same answers: their own databases
     assert root.session.calls == [] and root.session.reward_events == []  # the root never acted
+
+
+def test_tau2_constants_are_tau2s() -> None:
+    from tau2.user import base
+
+    assert STOP_TOKENS == (base.STOP, base.TRANSFER, base.OUT_OF_SCOPE)
+    spec = importlib.util.find_spec("tau2")
+    assert spec is not None and spec.origin is not None
+    orchestrator = Path(spec.origin).parent / "orchestrator" / "orchestrator.py"
+    assert f'content="{AGENT_GREETING}"' in orchestrator.read_text(encoding="utf-8")
+
+
+def test_the_goal_user_simulator_plays_tau2s_customer_from_the_task() -> None:
+    """No tau2 user class: the goal simulator, given the task's system prompt, tau2's greeting and the
+    session's stop tokens, sends tau2's requests and ends the conversation on ###STOP###."""
+    env = Tau2Environment.load("airline")
+    task_id = sample("airline")[1]
+    session = env.session(task_id)
+    seen: list[ChatRequest] = []
+
+    def customer(request: ChatRequest) -> str:
+        seen.append(request)
+        last = request.messages[-1].content
+        return "Thanks, bye. ###STOP###" if last.startswith(SUM_UP) else "Please help me with my booking."
+
+    user = GoalUserSimulator(
+        ScriptedChatModel(customer),
+        [],
+        system_prompt=session.task.user_system_prompt,
+        turn_prompt=None,
+        greeting=AGENT_GREETING,
+        stop_tokens=session.stop_tokens,
+    )
+    agent = agent_for(session, ScriptedChatModel(ground_truth_policy(session)))
+    record = asyncio.run(run_conversation(task_id, [], session, agent, user, max_turns=60))
+    assert record.termination == "user_ended" and record.reward == 1.0
+    first, last = seen[0].messages, seen[-1].messages
+    assert [(m.role, m.content) for m in first] == [
+        ("system", session.task.user_system_prompt),
+        ("user", AGENT_GREETING),
+    ]
+    # later requests: the conversation from the customer's side (its lines as `assistant`), nothing after
+    assert [m.role for m in last] == ["system", "user", "assistant", "user"]
+    assert last[-1].content == final_message(session)
