@@ -255,7 +255,9 @@ class _PlainFailingAgent:
     def __init__(self, exc: BaseException):
         self.exc = exc
 
-    async def step(self, internal: Any, execute: Any, *, metadata: Any = None) -> AgentTurn:
+    async def step(
+        self, internal: Any, execute: Any, *, metadata: Any = None, result_text: Any = None
+    ) -> AgentTurn:
         raise self.exc
 
 

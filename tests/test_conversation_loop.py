@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -29,6 +30,15 @@ class ToySession:
 
     def score(self) -> float:
         return 0.5
+
+    def result_text(self, result: Any) -> str:
+        return json.dumps(result)
+
+    def say(self, role: str, content: Any) -> None:
+        pass
+
+    def final_reward(self, ended: bool) -> float:
+        return self.score()
 
     def failed_goals(self) -> list[Any]:
         return []
@@ -95,6 +105,15 @@ class ToolSessionStub:
 
     def score(self) -> float:
         return 1.0 if any(c.rewards for c in self.calls) else 0.0
+
+    def result_text(self, result: Any) -> str:
+        return json.dumps(result)
+
+    def say(self, role: str, content: Any) -> None:
+        pass
+
+    def final_reward(self, ended: bool) -> float:
+        return self.score()
 
     def failed_goals(self) -> list[Any]:
         return [] if self.score() else [SimpleNamespace(name="book_hotel")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import threading
 from typing import Any
 
@@ -93,6 +94,17 @@ class _ToySession:
     def restore(self, snapshot: tuple[str, ...]) -> None:
         self.calls = list(snapshot)
 
+    stop_tokens = ("BYE",)
+
+    def result_text(self, result: Any) -> str:
+        return json.dumps(result)
+
+    def say(self, role: str, content: Any) -> None:
+        pass
+
+    def final_reward(self, ended: bool) -> float:
+        return self.score()
+
 
 class _ToyEnv:
     session_class: type = _ToySession
@@ -110,6 +122,18 @@ class _CopyingSession(_ToySession):
     def call(self, name: Any, arguments: Any = None) -> Any:
         copy.deepcopy(arguments)  # the bug: a RecursionError or TypeError on odd arguments
         return super().call(name, arguments)
+
+
+class _SilentSession(_ToySession):
+    def __getattribute__(self, name: str) -> Any:
+        if name == "say":  # the bug: the rollout cannot record the conversation's messages
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+class _RawResultSession(_ToySession):
+    def result_text(self, result: Any) -> str:
+        return result  # type: ignore[no-any-return]  # the bug: a dict is not text
 
 
 class _UnserialisableSession(_ToySession):
@@ -134,6 +158,8 @@ def test_a_correct_toy_env_passes() -> None:
             "^call\\(\\) raised RecursionError on a list nested 1,000 deep as arguments: it must answer instead$",
         ),
         (_UnserialisableSession, "result of a call with bytes as arguments is not JSON-serialisable"),
+        (_SilentSession, "^the session has no `say`: a rollout needs it$"),
+        (_RawResultSession, "^result_text\\(\\{'answer': 42\\}\\) gave dict, not text$"),
     ],
 )
 def test_the_checker_catches_a_broken_contract(session_class: type, message: str) -> None:

@@ -7,7 +7,9 @@ from josh.agents.base import (
     AgentTurnError,
     ExecutedCall,
     ModelAgent,
+    ResultText,
     ToolExecutor,
+    json_result_text,
 )
 from josh.agents.function_calling import FunctionCallingAgent
 from josh.agents.react import ReactAgent
@@ -21,5 +23,7 @@ __all__ = [
     "ExecutedCall",
     "FunctionCallingAgent",
     "ReactAgent",
+    "ResultText",
     "ToolExecutor",
+    "json_result_text",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -18,6 +19,16 @@ class AgentProtocolError(ProtocolViolation):
 
 ToolExecutor = Callable[[str, Any], Any]
 """Runs one tool call, `(name, arguments) -> result`; the result is JSON-serialisable. Never raises."""
+
+ResultText = Callable[[Any], str]
+"""How a tool result is shown to the agent, `result -> text`. The environment decides (its session's
+`result_text`): ToolWOZ shows JSON, tau2 its own tool-message strings verbatim. The agent's own error
+results (a malformed call) are shown the same way."""
+
+
+def json_result_text(result: Any) -> str:
+    """A result shown as JSON text (`json.dumps`): the default, and ToolWOZ's (the paper's) observation."""
+    return json.dumps(result)
 
 
 @dataclass(frozen=True)
@@ -57,7 +68,12 @@ class Agent(Protocol):
     name: str
 
     async def step(
-        self, internal: Sequence[Message], execute: ToolExecutor, *, metadata: Mapping[str, str] | None = None
+        self,
+        internal: Sequence[Message],
+        execute: ToolExecutor,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        result_text: ResultText = json_result_text,
     ) -> AgentTurn: ...
 
 
@@ -74,12 +90,19 @@ class ModelAgent:
     strict_errors: bool = False  # reproduce the reference's crashes (reward 0) on protocol errors
 
     async def step(
-        self, internal: Sequence[Message], execute: ToolExecutor, *, metadata: Mapping[str, str] | None = None
+        self,
+        internal: Sequence[Message],
+        execute: ToolExecutor,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        result_text: ResultText = json_result_text,
     ) -> AgentTurn:
-        """One agent turn. Any failure after the turn began is raised as `AgentTurnError` with the partial turn."""
+        """One agent turn. Any failure after the turn began is raised as `AgentTurnError` with the partial turn.
+
+        `result_text` shows each tool result to the model (the rollout passes its session's `result_text`)."""
         turn = AgentTurn(message=AssistantMessage(content=OUT_OF_RETRIES))
         try:
-            return await self._turn(turn, list(internal), execute, metadata)
+            return await self._turn(turn, list(internal), execute, metadata, result_text)
         except Exception as exc:
             raise AgentTurnError(turn, exc) from exc
 
@@ -89,6 +112,7 @@ class ModelAgent:
         history: list[Message],
         execute: ToolExecutor,
         metadata: Mapping[str, str] | None,
+        result_text: ResultText,
     ) -> AgentTurn:
         """The turn itself: fills `turn` as it goes (so a failure leaves what was done) and returns it."""
         raise NotImplementedError

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from josh.agents.base import AgentProtocolError, AgentTurn, ExecutedCall, ModelAgent, ToolExecutor
+from josh.agents.base import (
+    AgentProtocolError,
+    AgentTurn,
+    ExecutedCall,
+    ModelAgent,
+    ResultText,
+    ToolExecutor,
+)
 from josh.agents.prompts import FC_SYSTEM_PROMPT, OUT_OF_RETRIES
 from josh.agents.text_tool_calls import TEXT_TOOL_CALL_NOTE, find_text_tool_calls
 from josh.types import AssistantMessage, Message, SystemMessage, ToolCall, ToolMessage
@@ -56,6 +62,7 @@ class FunctionCallingAgent(ModelAgent):
         history: list[Message],
         execute: ToolExecutor,
         metadata: Mapping[str, str] | None,
+        result_text: ResultText,
     ) -> AgentTurn:
         for _ in range(self.max_model_calls):
             reply = await self._complete(
@@ -95,7 +102,7 @@ class FunctionCallingAgent(ModelAgent):
                     turn.notes.append(f"{crash} (the reference crashes here)")
                 result = execute(call.name, call.arguments)
                 turn.calls.append(ExecutedCall(call=call, result=result))
-            answer = ToolMessage(tool_call_id=call.id, name=call.name, content=json.dumps(result))
+            answer = ToolMessage(tool_call_id=call.id, name=call.name, content=result_text(result))
             history.append(answer)
             turn.internal.append(answer)
         turn.notes.append("ran out of model calls without a reply")

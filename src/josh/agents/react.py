@@ -8,7 +8,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from josh.agents.base import AgentProtocolError, AgentTurn, ExecutedCall, ModelAgent, ToolExecutor
+from josh.agents.base import (
+    AgentProtocolError,
+    AgentTurn,
+    ExecutedCall,
+    ModelAgent,
+    ResultText,
+    ToolExecutor,
+)
 from josh.agents.prompts import (
     BAD_APICALL,
     COMMAND_END,
@@ -74,6 +81,7 @@ class ReactAgent(ModelAgent):
         history: list[Message],
         execute: ToolExecutor,
         metadata: Mapping[str, str] | None,
+        result_text: ResultText,
     ) -> AgentTurn:
         for _ in range(self.max_model_calls):
             reply = await self._complete(
@@ -94,7 +102,7 @@ class ReactAgent(ModelAgent):
                     command = text.replace("\n", "")
                     said = AssistantMessage(content=f"{thought}APICALL {command} {COMMAND_END}")
                     result = self._call(command, execute, turn, said)
-                    self._add(turn, history, said, UserMessage(content="APIRETURN " + json.dumps(result)))
+                    self._add(turn, history, said, UserMessage(content="APIRETURN " + result_text(result)))
         turn.notes.append("ran out of model calls without SPEAK")
         return self._finish(turn, OUT_OF_RETRIES)
 

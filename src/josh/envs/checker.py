@@ -2,7 +2,9 @@
 
 An environment here is what josh's rollouts use: `env.session(task_id)` gives a fresh conversation state
 with `tools` (OpenAI function schemas), `call(name, arguments)`, `reward_events`, `score()`, and
-`snapshot()`/`restore()` for beam search.
+`snapshot()`/`restore()` for beam search; and what a conversation needs of it: `result_text(result)` (a
+result as the agent reads it), `say(role, content)` (the messages, for environments that score them),
+`stop_tokens` (what the customer says to end the conversation) and `final_reward(ended)`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ class Session(Protocol):
     def snapshot(self) -> Any: ...
 
     def restore(self, snapshot: Any) -> None: ...
+
+    def result_text(self, result: Any) -> str: ...
+
+    def say(self, role: str, content: Any) -> None: ...
+
+    @property
+    def stop_tokens(self) -> tuple[str, ...]: ...
+
+    def final_reward(self, ended: bool) -> float: ...
 
 
 class Environment(Protocol):
@@ -206,6 +217,33 @@ def check_hostile_calls_never_raise(env: Environment, task_id: str) -> None:
             ) from exc
 
 
+def check_conversation_protocol(env: Environment, task_id: str) -> None:
+    """What a rollout asks of a session besides tools: every result (an error included) reads as text,
+    both sides can speak, the customer has words that end the conversation, and a conversation the customer
+    ended is rewarded with its score."""
+    session = env.session(task_id)
+    for what in ("result_text", "say", "stop_tokens", "final_reward"):
+        if not hasattr(session, what):
+            raise EnvCheckError(f"the session has no `{what}`: a rollout needs it")
+    tokens = session.stop_tokens
+    if not tokens or not all(isinstance(t, str) and t.strip() for t in tokens):
+        raise EnvCheckError(f"stop_tokens must be non-empty strings, got {tokens!r}")
+    results = [session.call("no_such_tool", {})]
+    results += [session.call(s["function"]["name"], _sample_arguments(s)) for s in session.tools[:3]]
+    for result in results:
+        text = session.result_text(result)
+        if not isinstance(text, str):
+            raise EnvCheckError(f"result_text({result!r:.80}) gave {type(text).__name__}, not text")
+    try:
+        session.say("user", "Hello.")
+        session.say("assistant", "How can I help?")
+        session.restore(session.snapshot())
+    except Exception as exc:
+        raise EnvCheckError(f"say() or a snapshot after it raised {type(exc).__name__}: {exc}") from exc
+    if session.final_reward(True) != session.score():
+        raise EnvCheckError("final_reward(ended=True) differs from score()")
+
+
 CHECKS: tuple[Callable[[Environment, str], None], ...] = (
     check_fresh_sessions_are_equal,
     check_calls_are_deterministic,
@@ -214,6 +252,7 @@ CHECKS: tuple[Callable[[Environment, str], None], ...] = (
     check_every_tool_accepts_a_sample_call,
     check_bad_calls_answer_not_raise,
     check_hostile_calls_never_raise,
+    check_conversation_protocol,
 )
 
 

@@ -26,9 +26,13 @@ from josh.users.simulators import UserSimulator
 
 
 class ForkableSession(Protocol):
-    """What a branch needs of an environment session (ToolWOZ's `ToolWOZSession` is one)."""
+    """What a branch needs of an environment session (`ToolWOZSession` and `Tau2Session` are ones)."""
 
     def call(self, name: Any, arguments: Any = None) -> Any: ...
+
+    def result_text(self, result: Any) -> str: ...  # a result as the agent sees it
+
+    def say(self, role: str, content: Any) -> None: ...  # "user" or "assistant" said `content`
 
     @property
     def reward_events(self) -> list[Any]: ...  # goal calls met so far (with `.name`), in order
@@ -111,7 +115,10 @@ class ConversationBranch:
         failure: BaseException | None = None
         try:
             turn = await self.agent.step(
-                self.internal, self.session.call, metadata={**self.metadata, "role": "agent"}
+                self.internal,
+                self.session.call,
+                metadata={**self.metadata, "role": "agent"},
+                result_text=self.session.result_text,
             )
         except AgentTurnError as exc:  # the turn failed after it began: keep what it did
             turn, failure = exc.turn, exc.cause
@@ -133,6 +140,7 @@ class ConversationBranch:
         self.internal.extend(messages)
         if turn is not None and failure is None:
             self.visible.append(turn.message)
+            self.session.say("assistant", turn.message.content)
         met = [goal.name for goal in self.session.reward_events[before:]]
         return BranchAgentTurn(messages, met, over=failure is not None, notes=notes)
 
@@ -148,4 +156,5 @@ class ConversationBranch:
             return BranchUserTurn([], True, [f"the customer's turn failed: {type(exc).__name__}: {exc}"])
         self.visible.append(said.message)
         self.internal.append(said.message)
+        self.session.say("user", said.message.content)
         return BranchUserTurn([said.message], said.done)

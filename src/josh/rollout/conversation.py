@@ -2,6 +2,11 @@
 
 Matches the reference's loop: `while len(messages) < max_turns: user step (stop on END_CONVERSATION);
 agent step`, where `messages` counts what both sides said (the paper: 15).
+
+The environment's session decides what is environment-specific: how a tool result reads to the agent
+(`result_text`), what the conversation's messages mean to its score (`say`), and what a conversation that
+did not end with the customer's stop scores (`final_reward`). The customer's stop words are the session's
+`stop_tokens` (given to the user simulator by whoever builds it).
 """
 
 from __future__ import annotations
@@ -21,11 +26,17 @@ from josh.users.simulators import UserSimulator
 
 
 class ToolSession(Protocol):
-    """What a rollout needs of an environment session (ToolWOZ's `ToolWOZSession` is one)."""
+    """What a rollout needs of an environment session (`ToolWOZSession` and `Tau2Session` are ones)."""
 
     def call(self, name: Any, arguments: Any = None) -> Any: ...
 
+    def result_text(self, result: Any) -> str: ...  # a result as the agent sees it
+
+    def say(self, role: str, content: Any) -> None: ...  # "user" or "assistant" said `content`
+
     def score(self) -> float: ...
+
+    def final_reward(self, ended: bool) -> float: ...  # the reward, given whether the customer ended it
 
     @property
     def calls(self) -> list[Any]: ...  # records with `.rewards`
@@ -81,17 +92,21 @@ async def run_conversation(
             user_usage, user_calls = user_usage + said.usage, user_calls + said.model_calls
             visible.append(said.message)
             internal.append(said.message)
+            session.say("user", said.message.content)
             if said.done:
                 termination = "user_ended"
                 break
             try:
-                replied = await agent.step(internal, execute, metadata={**base, "role": "agent"})
+                replied = await agent.step(
+                    internal, execute, metadata={**base, "role": "agent"}, result_text=session.result_text
+                )
             except AgentTurnError as exc:  # keep what the turn finished before it failed
                 record_turn(exc.turn)
                 failure = exc.cause
                 break
             record_turn(replied)
             visible.append(replied.message)
+            session.say("assistant", replied.message.content)
             agent_turn += 1
     except Exception as exc:
         failure = exc
@@ -111,6 +126,9 @@ async def run_conversation(
         error = f"{type(failure).__name__}: {failure}\n{trace}"
 
     score = session.score()
+    reward = session.final_reward(termination == "user_ended")
+    if termination == "max_turns" and reward != score:
+        notes.append(f"the customer did not end the conversation: this environment scores it {reward}")
     calls = [
         CallResult(turn=turn, name=c.name, arguments=c.arguments, result=c.result, rewards=list(c.rewards))
         for turn, c in zip(turn_of_call, session.calls, strict=False)
@@ -121,7 +139,7 @@ async def run_conversation(
         seed=seed,
         status="error" if error else "success",
         termination=termination,
-        reward=None if error else (0.0 if termination == "agent_error" else score),
+        reward=None if error else (0.0 if termination == "agent_error" else reward),
         partial_reward=score,
         goal_calls=goal_calls,
         failed_goals=[g.name for g in session.failed_goals()],

@@ -1,7 +1,8 @@
 """User simulators: `goal` (told the goal), `guide` (coached from the original dialogue), `replay` (no model).
 
 Each is stateless: it reads the visible conversation so far (customer turns are `user`, agent replies
-`assistant`) and returns the customer's next message, and whether the customer hung up.
+`assistant`) and returns the customer's next message, and whether the customer hung up: whether it said one
+of its `stop_tokens` (the environment's: `session.stop_tokens`; ToolWOZ's END_CONVERSATION by default).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ class UserSimulator(Protocol):
     ) -> UserTurn: ...
 
 
+def _said_stop(text: str, stop_tokens: Sequence[str]) -> bool:
+    return any(token in text for token in stop_tokens)
+
+
 def _flip(visible: Sequence[Message]) -> list[Message]:
     """The conversation from the customer's side: the agent's replies become `user` messages."""
     out: list[Message] = []
@@ -44,7 +49,13 @@ def _flip(visible: Sequence[Message]) -> list[Message]:
 
 @dataclass
 class GoalUserSimulator:
-    """Told the goal messages; reveals them piecemeal; says END_CONVERSATION to hang up (reference `goal`)."""
+    """Told the goal messages; reveals them piecemeal; says END_CONVERSATION to hang up (reference `goal`).
+
+    The same simulator plays tau2's customer from the task's own text: `system_prompt=task.user_system_prompt`
+    (its scenario is in it: no `{goals}`), `turn_prompt=None`, `greeting` the agent's first line tau2 starts
+    with, and `stop_tokens=session.stop_tokens`: every request is then tau2's (system prompt, the greeting,
+    the conversation as the customer sees it).
+    """
 
     model: ChatModel
     goal_messages: Sequence[str]
@@ -55,19 +66,28 @@ class GoalUserSimulator:
     # The prompts ({goals} is filled in); the paper's: `josh.benchmarks.toolwoz_prompts.toolwoz_prompts("paper")`.
     opening_prompt: str = OPENING_PROMPT  # the only message of the first request
     system_prompt: str = SYSTEM_PROMPT  # first message of later requests, before the conversation
-    turn_prompt: str = TURN_PROMPT  # last message of later requests, after the conversation
+    turn_prompt: str | None = (
+        TURN_PROMPT  # last message of later requests, after the conversation (None: none)
+    )
+    # The agent's greeting the customer answers first (tau2's "Hi! How can I help you today?"). When set, every
+    # request, the first included, is the system prompt, the greeting, the conversation (no opening prompt).
+    greeting: str | None = None
+    stop_tokens: Sequence[str] = (END_CONVERSATION,)
 
     async def step(
         self, visible: Sequence[Message], *, metadata: Mapping[str, str] | None = None
     ) -> UserTurn:
         goals = "\n".join(self.goal_messages)
-        if not visible:
+        if not visible and self.greeting is None:
             messages: list[Message] = [SystemMessage(content=self.opening_prompt.replace("{goals}", goals))]
         else:
+            greeting = [UserMessage(content=self.greeting)] if self.greeting is not None else []
+            turn = [SystemMessage(content=self.turn_prompt)] if self.turn_prompt is not None else []
             messages = [
                 SystemMessage(content=self.system_prompt.replace("{goals}", goals)),
+                *greeting,
                 *_flip(visible),
-                SystemMessage(content=self.turn_prompt),
+                *turn,
             ]
         [reply] = await self.model.chat(
             messages,
@@ -77,7 +97,9 @@ class GoalUserSimulator:
             metadata=metadata,
         )
         text = reply.content
-        return UserTurn(UserMessage(content=text), END_CONVERSATION in text, reply.usage or Usage(), 1)
+        return UserTurn(
+            UserMessage(content=text), _said_stop(text, self.stop_tokens), reply.usage or Usage(), 1
+        )
 
 
 def transcript(visible: Sequence[Message]) -> str:
@@ -101,6 +123,7 @@ class GuideUserSimulator:
     # The coach prompt ({goals}, {goal_convo}, {current_convo} are filled in); the paper's:
     # `josh.benchmarks.toolwoz_prompts.toolwoz_prompts("paper")`.
     guide_prompt: str = GUIDE_PROMPT
+    stop_tokens: Sequence[str] = (END_CONVERSATION,)
 
     async def step(
         self, visible: Sequence[Message], *, metadata: Mapping[str, str] | None = None
@@ -123,7 +146,9 @@ class GuideUserSimulator:
             metadata=metadata,
         )
         text = reply.content.split("Suggested quote:")[-1].replace("\n", "").replace('"', "")
-        return UserTurn(UserMessage(content=text), END_CONVERSATION in text, reply.usage or Usage(), 1)
+        return UserTurn(
+            UserMessage(content=text), _said_stop(text, self.stop_tokens), reply.usage or Usage(), 1
+        )
 
 
 @dataclass
@@ -132,11 +157,12 @@ class ReplayUserSimulator:
 
     original_turns: Sequence[tuple[str, str]]
     name: str = "replay"
+    stop_tokens: Sequence[str] = (END_CONVERSATION,)  # the first is said after the last line
 
     async def step(
         self, visible: Sequence[Message], *, metadata: Mapping[str, str] | None = None
     ) -> UserTurn:
         said = sum(1 for m in visible if m.role == "user")
         lines = [text for role, text in self.original_turns if role == "user"]
-        text = lines[said] if said < len(lines) else END_CONVERSATION
-        return UserTurn(UserMessage(content=text), END_CONVERSATION in text)
+        text = lines[said] if said < len(lines) else self.stop_tokens[0]
+        return UserTurn(UserMessage(content=text), _said_stop(text, self.stop_tokens))

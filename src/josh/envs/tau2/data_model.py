@@ -10,6 +10,12 @@ from typing import Any, Literal
 
 Requestor = Literal["assistant", "user"]
 SPLITS = ("train", "test", "base")
+# What tau2's user simulator says to end a conversation (tau2/user/base.py: STOP, TRANSFER, OUT_OF_SCOPE; a
+# test keeps them equal). Any of them in a customer message ends it (tau2's `UserSimulator.is_stop`).
+STOP_TOKENS = ("###STOP###", "###TRANSFER###", "###OUT-OF-SCOPE###")
+# The agent's first message in every tau2 simulation (tau2/orchestrator/orchestrator.py,
+# DEFAULT_FIRST_AGENT_MESSAGE; that module imports litellm, so a test reads the file): the customer answers it.
+AGENT_GREETING = "Hi! How can I help you today?"
 
 _MISSING = object()
 

@@ -15,7 +15,8 @@ litellm through tau2's registry, which the light install leaves out):
 - needs a model: NL_ASSERTION (an LLM judge; in no base task's reward basis: such a task raises `JoshError`).
 
 tau2 also gives 0 to a conversation that did not end by a stop (max steps, too many errors): deciding how a
-conversation ended is the rollout's part, so `evaluate` scores the trajectory as if it ended properly.
+conversation ended is the rollout's part, so `evaluate` scores the trajectory as if it ended properly, and
+`final_reward(ended)` applies tau2's rule to what the rollout says (the customer's `stop_tokens`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from josh.envs.tau2.data_model import SPLITS, CallRecord, GoalAction, Requestor, Tau2Task, TextRecord
+from josh.envs.tau2.data_model import (
+    SPLITS,
+    STOP_TOKENS,
+    CallRecord,
+    GoalAction,
+    Requestor,
+    Tau2Task,
+    TextRecord,
+)
 from josh.envs.tau2.paths import DOMAINS
 from josh.envs.tau2.tasks import domain_module, load_domain_tasks, to_task
 from josh.envs.tau2.tools import (
@@ -107,6 +116,21 @@ class Tau2Session:
     def user_call(self, name: Any, arguments: Any = None) -> str:
         """Run one of the customer's tool calls (requestor "user": telecom's phone), as `call` does."""
         return self._run(name, arguments, "user")
+
+    @property
+    def stop_tokens(self) -> tuple[str, ...]:
+        """What the customer says to end the conversation (tau2's stop, transfer and out-of-scope tokens)."""
+        return STOP_TOKENS
+
+    def result_text(self, result: Any) -> str:
+        """How a tool result is shown to the agent: tau2's tool-message content as it is (quoting it again
+        would change what the agent sees). A result that is not a string (none of tau2's) is shown as JSON."""
+        return result if isinstance(result, str) else json.dumps(bounded(result))
+
+    def final_reward(self, ended: bool) -> float:
+        """The conversation's reward: tau2's score when the customer ended it with a stop token, else 0.0
+        (tau2's `evaluate_simulation` gives 0 to a simulation that ended any other way)."""
+        return self.score() if ended else 0.0
 
     def say(self, role: Requestor, content: Any) -> None:
         """Record what the agent ("assistant") or the customer ("user") said, in order with the calls: tau2's

@@ -18,6 +18,7 @@ from josh.errors import JoshError, ProtocolViolation, UnknownTaskError
 from josh.types import bounded
 
 SPLIT_CHOICES = (*SPLITS, "all")
+STOP_TOKENS = ("END_CONVERSATION",)  # the reference's hang-up word (`josh.users.prompts.END_CONVERSATION`)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,24 @@ class ToolWOZSession:
     def tools(self) -> list[dict[str, Any]]:
         """The OpenAI function schemas of the 8 ToolWOZ tools (the official `tools.json`)."""
         return copy.deepcopy(self.tool_schemas)
+
+    @property
+    def stop_tokens(self) -> tuple[str, ...]:
+        """What the customer says to end the conversation (the paper's user simulators say END_CONVERSATION)."""
+        return STOP_TOKENS
+
+    def result_text(self, result: Any) -> str:
+        """How a tool result is shown to the agent: JSON text, as the paper's agents show it (`APIRETURN `
+        + this for ReAct, a tool message's content for function calling)."""
+        return json.dumps(result)
+
+    def say(self, role: str, content: Any) -> None:
+        """What the agent or the customer said: ToolWOZ scores tool calls only, so nothing is kept."""
+
+    def final_reward(self, ended: bool) -> float:
+        """The conversation's reward: its score, whether or not the customer hung up (the paper scores a
+        conversation that hit the turn limit by the calls it made)."""
+        return self.score()
 
     def call(self, name: Any, arguments: Any = None) -> ToolResult:
         """Run one tool call and return its result; a reward event fires for each goal call it meets.
