@@ -91,12 +91,29 @@ def test_the_spec_names_a_base_and_an_optional_adapter(tiny: Path, adapter: Path
     assert parse_hf_spec(f"hf:{plus}+{adapter}") == (plus, adapter)
 
 
+def test_a_hub_id_is_a_base_model(adapter: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ORG/NAME with no such local path is a Hub id (a str: from_pretrained downloads it), alone or with an
+    adapter; the loop trains adapters on Hub models this way."""
+    monkeypatch.chdir(tmp_path)
+    assert parse_hf_spec("hf:meta-llama/Meta-Llama-3-8B-Instruct") == (
+        "meta-llama/Meta-Llama-3-8B-Instruct",
+        None,
+    )
+    assert parse_hf_spec(f"hf:Qwen/Qwen2.5-7B-Instruct+{adapter}") == ("Qwen/Qwen2.5-7B-Instruct", adapter)
+    (tmp_path / "org" / "name").mkdir(parents=True)  # a local path of that shape is a folder, checked as one
+    with pytest.raises(JoshError, match="holds no config.json"):
+        parse_hf_spec("hf:org/name")
+    with pytest.raises(JoshError, match="nor a Hub id"):
+        parse_hf_spec(f"hf:a/b/c+{adapter}")
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
         ("hf:", "names no model folder"),
         ("hf:+x", "names no model folder"),
         ("hf:{missing}", "no model folder"),
+        ("hf:just-a-name", "local folders or Hub ids ORG/NAME"),
         ("hf:{tiny}+{missing}", "no folder"),
         ("hf:{tiny}+{tiny}", "holds no adapter_config.json"),
         ("hf:{adapter}", "it is a PEFT adapter: write hf:BASE+ADAPTER"),

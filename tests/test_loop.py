@@ -252,3 +252,17 @@ def test_a_failed_stage_stops_the_loop_and_a_rerun_skips_what_is_done(
     assert report["compared_with_base"]["1"][ALL]["average_reward_difference"] == 1.0
     assert {f.name for f in files} >= {"report.png", "report.html"}
     assert (tmp_path / "loop" / "round-1" / "eval.html").exists()  # the conversations' viewer
+
+
+def test_the_papers_loop_config_is_valid() -> None:
+    """examples/loop-paper.yaml (the README's GPU recipe) loads, and every stage's options are accepted."""
+    from josh.loop.stages import check_options
+
+    path = Path(__file__).parent.parent / "examples" / "loop-paper.yaml"
+    config = load_loop_config(path)
+    assert (config.model, config.method, config.rounds) == ("meta-llama/Meta-Llama-3-8B-Instruct", "kto", 1)
+    stages = plan(config)
+    check_options(stages, path)
+    harvest = next(s for s in stages if s.kind == "harvest")
+    assert harvest.options["beam"] == 8 and harvest.options["agent"] == "react"
+    assert harvest.options["model"] == "hf:meta-llama/Meta-Llama-3-8B-Instruct"

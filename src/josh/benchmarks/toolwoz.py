@@ -232,11 +232,11 @@ def open_endpoints(config: RunOptions, env: ToolWOZEnvironment) -> Endpoints:
         user = OpenAIChatModel(MOCK_USER_MODEL, **endpoint(mock.base_url, None)) if customer else None
         return Endpoints(agent, user, mock)
     assert config.model is not None
-    local: dict[tuple[Path, Path | None], HFChatModel] = {}
+    local: dict[tuple[Path | str, Path | None], HFChatModel] = {}
 
     def in_process(spec: str) -> HFChatModel:
         base, adapter = parse_hf_spec(spec)
-        key = (base.resolve(), adapter.resolve() if adapter else None)
+        key = (base.resolve() if isinstance(base, Path) else base, adapter.resolve() if adapter else None)
         if key not in local:
             local[key] = HFChatModel(spec, max_batch_size=config.hf_batch_size)
         return local[key]

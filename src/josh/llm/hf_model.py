@@ -84,52 +84,68 @@ def is_hf_spec(model: str | None) -> bool:
     return model is not None and model.startswith(HF_PREFIX)
 
 
-def parse_hf_spec(spec: str) -> tuple[Path, Path | None]:
-    """`hf:PATH[+ADAPTER]` -> (base model folder, adapter folder or None), both checked to exist.
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")  # ORG/NAME on the Hugging Face Hub
 
-    A `+` may occur inside a path: when the whole of `PATH[+ADAPTER]` is an existing folder it is the base
+
+def _hub_id(text: str) -> bool:
+    """`text` names a Hub model (ORG/NAME) and no local path."""
+    return bool(HUB_ID.fullmatch(text)) and not Path(text).expanduser().exists()
+
+
+def parse_hf_spec(spec: str) -> tuple[Path | str, Path | None]:
+    """`hf:BASE[+ADAPTER]` -> (base model, adapter folder or None).
+
+    The base is a local model folder (a `Path`, checked to hold `config.json`) or, when no such path exists, a
+    Hugging Face Hub id `ORG/NAME` (a `str`, downloaded into the Hub cache on first use, as
+    `from_pretrained` does). The adapter is a local folder holding `adapter_config.json`.
+    A `+` may occur inside a path: when the whole of `BASE[+ADAPTER]` is an existing folder it is the base
     model alone; otherwise the spec is split on the last `+` whose right side is an existing folder
     (`hf:models/a+b+runs/lora`, with a folder `runs/lora`, is the base `models/a+b` and the adapter
-    `runs/lora`). Raises `JoshError` naming the fix
-    when there is no path, a folder is missing, the base holds no `config.json` or the adapter no
-    `adapter_config.json`.
+    `runs/lora`). Raises `JoshError` naming the fix when there is no model, a folder is missing, the base
+    holds no `config.json` or the adapter no `adapter_config.json`.
     """
     if not spec.startswith(HF_PREFIX):
         raise JoshError(f"{spec!r} is not an hf: model; write hf:PATH or hf:PATH+ADAPTER")
     body = spec[len(HF_PREFIX) :].strip()
     if not body or body.startswith("+"):
         raise JoshError(f"{spec!r} names no model folder; write hf:PATH or hf:PATH+ADAPTER")
-    base, adapter = Path(body).expanduser(), None
-    if not base.is_dir():
+    base_text, adapter = body, None
+    if not Path(body).expanduser().is_dir():
         cuts = [i for i, char in enumerate(body) if char == "+"]
         for cut in reversed(cuts):
             right = Path(body[cut + 1 :]).expanduser()
             if body[cut + 1 :] and right.is_dir():
-                base, adapter = Path(body[:cut]).expanduser(), right
+                base_text, adapter = body[:cut], right
                 break
         else:
             if cuts:
                 left, right_text = body[: cuts[-1]], body[cuts[-1] + 1 :]
-                missing = right_text if Path(left).expanduser().is_dir() else left
+                left_exists = Path(left).expanduser().is_dir() or _hub_id(left)
                 raise JoshError(
-                    f"{spec}: no folder {missing!r} (the spec is split on its last '+' whose right side is an "
-                    "existing folder: hf:BASE+ADAPTER); check the paths"
+                    f"{spec}: no folder {right_text if left_exists else left!r} (the spec is split on its last "
+                    "'+' whose right side is an existing folder: hf:BASE+ADAPTER); check the paths"
                 )
-            raise JoshError(
-                f"{spec}: no model folder {body!r}; hf: models are local folders (download one first, e.g. "
-                "`hf download ORG/NAME --local-dir DIR`)"
-            )
+            if not _hub_id(body):
+                raise JoshError(
+                    f"{spec}: no model folder {body!r}; hf: models are local folders or Hub ids ORG/NAME "
+                    "(e.g. hf:meta-llama/Meta-Llama-3-8B-Instruct)"
+                )
+    base = Path(base_text).expanduser()
     if not base.is_dir():
-        raise JoshError(f"{spec}: no model folder {str(base)!r}")
-    if not (base / "config.json").is_file():
+        if not _hub_id(base_text):
+            raise JoshError(f"{spec}: no model folder {base_text!r} (nor a Hub id ORG/NAME)")
+        hub: Path | str = base_text
+    elif not (base / "config.json").is_file():
         hint = " (it is a PEFT adapter: write hf:BASE+ADAPTER)" if (base / ADAPTER_CONFIG).is_file() else ""
         raise JoshError(f"{spec}: {base} holds no config.json, so it is not a model folder{hint}")
+    else:
+        hub = base
     if adapter is not None and not (adapter / ADAPTER_CONFIG).is_file():
         raise JoshError(
             f"{spec}: the adapter folder {adapter} holds no {ADAPTER_CONFIG} (a PEFT adapter saved with "
             "save_pretrained has one)"
         )
-    return base, adapter
+    return hub, adapter
 
 
 # ---------------------------------------------------------------------------------------------- tool calls
