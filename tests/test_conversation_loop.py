@@ -40,6 +40,8 @@ class ToySession:
     def final_reward(self, ended: bool) -> float:
         return self.score()
 
+    opening: str | None = None
+
     def failed_goals(self) -> list[Any]:
         return []
 
@@ -114,6 +116,8 @@ class ToolSessionStub:
 
     def final_reward(self, ended: bool) -> float:
         return self.score()
+
+    opening: str | None = None
 
     def failed_goals(self) -> list[Any]:
         return [] if self.score() else [SimpleNamespace(name="book_hotel")]

@@ -105,6 +105,8 @@ class _ToySession:
     def final_reward(self, ended: bool) -> float:
         return self.score()
 
+    opening: str | None = None
+
 
 class _ToyEnv:
     session_class: type = _ToySession

@@ -24,7 +24,7 @@ from josh.errors import DataError
 from josh.llm import OpenAIChatModel
 from josh.llm.scripted import ChatRequest, ScriptedChatModel
 from josh.mock import MockServer, ScriptedToolWOZ
-from josh.mock.policies import _chunks
+from josh.mock.policies import toolwoz_script
 from josh.mock.scripted_backend import scripted_model
 from josh.rollout import run_conversation
 from josh.types import AssistantMessage, UserMessage
@@ -224,7 +224,9 @@ def test_the_mock_reads_the_current_conversation_of_both_guide_wordings(toolwoz_
     """The source conversation (before it) must not count: only the customer's lines of the current one do."""
     prompts = toolwoz_prompts(kind)
     policy = ScriptedToolWOZ(toolwoz_env)
-    task = next(t for t in map(toolwoz_env.task, toolwoz_env.task_ids("test")) if len(_chunks(t)) >= 3)
+    scripts = map(toolwoz_script, map(toolwoz_env.task, toolwoz_env.task_ids("test")))
+    script = next(s for s in scripts if len(s.customer_lines) >= 3)
+    task = toolwoz_env.task(script.task_id)
     source = "\n".join(["customer: one", "agent: two"] * 5)
     current = "agent: Hi! first\nuser: ok\nagent: second\nuser: ok\n"  # the customer has said 2 lines
     prompt = (
@@ -232,8 +234,8 @@ def test_the_mock_reads_the_current_conversation_of_both_guide_wordings(toolwoz_
         .replace("{goal_convo}", source)
         .replace("{current_convo}", current)
     )
-    reply = policy._user(task, "guide", [{"role": "user", "content": prompt}], {})
-    assert reply["content"].endswith(f'"{_chunks(task)[2]}"')  # the third piece of the goal comes next
+    reply = policy._user(script, "guide", [{"role": "user", "content": prompt}], {})
+    assert reply["content"].endswith(f'"{script.customer_lines[2]}"')  # the third piece of the goal comes next
 
 
 async def _dry_run(

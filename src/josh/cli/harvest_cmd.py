@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from josh.benchmarks.toolwoz import Endpoints
+from josh.benchmarks.toolwoz import Endpoints, ToolWOZBenchmark
 from josh.benchmarks.toolwoz_harvest import harvest
 from josh.benchmarks.toolwoz_harvest_config import ToolWOZHarvestConfig
 from josh.cli.console import user_errors
@@ -55,7 +55,19 @@ def harvest_toolwoz(
     ) -> Awaitable[int]:
         return harvest(cfg, env, endpoints, writer, on_record=on_record, retry_errors=retry_errors)
 
-    execute(RunJob("harvest toolwoz", "trees", cfg, out_path, resume, retry_errors, work, "trees-toolwoz"))
+    execute(
+        RunJob(
+            "harvest toolwoz",
+            "trees",
+            cfg,
+            out_path,
+            resume,
+            retry_errors,
+            work,
+            "trees-toolwoz",
+            ToolWOZBenchmark(),
+        )
+    )
 
 
 DRY_RUN_MISTAKE_RATE = 0.3  # an oracle that never errs gives trees with nothing to prune

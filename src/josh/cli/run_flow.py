@@ -1,7 +1,7 @@
-"""What every command that runs ToolWOZ conversations shares, from resolved options to exit status.
+"""What every command that runs conversations shares, from resolved options to exit status.
 
-`josh eval toolwoz` and `josh harvest toolwoz` differ in their config and in the work done per task; the rest
-is here, once: finding the endpoint's model, checking keys and the run file before any work, the dry-run
+`josh eval toolwoz|tau2` and `josh harvest toolwoz` differ in their benchmark (`josh.benchmarks.benchmark`),
+their config and the work done per task; the rest is here, once, for every benchmark: finding the endpoint's model, checking keys and the run file before any work, the dry-run
 banner, the locked append-only run file and its resume line, the preflight, the progress line over the whole
 run file, Ctrl-C and SIGTERM, endpoint outages, the summary files, and the exit status.
 """
@@ -24,22 +24,20 @@ from pydantic import BaseModel
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from josh.benchmarks.benchmark import Benchmark
 from josh.benchmarks.toolwoz import (
     Endpoints,
     check_keys,
     discover_models,
-    open_endpoints,
     pending_jobs,
     preflight,
     select_tasks,
 )
 from josh.benchmarks.toolwoz_config import SCRIPTED, RunOptions
-from josh.benchmarks.toolwoz_prompts import toolwoz_prompts
 from josh.cli.console import err, out, report
 from josh.cli.live import LiveTotals
 from josh.cli.options import ADAPTATIONS_KEY, config_for_file, resolve, with_options
 from josh.cli.render import print_summary
-from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.errors import JoshError
 from josh.llm.base import EndpointError
 from josh.llm.hf_model import is_hf_spec
@@ -55,7 +53,7 @@ EXIT_ENDPOINT_DOWN = 4
 EXIT_INTERRUPTED = 130
 
 OnRecord = Callable[[dict[str, Any]], None]
-Work = Callable[[ToolWOZEnvironment, Endpoints, RunWriter, Callable[[dict[str, Any]], None]], Awaitable[int]]
+Work = Callable[[Any, Endpoints, RunWriter, Callable[[dict[str, Any]], None]], Awaitable[int]]
 """The command's own part: run every pending (task, trial), writing each record and reporting it."""
 
 
@@ -135,6 +133,7 @@ class RunJob:
     retry_errors: bool
     work: Work
     out_prefix: str  # of the default run file name
+    benchmark: Benchmark  # its environment, checks and models
 
     def default_out(self) -> Path:
         """runs/<prefix>-<split>-<agent>-<model>-<time>.jsonl"""
@@ -156,15 +155,15 @@ def execute(job: RunJob) -> None:
     """Run `job` to its end, print and save its summary, and exit with the run's status (see the commands'
     --help: 0 all scored, 3 some ended in an error, 4 the endpoint stopped the run, 130 interrupted)."""
     cfg = job.cfg
-    env = ToolWOZEnvironment.load(report)
-    toolwoz_prompts(cfg.prompts)  # the paper's text comes from the wheel: a problem shows now, not mid-run
+    env = job.benchmark.load(report)
+    job.benchmark.check(cfg)
     task_ids = select_tasks(env, cfg)
     out_path = job.out_path or job.default_out()
     check_writable(out_path)
     total = len(task_ids) * cfg.trials
     if is_hf_spec(cfg.model) or is_hf_spec(cfg.customer_model):
         report("loading the hf: model(s) in-process")
-    endpoints = open_endpoints(cfg, env)
+    endpoints = job.benchmark.open_endpoints(cfg, env)
     for line in endpoints.in_process():
         report(line)
     if cfg.dry_run:
@@ -212,7 +211,9 @@ def execute(job: RunJob) -> None:
     sidecar(out_path, "summary").write_text(json.dumps(summary, indent=2) + "\n")
     if records:
         print_summary(
-            out, summary, f"ToolWOZ {cfg.split} ({job.command}): {cfg.model or 'scripted mock (dry run)'}"
+            out,
+            summary,
+            f"{job.benchmark.name} {cfg.split} ({job.command}): {cfg.model or 'scripted mock (dry run)'}",
         )
     else:
         err.print(f"no {job.kind[:-1]} finished: nothing to summarise")
@@ -249,7 +250,7 @@ def write_config(out_path: Path, cfg: RunOptions, endpoints: Endpoints) -> None:
 
 async def _run(
     job: RunJob,
-    env: ToolWOZEnvironment,
+    env: Any,
     endpoints: Endpoints,
     open_writer: Callable[[], tuple[RunWriter, RunContents | None]],
     total: int,

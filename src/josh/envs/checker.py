@@ -41,6 +41,9 @@ class Session(Protocol):
 
     def final_reward(self, ended: bool) -> float: ...
 
+    @property
+    def opening(self) -> str | None: ...
+
 
 class Environment(Protocol):
     def session(self, task_id: str) -> Session: ...

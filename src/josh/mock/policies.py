@@ -4,6 +4,11 @@ Which part a request plays comes from the prompt (tools for function calling; el
 the ReAct system prompt, the customer's or the guide's coach prompt, in josh's wording or the paper's, whose
 markers are derived at run time from the text read from the wheel), else from the `X-Josh-Role` header.
 Which task it is about comes from `X-Josh-Task-Id`, else from the goal text or the customer's opening line.
+
+What the policies play on a task is its `MockScript`: the oracle agent's calls, the lines the customer
+reveals, what the agent must say when done, the customer's own system prompt (where the environment gives
+one) and its stop word. `toolwoz_script` makes it from a ToolWOZ task; another benchmark passes its own
+`script` function (tau2's: `josh.benchmarks.tau2.tau2_script`).
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from josh.agents.prompts import COMMAND_END, REACT_MARKER
-from josh.envs.toolwoz import Task, ToolWOZEnvironment
+from josh.envs.toolwoz import Task
 from josh.envs.toolwoz.reference_text import reference_prompts
 from josh.errors import DataError
 from josh.users.prompts import END_CONVERSATION, GUIDE_MARKER, GUIDE_PROMPT, USER_MARKER
@@ -145,18 +151,60 @@ def _part(first: str, markers: PromptMarkers) -> tuple[str, str] | None:
     return None
 
 
-def _chunks(task: Task) -> list[str]:
+def _chunks(goal_messages: Any) -> tuple[str, ...]:
     """The goal, in up to three pieces the customer reveals one per turn."""
-    lines = [_plain(m) for m in task.goal_messages if _plain(m)]
+    lines = [_plain(m) for m in goal_messages if _plain(m)]
     size = max(1, -(-len(lines) // 3))
-    return [" ".join(lines[i : i + size]) for i in range(0, len(lines), size)]
+    return tuple(" ".join(lines[i : i + size]) for i in range(0, len(lines), size))
+
+
+@dataclass(frozen=True)
+class MockCall:
+    """One call the oracle agent makes (a goal call of the task)."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MockScript:
+    """What the scripted policies play on one task."""
+
+    task_id: str
+    agent_calls: tuple[MockCall, ...]  # the oracle's calls, in order (at most two a turn)
+    customer_lines: tuple[str, ...]  # what the customer reveals, one a turn
+    goal_text: str = ""  # found in the goal customer's prompt when no task id is sent
+    closing: str = ""  # what the agent adds to its last message (facts the task wants told)
+    customer_prompt: str | None = None  # the customer's whole system prompt, when the environment gives one
+    stop: str = END_CONVERSATION  # what the customer says to hang up
+    patience: int = 2  # lines the customer says after its last piece before it hangs up anyway
+
+
+def toolwoz_script(task: Task) -> MockScript:
+    """A ToolWOZ task's script: its goal calls, its goal messages in up to three pieces."""
+    return MockScript(
+        task_id=task.task_id,
+        agent_calls=tuple(MockCall(g.name, dict(g.arguments)) for g in task.goal_calls),
+        customer_lines=_chunks(task.goal_messages),
+        goal_text="\n".join(task.goal_messages),
+    )
 
 
 class ScriptedToolWOZ:
-    """Answers chat-completion requests as a scripted agent or customer for one ToolWOZ task each."""
+    """Answers chat-completion requests as a scripted agent or customer for one task each.
 
-    def __init__(self, env: ToolWOZEnvironment, config: MockConfig | None = None):
+    `env` gives the tasks (`task(id)`, `tasks("all")`); `script` makes each task's `MockScript`
+    (default: ToolWOZ's)."""
+
+    def __init__(
+        self,
+        env: Any,
+        config: MockConfig | None = None,
+        *,
+        script: Callable[[Any], MockScript] = toolwoz_script,
+    ):
         self.env = env
+        self.script = script
         self.config = config or MockConfig()
         self._faults = random.Random(self.config.seed)
         self._lock = threading.Lock()
@@ -242,6 +290,8 @@ class ScriptedToolWOZ:
         if body.get("tools"):
             return "agent", "fc"
         found = _part(first, JOSH_MARKERS)
+        if found is None and self._is_customer_prompt(first, headers):
+            return "user", "goal"
         paper = self._paper() if found is None else None
         found = found or (_part(first, paper) if paper else None)
         if found:
@@ -253,23 +303,39 @@ class ScriptedToolWOZ:
             "use josh's ReAct/function-calling agents and user simulators, or send the X-Josh-Role header"
         )
 
-    def _task(self, role: str, kind: str, messages: list[dict[str, Any]], headers: dict[str, str]) -> Task:
+    def _is_customer_prompt(self, first: str, headers: dict[str, str]) -> bool:
+        """Whether `first` is the task's own customer system prompt (an environment that gives one)."""
+        task_id = headers.get("x-josh-task-id")
+        if not task_id:
+            return False
+        try:
+            prompt = self._script(task_id).customer_prompt
+        except KeyError:
+            return False
+        return prompt is not None and first == prompt
+
+    def _script(self, task_id: str) -> MockScript:
+        """The task's script (`KeyError` for an unknown task)."""
+        return self.script(self.env.task(task_id))
+
+    def _task(
+        self, role: str, kind: str, messages: list[dict[str, Any]], headers: dict[str, str]
+    ) -> MockScript:
         task_id = headers.get("x-josh-task-id")
         if not task_id:
             task_id = self._guess_task(role, kind, messages)
         try:
-            return self.env.task(task_id)
+            return self._script(task_id)
         except KeyError:
-            raise MockRequestError(
-                f"josh mock endpoint (scripted): unknown ToolWOZ task {task_id!r}"
-            ) from None
+            raise MockRequestError(f"josh mock endpoint (scripted): unknown task {task_id!r}") from None
 
     def _guess_task(self, role: str, kind: str, messages: list[dict[str, Any]]) -> str:
         if self._goal_index is None:
             self._goal_index, self._opening_index = {}, {}
             for task in self.env.tasks("all"):
-                self._goal_index.setdefault("\n".join(task.goal_messages), task.task_id)
-                self._opening_index.setdefault(self._opening(task), task.task_id)
+                script = self.script(task)
+                self._goal_index.setdefault(script.goal_text, script.task_id)
+                self._opening_index.setdefault(self._opening(script), script.task_id)
         assert self._opening_index is not None
         if role == "user":
             text = _content(messages[0])
@@ -285,7 +351,7 @@ class ScriptedToolWOZ:
                         return found
                     break
         raise MockRequestError(
-            "josh mock endpoint (scripted): cannot tell which ToolWOZ task this conversation is about; "
+            "josh mock endpoint (scripted): cannot tell which task this conversation is about; "
             "send the X-Josh-Task-Id header (josh's clients do)"
         )
 
@@ -293,7 +359,7 @@ class ScriptedToolWOZ:
 
     def _agent(
         self,
-        task: Task,
+        task: MockScript,
         kind: str,
         messages: list[dict[str, Any]],
         headers: dict[str, str],
@@ -313,7 +379,7 @@ class ScriptedToolWOZ:
                 default=-1,
             )
             this_turn = sum(is_return[last_user + 1 :])
-        goals = task.goal_calls
+        goals = task.agent_calls
         if len(made) < len(goals) and this_turn < 2:
             index = len(made)
             goal = goals[index]
@@ -336,7 +402,8 @@ class ScriptedToolWOZ:
                 "content": f"PLAN I will call {goal.name} with what the customer asked for. {COMMAND_END} "
                 f"APICALL {payload} {COMMAND_END}",
             }
-        text = DONE_PHRASE + " Is there anything else?" if len(made) >= len(goals) else ASK_PHRASE
+        closing = f" {task.closing}" if task.closing else ""
+        text = f"{DONE_PHRASE}{closing} Is there anything else?" if len(made) >= len(goals) else ASK_PHRASE
         if kind == "fc":
             return {"role": "assistant", "content": text}
         return {
@@ -346,7 +413,7 @@ class ScriptedToolWOZ:
 
     def _maybe_mistaken(
         self,
-        task: Task,
+        task: MockScript,
         index: int,
         arguments: dict[str, Any],
         headers: dict[str, str],
@@ -369,12 +436,12 @@ class ScriptedToolWOZ:
 
     # -- the scripted customer ------------------------------------------------------------------------
 
-    def _opening(self, task: Task) -> str:
-        chunks = _chunks(task)
+    def _opening(self, task: MockScript) -> str:
+        chunks = task.customer_lines
         return f"Hi! {chunks[0]}" if chunks else "Hi!"
 
     def _user(
-        self, task: Task, kind: str, messages: list[dict[str, Any]], headers: dict[str, str]
+        self, task: MockScript, kind: str, messages: list[dict[str, Any]], headers: dict[str, str]
     ) -> dict[str, Any]:
         if kind == "guide":
             prompt = _content(messages[-1])
@@ -389,16 +456,16 @@ class ScriptedToolWOZ:
             said = sum(1 for m in messages if m.get("role") == "assistant")
             agent_lines = [_content(m) for m in messages if m.get("role") == "user"]
             agent_done = bool(agent_lines) and DONE_PHRASE in agent_lines[-1]
-        chunks = _chunks(task)
+        chunks = task.customer_lines
         if said == 0:
             text = self._opening(task)
-        elif agent_done or said >= len(chunks) + 2:
-            text = f"Thank you, that is all I needed. {END_CONVERSATION}"
+        elif agent_done or said >= len(chunks) + task.patience:
+            text = f"Thank you, that is all I needed. {task.stop}"
         elif said < len(chunks):
             text = chunks[said]
         else:
             text = "Is everything I asked for booked?"
         if kind == "guide":
-            quote, hang_up, _ = text.partition(END_CONVERSATION)
+            quote, hang_up, _ = text.partition(task.stop)
             text = f'Advice:\nStay on the source conversation.\nSuggested quote:\n"{quote.strip()}" {hang_up}'.strip()
         return {"role": "assistant", "content": text}

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.llm.openai_model import metadata_headers, parse_tool_call, to_wire
-from josh.mock.policies import MockConfig, ScriptedToolWOZ
+from josh.mock.policies import MockConfig, MockScript, ScriptedToolWOZ, toolwoz_script
 from josh.types import AssistantMessage, Message, Usage
 
 
@@ -70,12 +69,17 @@ class ScriptedToolWOZModel:
 
 
 def scripted_model(
-    env: ToolWOZEnvironment, config: MockConfig | None = None, name: str = "scripted"
+    env: Any,
+    config: MockConfig | None = None,
+    name: str = "scripted",
+    *,
+    script: Callable[[Any], MockScript] = toolwoz_script,
 ) -> ScriptedToolWOZModel:
-    """The mock's scripted agent and customer as an in-process chat model.
+    """The mock's scripted agent and customer as an in-process chat model, on `env`'s tasks (`script` makes
+    what it plays on each: see `ScriptedToolWOZ`).
 
     Transport faults (HTTP 500s, hangs, latency) need HTTP and are left out; mistakes, malformed tool calls
     and empty replies are kept.
     """
     config = dataclasses.replace(config or MockConfig(), error_rate=0.0, hang_rate=0.0, latency_s=0.0)
-    return ScriptedToolWOZModel(ScriptedToolWOZ(env, config), name)
+    return ScriptedToolWOZModel(ScriptedToolWOZ(env, config, script=script), name)

@@ -6,11 +6,19 @@ import json
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from josh.envs.toolwoz import ToolWOZEnvironment
-from josh.mock.policies import MODEL_NAMES, InjectedServerError, MockConfig, MockRequestError, ScriptedToolWOZ
+from josh.mock.policies import (
+    MODEL_NAMES,
+    InjectedServerError,
+    MockConfig,
+    MockRequestError,
+    MockScript,
+    ScriptedToolWOZ,
+    toolwoz_script,
+)
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"  # never another interface: this is a test double, not a service
@@ -108,13 +116,14 @@ class MockServer:
 
     def __init__(
         self,
-        env: ToolWOZEnvironment,
+        env: Any,
         config: MockConfig | None = None,
         port: int = 0,
         *,
         quiet_resets: bool = True,
+        script: Callable[[Any], MockScript] = toolwoz_script,
     ):
-        self.policy = ScriptedToolWOZ(env, config)
+        self.policy = ScriptedToolWOZ(env, config, script=script)
         self._server = _Server(port, self.policy, logging.DEBUG if quiet_resets else logging.INFO)
         self._thread: threading.Thread | None = None
 

@@ -21,7 +21,7 @@ from josh.agents.base import Agent, AgentTurn, AgentTurnError
 from josh.errors import ProtocolViolation
 from josh.llm.base import ChatModel, EndpointError, LLMError
 from josh.llm.siblings import SiblingGroup, SiblingModel
-from josh.types import Message
+from josh.types import AssistantMessage, Message
 from josh.users.simulators import UserSimulator
 
 
@@ -38,6 +38,9 @@ class ForkableSession(Protocol):
     def reward_events(self) -> list[Any]: ...  # goal calls met so far (with `.name`), in order
 
     def fork(self) -> Any: ...  # an independent session that continues from this one's state
+
+    @property
+    def opening(self) -> str | None: ...  # the agent's first line, said before the customer's (None: none)
 
 
 @dataclass
@@ -87,6 +90,11 @@ class ConversationBranch:
         self.seed_shift = 0
         self.internal: list[Message] = []  # the agent's view (without its system prompt)
         self.visible: list[Message] = []  # what the customer and the agent said to each other
+        if session.opening is not None:  # the agent speaks first (as `run_conversation` does)
+            greeting = AssistantMessage(content=session.opening)
+            self.internal.append(greeting)
+            self.visible.append(greeting)
+            session.say("assistant", greeting.content)
 
     def fork(self, count: int) -> list[ConversationBranch]:
         """`count` children that continue from here, each with a forked session and its sibling model.

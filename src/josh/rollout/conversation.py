@@ -4,8 +4,9 @@ Matches the reference's loop: `while len(messages) < max_turns: user step (stop 
 agent step`, where `messages` counts what both sides said (the paper: 15).
 
 The environment's session decides what is environment-specific: how a tool result reads to the agent
-(`result_text`), what the conversation's messages mean to its score (`say`), and what a conversation that
-did not end with the customer's stop scores (`final_reward`). The customer's stop words are the session's
+(`result_text`), what the conversation's messages mean to its score (`say`), what a conversation that
+did not end with the customer's stop scores (`final_reward`), and whether the agent speaks first (`opening`:
+tau2's agent greets the customer; ToolWOZ's customer opens). The customer's stop words are the session's
 `stop_tokens` (given to the user simulator by whoever builds it).
 """
 
@@ -21,7 +22,7 @@ from josh.errors import ProtocolViolation
 from josh.llm.base import EndpointError, LLMError
 from josh.llm.ledger import CallLedger
 from josh.rollout.record import CallResult, RolloutRecord, Termination
-from josh.types import Message, Usage
+from josh.types import AssistantMessage, Message, Usage
 from josh.users.simulators import UserSimulator
 
 
@@ -37,6 +38,9 @@ class ToolSession(Protocol):
     def score(self) -> float: ...
 
     def final_reward(self, ended: bool) -> float: ...  # the reward, given whether the customer ended it
+
+    @property
+    def opening(self) -> str | None: ...  # the agent's first line, said before the customer's (None: none)
 
     @property
     def calls(self) -> list[Any]: ...  # records with `.rewards`
@@ -86,6 +90,11 @@ async def run_conversation(
         notes.extend(f"turn {agent_turn}: {n}" for n in turn.notes)
 
     failure: BaseException | None = None
+    if session.opening is not None:  # the agent speaks first: both sides' histories open with its line
+        greeting = AssistantMessage(content=session.opening)
+        visible.append(greeting)
+        internal.append(greeting)
+        session.say("assistant", greeting.content)
     try:
         while len(visible) < max_turns:
             said = await user.step(visible, metadata={**base, "role": "user", "turn": str(len(visible))})

@@ -52,9 +52,9 @@ class GoalUserSimulator:
     """Told the goal messages; reveals them piecemeal; says END_CONVERSATION to hang up (reference `goal`).
 
     The same simulator plays tau2's customer from the task's own text: `system_prompt=task.user_system_prompt`
-    (its scenario is in it: no `{goals}`), `turn_prompt=None`, `greeting` the agent's first line tau2 starts
-    with, and `stop_tokens=session.stop_tokens`: every request is then tau2's (system prompt, the greeting,
-    the conversation as the customer sees it).
+    (its scenario is in it: no `{goals}`), `turn_prompt=None` and `stop_tokens=session.stop_tokens`; the
+    agent's greeting (the session's `opening`) is the first line of the conversation, so every request is
+    tau2's (system prompt, then the conversation as the customer sees it, greeting first).
     """
 
     model: ChatModel
@@ -69,23 +69,18 @@ class GoalUserSimulator:
     turn_prompt: str | None = (
         TURN_PROMPT  # last message of later requests, after the conversation (None: none)
     )
-    # The agent's greeting the customer answers first (tau2's "Hi! How can I help you today?"). When set, every
-    # request, the first included, is the system prompt, the greeting, the conversation (no opening prompt).
-    greeting: str | None = None
     stop_tokens: Sequence[str] = (END_CONVERSATION,)
 
     async def step(
         self, visible: Sequence[Message], *, metadata: Mapping[str, str] | None = None
     ) -> UserTurn:
         goals = "\n".join(self.goal_messages)
-        if not visible and self.greeting is None:
+        if not visible:  # the customer opens: the opening prompt alone
             messages: list[Message] = [SystemMessage(content=self.opening_prompt.replace("{goals}", goals))]
         else:
-            greeting = [UserMessage(content=self.greeting)] if self.greeting is not None else []
             turn = [SystemMessage(content=self.turn_prompt)] if self.turn_prompt is not None else []
             messages = [
                 SystemMessage(content=self.system_prompt.replace("{goals}", goals)),
-                *greeting,
                 *_flip(visible),
                 *turn,
             ]

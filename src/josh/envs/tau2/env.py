@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from josh.envs.tau2.data_model import (
+    AGENT_GREETING,
     SPLITS,
     STOP_TOKENS,
     CallRecord,
@@ -121,6 +122,11 @@ class Tau2Session:
     def stop_tokens(self) -> tuple[str, ...]:
         """What the customer says to end the conversation (tau2's stop, transfer and out-of-scope tokens)."""
         return STOP_TOKENS
+
+    @property
+    def opening(self) -> str | None:
+        """The agent's first line: tau2's orchestrator starts every simulation with the agent's greeting."""
+        return AGENT_GREETING
 
     def result_text(self, result: Any) -> str:
         """How a tool result is shown to the agent: tau2's tool-message content as it is (quoting it again

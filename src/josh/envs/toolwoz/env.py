@@ -143,6 +143,11 @@ class ToolWOZSession:
     def say(self, role: str, content: Any) -> None:
         """What the agent or the customer said: ToolWOZ scores tool calls only, so nothing is kept."""
 
+    @property
+    def opening(self) -> str | None:
+        """The agent's first line: none (in the paper, the customer opens)."""
+        return None
+
     def final_reward(self, ended: bool) -> float:
         """The conversation's reward: its score, whether or not the customer hung up (the paper scores a
         conversation that hit the turn limit by the calls it made)."""

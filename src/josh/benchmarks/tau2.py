@@ -1,0 +1,161 @@
+"""`josh eval tau2`: function-calling agents on tau2-bench tasks (airline, retail) with tau2's customer.
+
+Everything but the pieces is ToolWOZ's machinery (`josh.benchmarks.toolwoz`: task selection, endpoints, the
+pool, the run file): the agent gets the domain policy in tau2's system prompt (`--prompts tau2`, read from
+the installed package) or josh's wording, the customer is the goal simulator with the task's own system
+prompt (tau2's guidelines and scenario), the session opens with tau2's greeting and ends on tau2's stop
+tokens, and the reward is tau2's evaluator (`final_reward`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from josh.agents import FunctionCallingAgent
+from josh.benchmarks.tau2_config import TAU2_MODEL_CALLS, Tau2EvalConfig
+from josh.benchmarks.toolwoz import Endpoints, error_record, open_endpoints, pending_jobs, record_jobs
+from josh.benchmarks.toolwoz_config import RunOptions
+from josh.envs.tau2 import Tau2Environment, Tau2Session, Tau2Task
+from josh.envs.tau2.data_model import STOP_TOKENS
+from josh.envs.tau2.reference_text import tau2_agent_system_prompt
+from josh.llm.base import ChatModel
+from josh.llm.ledger import CallLedger
+from josh.mock import MockCall, MockScript
+from josh.rollout import run_conversation
+from josh.runner import RunWriter
+from josh.users import GoalUserSimulator
+
+# josh's wording of the agent's instructions (--prompts josh); {policy} is the domain policy.
+JOSH_AGENT_PROMPT = """You are a customer service agent. Help the customer, following the policy below to the letter.
+Each turn, do one thing: write one message to the customer, or make one tool call (arguments as a JSON object).
+
+<policy>
+{policy}
+</policy>"""
+
+
+def agent_system_prompt(prompts: str, policy: str) -> str:
+    """The agent's system prompt: tau2's own text around the policy, or josh's wording."""
+    if prompts == "tau2":
+        return tau2_agent_system_prompt(policy)
+    return JOSH_AGENT_PROMPT.replace("{policy}", policy)
+
+
+def build_agent(
+    config: RunOptions, model: ChatModel, tools: list[dict[str, Any]], trial: int, policy: str
+) -> FunctionCallingAgent:
+    """The agent of one conversation: function calling, the domain policy in its system prompt."""
+    return FunctionCallingAgent(
+        model=model,
+        tools=tools,
+        temperature=config.temperature,
+        max_tokens=config.max_tokens,
+        seed=config.seed + trial,
+        strict_errors=config.strict_errors,
+        max_model_calls=TAU2_MODEL_CALLS,
+        system_prompt=agent_system_prompt(config.prompts, policy),
+        parse_text_tool_calls=config.parse_text_tool_calls,
+        reference_checks=False,  # the paper's crash checks are ToolWOZ's protocol
+    )
+
+
+def build_user(config: RunOptions, model: ChatModel, session: Tau2Session, trial: int) -> GoalUserSimulator:
+    """tau2's customer: the goal simulator with the task's system prompt, no turn prompt, tau2's stop tokens
+    (the agent's greeting comes first in the conversation: the session's `opening`)."""
+    return GoalUserSimulator(
+        model,
+        [],
+        temperature=config.user_temperature,
+        max_tokens=config.user_max_tokens,
+        seed=config.seed + trial,
+        system_prompt=session.task.user_system_prompt,
+        turn_prompt=None,
+        stop_tokens=session.stop_tokens,
+    )
+
+
+def _pieces(text: str, count: int = 3) -> tuple[str, ...]:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    size = max(1, -(-len(lines) // count))
+    return tuple(" ".join(lines[i : i + size]) for i in range(0, len(lines), size))
+
+
+def tau2_script(task: Tau2Task) -> MockScript:
+    """What josh's scripted mock plays on a tau2 task: the agent's goal actions in order, then the facts the
+    task wants communicated; the customer answers tau2's prompt with its scenario, a piece a turn, and ends
+    with tau2's stop token once the agent is done."""
+    calls = tuple(
+        MockCall(g.name, dict(g.arguments)) for g in task.goal_actions if g.requestor == "assistant"
+    )
+    return MockScript(
+        task_id=task.task_id,
+        agent_calls=calls,
+        customer_lines=_pieces(task.user_instructions),
+        goal_text=task.user_instructions,
+        closing=" ".join(task.communicate_info),
+        customer_prompt=task.user_system_prompt,
+        stop=STOP_TOKENS[0],
+        patience=len(calls) + 2,  # the oracle makes two calls a turn: the customer waits for all of them
+    )
+
+
+@dataclass(frozen=True)
+class Tau2Benchmark:
+    """One tau2 domain for the run commands (`josh.benchmarks.benchmark.Benchmark`)."""
+
+    domain: str
+
+    @property
+    def name(self) -> str:
+        return f"tau2 {self.domain}"
+
+    def load(self, report: Callable[[str], None]) -> Tau2Environment:
+        report(f"loading tau2's {self.domain} domain")
+        return Tau2Environment.load(self.domain)
+
+    def check(self, cfg: RunOptions) -> None:
+        if cfg.prompts == "tau2":
+            agent_system_prompt("tau2", "")  # tau2's text is read from its files: a problem shows now
+
+    def open_endpoints(self, cfg: RunOptions, env: Tau2Environment) -> Endpoints:
+        return open_endpoints(cfg, env, script=tau2_script)
+
+
+async def evaluate(
+    config: Tau2EvalConfig,
+    env: Tau2Environment,
+    endpoints: Endpoints,
+    writer: RunWriter,
+    *,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+    retry_errors: bool = False,
+) -> int:
+    """Run every (task, trial) not yet in `writer` (with `retry_errors`, those that ended in an error too);
+    append each record as it finishes. Returns the number of conversations run."""
+    jobs = pending_jobs(env, config, writer, retry_errors=retry_errors)
+
+    async def worker(job: tuple[str, int]) -> dict[str, Any]:
+        task_id, trial = job
+        session = env.session(task_id, strict=config.strict_errors)
+        ledger = CallLedger()
+        agent = build_agent(
+            config, ledger.wrap(endpoints.agent, "agent"), env.tool_schemas, trial, env.policy
+        )
+        assert endpoints.user is not None  # tau2's customer is always a model (or the mock's script)
+        user = build_user(config, ledger.wrap(endpoints.user, "user"), session, trial)
+        record = await run_conversation(
+            task_id,
+            [g.name for g in session.task.goal_calls],
+            session,
+            agent,
+            user,
+            max_turns=config.max_turns,
+            trial=trial,
+            seed=config.seed + trial,
+            ledger=ledger,
+        )
+        return record.model_dump(mode="json")
+
+    return await record_jobs(jobs, worker, config, writer, on_record=on_record, on_error=error_record)

@@ -1,0 +1,87 @@
+"""The options of `josh eval tau2`: the shared run options that apply to tau2, and tau2's own."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import model_validator
+
+from josh.benchmarks.toolwoz_config import AGENT, CUSTOMER, PROTOCOL, TASKS, RunOptions, _opt
+
+Tau2Domain = Literal["airline", "retail", "telecom"]
+Tau2Split = Literal["train", "test", "base", "all"]
+
+# tau2 stops a simulation after 200 steps, counting every message: tool calls and tool results too. josh's
+# limit counts what the customer and the agent say to each other (the greeting included), the tool traffic
+# being bounded per agent turn (TAU2_MODEL_CALLS): 40 spoken messages is well past what tau2's base tasks
+# need (their longest gold solutions take about 15 exchanges) and ends a looping conversation early.
+TAU2_MAX_TURNS = 40
+# Model calls one agent turn may make (each a tool call, until the reply): tau2 has no per-turn limit, its
+# agents often look up several records before answering.
+TAU2_MODEL_CALLS = 10
+
+
+class Tau2EvalConfig(RunOptions):
+    """A whole `josh eval tau2` run."""
+
+    domain: Tau2Domain = _opt(
+        "airline",
+        "tau2 domain: airline, retail or telecom (telecom's customer acts on their own phone with tools, "
+        "which josh's customers do not do yet: refused).",
+        TASKS,
+    )
+    split: Tau2Split = _opt(  # type: ignore[assignment]
+        "test", "Task split: test (tau2's held-out tasks), train, base (train + test) or all.", TASKS
+    )
+    trials: int = _opt(
+        1, "Conversations per task; the summary reports pass^k for k up to this (tau2's metric).", TASKS, ge=1
+    )
+    max_turns: int = _opt(
+        TAU2_MAX_TURNS,
+        "Messages per conversation, agent and customer together, the agent's greeting included (tau2's "
+        "200-step limit also counts tool calls and results).",
+        TASKS,
+        ge=1,
+    )
+    agent: Literal["react", "fc"] = _opt(
+        "fc", "Native function calling (tau2's agent); 'react' is ToolWOZ's text protocol: refused.", AGENT
+    )
+    user: Literal["goal", "guide", "replay"] = _opt(
+        "goal",
+        "Customer: 'goal' plays tau2's user simulator (tau2's system prompt with the task's scenario); "
+        "'guide' and 'replay' need ToolWOZ's source dialogues: refused.",
+        CUSTOMER,
+    )
+    prompts: Literal["tau2", "josh"] = _opt(  # type: ignore[assignment]
+        "tau2",
+        "The agent's system prompt around the domain policy: 'tau2' is tau2's own text, read at run time "
+        "from the installed tau2 package; 'josh' is josh's wording of the same instructions. The customer "
+        "always gets tau2's prompt (the task's).",
+        PROTOCOL,
+    )
+    strict_errors: bool = _opt(
+        False,
+        "--strict-errors: a tool call tau2 cannot represent (a name that is not text, arguments that are not "
+        "a JSON object) ends the conversation with reward 0; --lenient-errors (default): the agent is shown "
+        "tau2's error result and the conversation goes on.",
+        PROTOCOL,
+        flag="--strict-errors/--lenient-errors",
+    )
+
+    @model_validator(mode="after")
+    def _what_tau2_supports(self) -> Tau2EvalConfig:
+        if self.agent == "react":
+            raise ValueError(
+                "--agent react is ToolWOZ's text protocol (its prompt describes ToolWOZ's tools); tau2 runs "
+                "function-calling agents: drop --agent or pass --agent fc"
+            )
+        if self.user != "goal":
+            raise ValueError(
+                f"--user {self.user} needs ToolWOZ's source dialogues; tau2's customer is --user goal"
+            )
+        if self.domain == "telecom":
+            raise ValueError(
+                "--domain telecom needs the customer's own tools (telecom's customer acts on their phone), "
+                "which josh's customers do not use yet: not supported; choose airline or retail"
+            )
+        return self
