@@ -29,7 +29,7 @@ from josh.rollout import run_conversation  # noqa: E402
 from josh.rollout.branch import ConversationBranch  # noqa: E402
 from josh.types import AssistantMessage, Message, ToolCall, ToolMessage, UserMessage  # noqa: E402
 from josh.users import GoalUserSimulator  # noqa: E402
-from josh.users.simulators import UserTurn  # noqa: E402
+from josh.users.simulators import UserTools, UserTurn  # noqa: E402
 
 SUM_UP = "To sum up: "
 OPENING = "Hi, I need some help with my account."
@@ -93,13 +93,17 @@ class GroundTruthUser:
         self.next = 0
 
     async def step(
-        self, visible: Sequence[Message], *, metadata: Mapping[str, str] | None = None
+        self,
+        visible: Sequence[Message],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        tools: UserTools | None = None,
     ) -> UserTurn:
         acted = self.next < len(self.plan) and self.plan[self.next][0].requestor == "user"
         if acted:
-            assert self.session is not None
+            assert self.session is not None and tools is not None  # the rollout gives the phone
             for goal in self.plan[self.next]:
-                self.session.user_call(goal.name, goal.arguments)
+                tools.call(goal.name, goal.arguments)
             self.next += 1
         elif visible and visible[-1].content.startswith(SUM_UP) and self.next >= len(self.plan):
             text = f"Thank you, that is all. {self.stop_tokens[0]}"
@@ -145,6 +149,9 @@ def test_run_conversation_plays_the_ground_truth_to_reward_one(domain: str) -> N
             g.action_id for g in session.task.goal_actions
         ]
         assert record.failed_goals == []
+        # the customer's own calls (telecom's phone) are in the record, with their reward events
+        assert [c.name for c in record.user_calls] == goal_names(session, "user"), task_id
+        assert [r for c in record.user_calls for r in c.rewards] == goal_names(session, "user")
         # the agent saw tau2's results verbatim: each tool message is the session's result, not re-quoted
         results = [m.content for m in record.internal if isinstance(m, ToolMessage)]
         assert results == [c.result for c in session.calls] and all(isinstance(r, str) for r in results)

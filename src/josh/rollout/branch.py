@@ -6,6 +6,10 @@ and reward events are its own. Sibling branches talk to the agent's model throug
 their identical first requests are one call with `n` (see `josh.llm.siblings`; without n, each sibling
 shifts its seed instead).
 
+Where the session gives the customer tools (tau2's telecom), the one user simulator the branches share is
+handed each branch's own runner with every turn (`customer_tools(self.session)`), so a customer's phone
+actions land on its own branch's session; its tool traffic stays in that branch's customer view.
+
 What a turn can end in, as in `run_conversation`: a protocol violation (strict errors) or a model that
 failed after its retries ends the branch (`over`), keeping what the turn did before it failed; an
 `EndpointError` propagates (the whole run stops); anything else is a bug and propagates too.
@@ -21,6 +25,7 @@ from josh.agents.base import Agent, AgentTurn, AgentTurnError
 from josh.errors import ProtocolViolation
 from josh.llm.base import ChatModel, EndpointError, LLMError
 from josh.llm.siblings import SiblingGroup, SiblingModel
+from josh.rollout.conversation import customer_tools, customer_view
 from josh.types import AssistantMessage, Message
 from josh.users.simulators import UserSimulator
 
@@ -90,10 +95,12 @@ class ConversationBranch:
         self.seed_shift = 0
         self.internal: list[Message] = []  # the agent's view (without its system prompt)
         self.visible: list[Message] = []  # what the customer and the agent said to each other
+        self.heard: list[Message] = []  # the customer's view: `visible` with its own tool traffic
         if session.opening is not None:  # the agent speaks first (as `run_conversation` does)
             greeting = AssistantMessage(content=session.opening)
             self.internal.append(greeting)
             self.visible.append(greeting)
+            self.heard.append(greeting)
             session.say("assistant", greeting.content)
 
     def fork(self, count: int) -> list[ConversationBranch]:
@@ -113,6 +120,7 @@ class ConversationBranch:
             child.metadata, child.use_n = self.metadata, self.use_n
             child.model, child.agent, child.seed_shift = member, self.make_agent(member), member.seed_shift
             child.internal, child.visible = list(self.internal), list(self.visible)
+            child.heard = list(self.heard)
             children.append(child)
         return children
 
@@ -148,20 +156,32 @@ class ConversationBranch:
         self.internal.extend(messages)
         if turn is not None and failure is None:
             self.visible.append(turn.message)
+            self.heard.append(turn.message)
             self.session.say("assistant", turn.message.content)
         met = [goal.name for goal in self.session.reward_events[before:]]
         return BranchAgentTurn(messages, met, over=failure is not None, notes=notes)
 
     async def user_turn(self) -> BranchUserTurn:
-        """One customer turn; a customer model that failed after its retries ends the branch."""
+        """One customer turn; a customer model that failed after its retries ends the branch, and so does a
+        customer that kept calling its own tools without replying (`UserTurn.truncated`)."""
+        metadata = {**self.metadata, "role": "user", "turn": str(len(self.visible))}
+        tools = customer_tools(self.session)  # this branch's session: its own device
         try:
-            said = await self.user.step(
-                self.visible, metadata={**self.metadata, "role": "user", "turn": str(len(self.visible))}
-            )
+            if tools is None:
+                said = await self.user.step(self.heard, metadata=metadata)
+            else:
+                said = await self.user.step(self.heard, metadata=metadata, tools=tools)
         except EndpointError:
             raise
         except LLMError as exc:
             return BranchUserTurn([], True, [f"the customer's turn failed: {type(exc).__name__}: {exc}"])
+        except ProtocolViolation as exc:  # strict errors: a customer's call the environment refuses
+            return BranchUserTurn([], True, [f"{exc} (strict errors: this branch ends here)"])
+        self.heard = customer_view(self.heard, said)
+        if said.truncated:
+            return BranchUserTurn(
+                [], True, ["the customer kept calling its tools without replying: this branch ends here"]
+            )
         self.visible.append(said.message)
         self.internal.append(said.message)
         self.session.say("user", said.message.content)

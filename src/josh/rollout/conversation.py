@@ -8,6 +8,11 @@ The environment's session decides what is environment-specific: how a tool resul
 did not end with the customer's stop scores (`final_reward`), and whether the agent speaks first (`opening`:
 tau2's agent greets the customer; ToolWOZ's customer opens). The customer's stop words are the session's
 `stop_tokens` (given to the user simulator by whoever builds it).
+
+A session may give the customer tools of its own (`CustomerToolSession`: tau2's telecom, where the customer
+acts on its phone): then each customer turn gets them (`customer_tools`), its calls run on the session and
+are recorded (`RolloutRecord.user_calls`), and its tool traffic stays in the history the customer is given
+later (never in the agent's). A session with no `user_tools` (ToolWOZ's) changes nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from josh.llm.base import EndpointError, LLMError
 from josh.llm.ledger import CallLedger
 from josh.rollout.record import CallResult, RolloutRecord, Termination
 from josh.types import AssistantMessage, Message, Usage
-from josh.users.simulators import UserSimulator
+from josh.users.simulators import UserSimulator, UserTools, UserTurn
 
 
 class ToolSession(Protocol):
@@ -48,6 +53,34 @@ class ToolSession(Protocol):
     def failed_goals(self) -> list[Any]: ...  # goal calls with `.name`
 
 
+class CustomerToolSession(Protocol):
+    """What a session whose customer has tools of its own adds (`Tau2Session`; ToolWOZ's has none)."""
+
+    @property
+    def user_tools(self) -> list[dict[str, Any]]: ...  # OpenAI function schemas ([]: none)
+
+    def user_call(self, name: Any, arguments: Any = None) -> Any: ...  # runs one of the customer's calls
+
+    @property
+    def user_calls(self) -> list[Any]: ...  # the customer's calls so far, records with `.rewards`
+
+
+def customer_tools(session: Any, call: Any = None) -> UserTools | None:
+    """The customer's tools on `session` (None when it offers none: no `user_tools`, or an empty list).
+
+    `call` replaces `session.user_call` as the runner (the rollout wraps it to note each call's turn)."""
+    schemas = getattr(session, "user_tools", None)
+    if not schemas:
+        return None
+    return UserTools(schemas=schemas, call=call or session.user_call, result_text=session.result_text)
+
+
+def customer_view(visible: list[Message], said: UserTurn) -> list[Message]:
+    """The customer's history after its turn: its tool traffic, then what it said (when it said something)."""
+    spoken = [] if said.truncated else [said.message]
+    return [*visible, *said.tool_messages, *spoken]
+
+
 async def run_conversation(
     task_id: str,
     goal_calls: list[str],
@@ -69,6 +102,8 @@ async def run_conversation(
     """
     started = time.perf_counter()
     visible: list[Message] = []
+    heard: list[Message] = []  # the customer's view: `visible` with its own tool traffic
+    turn_of_user_call: list[int] = []
     internal: list[Message] = []
     turn_of_call: list[int] = []
     agent_usage = user_usage = Usage()
@@ -83,6 +118,12 @@ async def run_conversation(
         turn_of_call.append(agent_turn)
         return session.call(name, arguments)
 
+    def execute_for_user(name: str, arguments: Any) -> Any:
+        turn_of_user_call.append(agent_turn)
+        return session.user_call(name, arguments)  # type: ignore[attr-defined]
+
+    tools = customer_tools(session, execute_for_user)
+
     def record_turn(turn: AgentTurn) -> None:
         nonlocal agent_usage, agent_calls
         agent_usage, agent_calls = agent_usage + turn.usage, agent_calls + turn.model_calls
@@ -93,12 +134,24 @@ async def run_conversation(
     if session.opening is not None:  # the agent speaks first: both sides' histories open with its line
         greeting = AssistantMessage(content=session.opening)
         visible.append(greeting)
+        heard.append(greeting)
         internal.append(greeting)
         session.say("assistant", greeting.content)
     try:
         while len(visible) < max_turns:
-            said = await user.step(visible, metadata={**base, "role": "user", "turn": str(len(visible))})
+            metadata = {**base, "role": "user", "turn": str(len(visible))}
+            if tools is None:  # the request as it always was: no tools argument
+                said = await user.step(heard, metadata=metadata)
+            else:
+                said = await user.step(heard, metadata=metadata, tools=tools)
             user_usage, user_calls = user_usage + said.usage, user_calls + said.model_calls
+            heard = customer_view(heard, said)
+            if said.truncated:
+                notes.append(
+                    f"turn {agent_turn}: the customer kept calling its tools without replying: the "
+                    "conversation ends as at the turn limit"
+                )
+                break
             visible.append(said.message)
             internal.append(said.message)
             session.say("user", said.message.content)
@@ -115,6 +168,7 @@ async def run_conversation(
                 break
             record_turn(replied)
             visible.append(replied.message)
+            heard.append(replied.message)
             session.say("assistant", replied.message.content)
             agent_turn += 1
     except Exception as exc:
@@ -142,6 +196,10 @@ async def run_conversation(
         CallResult(turn=turn, name=c.name, arguments=c.arguments, result=c.result, rewards=list(c.rewards))
         for turn, c in zip(turn_of_call, session.calls, strict=False)
     ]
+    user_call_results = [
+        CallResult(turn=turn, name=c.name, arguments=c.arguments, result=c.result, rewards=list(c.rewards))
+        for turn, c in zip(turn_of_user_call, getattr(session, "user_calls", []), strict=False)
+    ]
     return RolloutRecord(
         task_id=task_id,
         trial=trial,
@@ -164,4 +222,5 @@ async def run_conversation(
         error=error,
         notes=notes,
         model_calls=list(ledger.calls) if ledger is not None else [],
+        user_calls=user_call_results,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from josh.types import Message, ModelCall, Record, Usage
 
@@ -13,7 +13,8 @@ Termination = Literal["user_ended", "max_turns", "agent_error", "error"]
 
 
 class CallResult(Record):
-    """One tool call of the conversation, in order, with the agent turn it was made in."""
+    """One tool call of the conversation, in order, with the agent turn it was made in (a customer's call:
+    the number of agent turns before it; customer turn k comes before agent turn k)."""
 
     turn: int
     name: Any
@@ -46,6 +47,16 @@ class RolloutRecord(Record):
     error: str | None = None
     notes: list[str] = Field(default_factory=list)
     model_calls: list[ModelCall] = Field(default_factory=list)  # every model call, finished or failed
+    # The customer's own tool calls (tau2's telecom: its phone), in order. Left out of dumps when empty, so
+    # the run files of environments whose customers have no tools (ToolWOZ) do not change.
+    user_calls: list[CallResult] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_user_calls(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and not self.user_calls:
+            data.pop("user_calls", None)
+        return data
 
     @property
     def key(self) -> tuple[str, int]:

@@ -5,7 +5,15 @@ from josh.users.simulators import (
     GuideUserSimulator,
     ReplayUserSimulator,
     UserSimulator,
+    UserTools,
     UserTurn,
 )
 
-__all__ = ["GoalUserSimulator", "GuideUserSimulator", "ReplayUserSimulator", "UserSimulator", "UserTurn"]
+__all__ = [
+    "GoalUserSimulator",
+    "GuideUserSimulator",
+    "ReplayUserSimulator",
+    "UserSimulator",
+    "UserTools",
+    "UserTurn",
+]
