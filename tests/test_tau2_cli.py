@@ -75,7 +75,6 @@ def test_trials_give_pass_k_and_a_run_resumes(tmp_path: Path) -> None:
     ("flags", "message"),
     [
         (("--agent", "react"), "--agent react is ToolWOZ's text protocol"),
-        (("--domain", "telecom"), "--domain telecom needs the customer's own tools"),
         (("--user", "replay"), "--user replay needs ToolWOZ's source dialogues"),
     ],
 )

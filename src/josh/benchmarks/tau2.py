@@ -1,10 +1,12 @@
-"""`josh eval tau2`: function-calling agents on tau2-bench tasks (airline, retail) with tau2's customer.
+"""`josh eval tau2`: function-calling agents on tau2-bench tasks (airline, retail, telecom) with tau2's customer.
 
 Everything but the pieces is ToolWOZ's machinery (`josh.benchmarks.toolwoz`: task selection, endpoints, the
 pool, the run file): the agent gets the domain policy in tau2's system prompt (`--prompts tau2`, read from
 the installed package) or josh's wording, the customer is the goal simulator with the task's own system
 prompt (tau2's guidelines and scenario), the session opens with tau2's greeting and ends on tau2's stop
-tokens, and the reward is tau2's evaluator (`final_reward`).
+tokens, and the reward is tau2's evaluator (`final_reward`). Telecom's customer has tools of its own (its
+phone: the session's `user_tools`): the rollout hands them to the customer each turn, as for any session
+that offers them (at most `USER_TOOL_ROUNDS` rounds of calls a turn).
 """
 
 from __future__ import annotations
@@ -85,19 +87,31 @@ def _pieces(text: str, count: int = 3) -> tuple[str, ...]:
 def tau2_script(task: Tau2Task) -> MockScript:
     """What josh's scripted mock plays on a tau2 task: the agent's goal actions in order, then the facts the
     task wants communicated; the customer answers tau2's prompt with its scenario, a piece a turn, and ends
-    with tau2's stop token once the agent is done."""
-    calls = tuple(
-        MockCall(g.name, dict(g.arguments)) for g in task.goal_actions if g.requestor == "assistant"
-    )
+    with tau2's stop token once the agent is done. The customer's own goal actions (telecom's phone) are
+    its tool calls, in the ground truth's order: each run of them comes after the agent's actions before it
+    (the agent hands over), and the agent's next actions after them."""
+    calls: list[MockCall] = []
+    customer: list[tuple[int, tuple[MockCall, ...]]] = []
+    for goal in task.goal_actions:
+        call = MockCall(goal.name, dict(goal.arguments))
+        if goal.requestor == "assistant":
+            calls.append(call)
+        elif customer and customer[-1][0] == len(calls):  # the same run of the customer's actions
+            customer[-1] = (len(calls), (*customer[-1][1], call))
+        else:
+            customer.append((len(calls), (call,)))
     return MockScript(
         task_id=task.task_id,
-        agent_calls=calls,
+        agent_calls=tuple(calls),
         customer_lines=_pieces(task.user_instructions),
         goal_text=task.user_instructions,
         closing=" ".join(task.communicate_info),
         customer_prompt=task.user_system_prompt,
         stop=STOP_TOKENS[0],
-        patience=len(calls) + 2,  # the oracle makes two calls a turn: the customer waits for all of them
+        # the oracle makes two calls a turn, and hands over for each run of the customer's actions: the
+        # customer waits for all of them
+        patience=len(calls) + len(customer) + 2,
+        customer_actions=tuple(customer),
     )
 
 

@@ -26,8 +26,8 @@ class Tau2EvalConfig(RunOptions):
 
     domain: Tau2Domain = _opt(
         "airline",
-        "tau2 domain: airline, retail or telecom (telecom's customer acts on their own phone with tools, "
-        "which josh's customers do not do yet: refused).",
+        "tau2 domain: airline, retail or telecom (telecom's customer acts on their own phone with tools: "
+        "the customer's model is offered them and its calls run on the conversation's device).",
         TASKS,
     )
     split: Tau2Split = _opt(  # type: ignore[assignment]
@@ -78,10 +78,5 @@ class Tau2EvalConfig(RunOptions):
         if self.user != "goal":
             raise ValueError(
                 f"--user {self.user} needs ToolWOZ's source dialogues; tau2's customer is --user goal"
-            )
-        if self.domain == "telecom":
-            raise ValueError(
-                "--domain telecom needs the customer's own tools (telecom's customer acts on their phone), "
-                "which josh's customers do not use yet: not supported; choose airline or retail"
             )
         return self

@@ -31,6 +31,8 @@ from josh.errors import DataError
 from josh.users.prompts import END_CONVERSATION, GUIDE_MARKER, GUIDE_PROMPT, USER_MARKER
 
 DONE_PHRASE = "Everything you asked for is taken care of."
+HANDOVER_PHRASE = "Please do the next steps on your phone now."  # the oracle's cue to the customer's actions
+ACTED_PHRASE = "I did that on my phone."
 ASK_PHRASE = "Could you tell me a little more about what you need?"
 SPAN = re.compile(r"</?span[^>]*>")
 MODEL_NAMES = ("josh-mock-agent", "josh-mock-user")
@@ -178,6 +180,15 @@ class MockScript:
     customer_prompt: str | None = None  # the customer's whole system prompt, when the environment gives one
     stop: str = END_CONVERSATION  # what the customer says to hang up
     patience: int = 2  # lines the customer says after its last piece before it hangs up anyway
+    # The customer's own tool calls (tau2's telecom: its phone), in groups it makes in one reply, each with
+    # how many of the oracle's calls come before it: a group with none before it is made on the customer's
+    # first turn; any other when the oracle, having made that many calls, hands over (HANDOVER_PHRASE).
+    customer_actions: tuple[tuple[int, tuple[MockCall, ...]], ...] = ()
+
+    @property
+    def handovers(self) -> frozenset[int]:
+        """After how many of its calls the oracle stops its turn for the customer's actions."""
+        return frozenset(after for after, _ in self.customer_actions if after > 0)
 
 
 def toolwoz_script(task: Task) -> MockScript:
@@ -261,7 +272,7 @@ class ScriptedToolWOZ:
                     sample=sample,
                 )
             else:
-                reply = self._user(task, kind, messages, headers)
+                reply = self._user(task, kind, messages, headers, has_tools=bool(body.get("tools")))
             finish = "tool_calls" if reply.get("tool_calls") else "stop"
             choices.append({"index": index, "message": reply, "finish_reason": finish})
         prompt_tokens = sum(len(_content(m)) for m in messages) // 4 + 1
@@ -287,11 +298,11 @@ class ScriptedToolWOZ:
     ) -> tuple[str, str]:
         first = _content(messages[0])
         header = headers.get("x-josh-role", "")
+        if self._is_customer_prompt(first, headers):  # with tools too: a customer with its own (telecom)
+            return "user", "goal"
         if body.get("tools"):
             return "agent", "fc"
         found = _part(first, JOSH_MARKERS)
-        if found is None and self._is_customer_prompt(first, headers):
-            return "user", "goal"
         paper = self._paper() if found is None else None
         found = found or (_part(first, paper) if paper else None)
         if found:
@@ -380,7 +391,8 @@ class ScriptedToolWOZ:
             )
             this_turn = sum(is_return[last_user + 1 :])
         goals = task.agent_calls
-        if len(made) < len(goals) and this_turn < 2:
+        handing_over = this_turn > 0 and len(made) in task.handovers  # the customer acts next
+        if len(made) < len(goals) and this_turn < 2 and not handing_over:
             index = len(made)
             goal = goals[index]
             arguments = self._maybe_mistaken(task, index, goal.arguments, headers, sample)
@@ -403,7 +415,12 @@ class ScriptedToolWOZ:
                 f"APICALL {payload} {COMMAND_END}",
             }
         closing = f" {task.closing}" if task.closing else ""
-        text = f"{DONE_PHRASE}{closing} Is there anything else?" if len(made) >= len(goals) else ASK_PHRASE
+        if handing_over:
+            text = HANDOVER_PHRASE
+        elif len(made) >= len(goals):
+            text = f"{DONE_PHRASE}{closing} Is there anything else?"
+        else:
+            text = ASK_PHRASE
         if kind == "fc":
             return {"role": "assistant", "content": text}
         return {
@@ -440,9 +457,44 @@ class ScriptedToolWOZ:
         chunks = task.customer_lines
         return f"Hi! {chunks[0]}" if chunks else "Hi!"
 
+    def _customer_action(self, task: MockScript, messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The customer's next group of tool calls, when it is due now (else None). Its own calls so far are
+        the tool results in its view; the agent's lines are `user` messages there."""
+        if not task.customer_actions or (messages and messages[-1].get("role") == "tool"):
+            return None
+        done = sum(1 for m in messages if m.get("role") == "tool")
+        agent_lines = [_content(m) for m in messages if m.get("role") == "user"]
+        handed_over = bool(agent_lines) and HANDOVER_PHRASE in agent_lines[-1]
+        start = 0
+        for after, calls in task.customer_actions:
+            if start == done:
+                if after > 0 and not handed_over:
+                    return None
+                tool_calls = [
+                    {
+                        "id": f"user_call_{start + i}",
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+                    }
+                    for i, call in enumerate(calls)
+                ]
+                return {"role": "assistant", "content": None, "tool_calls": tool_calls}
+            start += len(calls)
+        return None
+
     def _user(
-        self, task: MockScript, kind: str, messages: list[dict[str, Any]], headers: dict[str, str]
+        self,
+        task: MockScript,
+        kind: str,
+        messages: list[dict[str, Any]],
+        headers: dict[str, str],
+        *,
+        has_tools: bool = False,
     ) -> dict[str, Any]:
+        if kind == "goal" and has_tools:
+            action = self._customer_action(task, messages)
+            if action is not None:
+                return action
         if kind == "guide":
             prompt = _content(messages[-1])
             convo = _current_convo(prompt, JOSH_MARKERS)
@@ -452,8 +504,9 @@ class ScriptedToolWOZ:
             said = sum(1 for line in convo.splitlines() if line.startswith("agent: "))  # the customer's lines
             agent_done = DONE_PHRASE in convo
         else:
-            # The customer's own lines are `assistant` here: the simulator sees the conversation flipped.
-            said = sum(1 for m in messages if m.get("role") == "assistant")
+            # The customer's own lines are `assistant` here: the simulator sees the conversation flipped (its
+            # tool calls are `assistant` messages too: not lines).
+            said = sum(1 for m in messages if m.get("role") == "assistant" and not m.get("tool_calls"))
             agent_lines = [_content(m) for m in messages if m.get("role") == "user"]
             agent_done = bool(agent_lines) and DONE_PHRASE in agent_lines[-1]
         chunks = task.customer_lines
@@ -465,6 +518,8 @@ class ScriptedToolWOZ:
             text = chunks[said]
         else:
             text = "Is everything I asked for booked?"
+        if messages and messages[-1].get("role") == "tool":  # it has just acted on its phone
+            text = f"{ACTED_PHRASE} {text}"
         if kind == "guide":
             quote, hang_up, _ = text.partition(task.stop)
             text = f'Advice:\nStay on the source conversation.\nSuggested quote:\n"{quote.strip()}" {hang_up}'.strip()
