@@ -20,7 +20,6 @@ from pydantic import (
     model_serializer,
 )
 
-
 # A goal's key in records may be its tool's name followed by this and an id, where a task has several goals
 # of one tool (tau2's actions): summaries count the goal under the tool named before it.
 GOAL_KEY_SEPARATOR = "#"

@@ -25,9 +25,9 @@ from josh.envs.tau2.reference_text import tau2_agent_system_prompt
 from josh.llm.base import ChatModel
 from josh.llm.ledger import CallLedger
 from josh.mock import MockCall, MockScript
-from josh.search import SearchConfig
 from josh.rollout import run_conversation
 from josh.runner import RunWriter
+from josh.search import SearchConfig
 from josh.users import GoalUserSimulator
 
 # josh's wording of the agent's instructions (--prompts josh); {policy} is the domain policy.
