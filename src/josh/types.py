@@ -20,6 +20,15 @@ from pydantic import (
     model_serializer,
 )
 
+# A goal's key in records may be its tool's name followed by this and an id, where a task has several goals
+# of one tool (tau2's actions): summaries count the goal under the tool named before it.
+GOAL_KEY_SEPARATOR = "#"
+
+
+def goal_tool(key: str) -> str:
+    """The tool a goal key names: `book_reservation#3_1` -> `book_reservation`; a plain name is itself."""
+    return key.split(GOAL_KEY_SEPARATOR, 1)[0]
+
 
 class Record(BaseModel):
     """Base of every saved model: immutable, and an unknown field is an error rather than silently dropped."""

@@ -16,17 +16,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from josh.agents import FunctionCallingAgent
-from josh.benchmarks.tau2_config import TAU2_MODEL_CALLS, Tau2EvalConfig
+from josh.benchmarks import harvest as generic
+from josh.benchmarks.harvest import TreeTask
+from josh.benchmarks.tau2_config import TAU2_MODEL_CALLS, Tau2EvalConfig, Tau2HarvestConfig, Tau2RunOptions
 from josh.benchmarks.toolwoz import Endpoints, error_record, open_endpoints, pending_jobs, record_jobs
 from josh.benchmarks.toolwoz_config import RunOptions
 from josh.envs.tau2 import Tau2Environment, Tau2Session, Tau2Task
-from josh.envs.tau2.data_model import STOP_TOKENS
+from josh.envs.tau2.data_model import STOP_TOKENS, GoalAction
 from josh.envs.tau2.reference_text import tau2_agent_system_prompt
 from josh.llm.base import ChatModel
 from josh.llm.ledger import CallLedger
 from josh.mock import MockCall, MockScript
 from josh.rollout import run_conversation
 from josh.runner import RunWriter
+from josh.search import SearchConfig
 from josh.users import GoalUserSimulator
 
 # josh's wording of the agent's instructions (--prompts josh); {policy} is the domain policy.
@@ -170,6 +173,62 @@ async def evaluate(
             seed=config.seed + trial,
             ledger=ledger,
         )
-        return record.model_dump(mode="json")
+        return record.model_copy(update={"domains": [config.domain]}).model_dump(mode="json")
 
     return await record_jobs(jobs, worker, config, writer, on_record=on_record, on_error=error_record)
+
+
+def golden_final_reward(session: Tau2Session) -> float:
+    """tau2's evaluation of a golden leaf's conversation as it stands, as if the customer had ended it there
+    (the database, the actions and the facts communicated so far): a tree's reward counts goal actions only,
+    tau2's 1.0 also needs the right database and what the agent told the customer."""
+    return session.score()
+
+
+@dataclass(frozen=True)
+class Tau2Trees:
+    """One tau2 domain for the harvest (`josh.benchmarks.harvest.TreeSource`): goals are the task's goal
+    actions, keyed `tool#action_id` (tasks often repeat a tool)."""
+
+    config: Tau2RunOptions
+    env: Tau2Environment
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        return self.env.tool_schemas
+
+    def build_agent(self, model: ChatModel, trial: int) -> FunctionCallingAgent:
+        return build_agent(self.config, model, self.env.tool_schemas, trial, self.env.policy)
+
+    def tree_task(self, task_id: str, trial: int, user_model: ChatModel | None) -> TreeTask:
+        session = self.env.session(task_id, strict=self.config.strict_errors)
+        assert user_model is not None  # tau2's customer is always a model (or the mock's script)
+        return TreeTask(
+            session=session,
+            user=build_user(self.config, user_model, session, trial),
+            goals=[g.key for g in session.task.goal_actions],
+            domains=[self.config.domain],
+            goal_key=_goal_key,
+            final_reward=golden_final_reward,
+        )
+
+
+def _goal_key(goal: GoalAction) -> str:
+    return goal.key
+
+
+async def harvest(
+    config: Tau2HarvestConfig,
+    env: Tau2Environment,
+    endpoints: Endpoints,
+    writer: RunWriter,
+    *,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+    retry_errors: bool = False,
+    search: SearchConfig | None = None,
+) -> int:
+    """Grow a JOSH tree for every tau2 (task, trial) not yet in `writer` (see `josh.benchmarks.harvest`)."""
+    return await generic.harvest(
+        config, env, Tau2Trees(config, env), endpoints, writer, on_record=on_record,
+        retry_errors=retry_errors, search=search,
+    )  # fmt: skip

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import model_validator
 
+from josh.benchmarks.harvest_config import SEARCH, HarvestOptions
 from josh.benchmarks.toolwoz_config import AGENT, CUSTOMER, PROTOCOL, TASKS, RunOptions, _opt
 
 Tau2Domain = Literal["airline", "retail", "telecom"]
@@ -19,10 +20,15 @@ TAU2_MAX_TURNS = 40
 # Model calls one agent turn may make (each a tool call, until the reply): tau2 has no per-turn limit, its
 # agents often look up several records before answering.
 TAU2_MODEL_CALLS = 10
+# tau2's own default user simulator model (tau2/config.py, DEFAULT_LLM_USER; a test reads the installed file).
+TAU2_USER_MODEL = "gpt-4.1"
 
 
-class Tau2EvalConfig(RunOptions):
-    """A whole `josh eval tau2` run."""
+class Tau2RunOptions(RunOptions):
+    """What every tau2 run command shares (`josh eval tau2`, `josh harvest tau2`): the shared run options
+    that apply to tau2, and tau2's own."""
+
+    DEFAULT_USER_MODEL: ClassVar[str] = TAU2_USER_MODEL
 
     domain: Tau2Domain = _opt(
         "airline",
@@ -33,16 +39,6 @@ class Tau2EvalConfig(RunOptions):
     split: Tau2Split = _opt(  # type: ignore[assignment]
         "test", "Task split: test (tau2's held-out tasks), train, base (train + test) or all.", TASKS
     )
-    trials: int = _opt(
-        1, "Conversations per task; the summary reports pass^k for k up to this (tau2's metric).", TASKS, ge=1
-    )
-    max_turns: int = _opt(
-        TAU2_MAX_TURNS,
-        "Messages per conversation, agent and customer together, the agent's greeting included (tau2's "
-        "200-step limit also counts tool calls and results).",
-        TASKS,
-        ge=1,
-    )
     agent: Literal["react", "fc"] = _opt(
         "fc", "Native function calling (tau2's agent); 'react' is ToolWOZ's text protocol: refused.", AGENT
     )
@@ -50,6 +46,13 @@ class Tau2EvalConfig(RunOptions):
         "goal",
         "Customer: 'goal' plays tau2's user simulator (tau2's system prompt with the task's scenario); "
         "'guide' and 'replay' need ToolWOZ's source dialogues: refused.",
+        CUSTOMER,
+    )
+    user_model: str | None = _opt(
+        None,
+        f"Customer model (default: {TAU2_USER_MODEL} on OpenAI, tau2's own default user model; 'scripted' in "
+        "a dry run); 'hf:PATH[+ADAPTER]' runs a local model in-process (the agent's instance when it is the "
+        "same spec).",
         CUSTOMER,
     )
     prompts: Literal["tau2", "josh"] = _opt(  # type: ignore[assignment]
@@ -69,7 +72,7 @@ class Tau2EvalConfig(RunOptions):
     )
 
     @model_validator(mode="after")
-    def _what_tau2_supports(self) -> Tau2EvalConfig:
+    def _what_tau2_supports(self) -> Tau2RunOptions:
         if self.agent == "react":
             raise ValueError(
                 "--agent react is ToolWOZ's text protocol (its prompt describes ToolWOZ's tools); tau2 runs "
@@ -80,3 +83,30 @@ class Tau2EvalConfig(RunOptions):
                 f"--user {self.user} needs ToolWOZ's source dialogues; tau2's customer is --user goal"
             )
         return self
+
+
+class Tau2EvalConfig(Tau2RunOptions):
+    """A whole `josh eval tau2` run."""
+
+    trials: int = _opt(
+        1, "Conversations per task; the summary reports pass^k for k up to this (tau2's metric).", TASKS, ge=1
+    )
+    max_turns: int = _opt(
+        TAU2_MAX_TURNS,
+        "Messages per conversation, agent and customer together, the agent's greeting included (tau2's "
+        "200-step limit also counts tool calls and results).",
+        TASKS,
+        ge=1,
+    )
+
+
+class Tau2HarvestConfig(HarvestOptions, Tau2RunOptions):
+    """A whole `josh harvest tau2` run: one JOSH tree per (task, trial)."""
+
+    PANELS: ClassVar[tuple[str, ...]] = (SEARCH, *RunOptions.PANELS)
+
+    split: Tau2Split = _opt(  # type: ignore[assignment]
+        "train",
+        "Task split: train (what JOSH harvests), test (tau2's held-out tasks), base (train + test) or all.",
+        TASKS,
+    )

@@ -69,6 +69,8 @@ class RunOptions(MockOptions):
     """Options shared by every command that runs ToolWOZ conversations."""
 
     PANELS: ClassVar[tuple[str, ...]] = (AGENT, CUSTOMER, PROTOCOL, TASKS, THROUGHPUT, MOCK)
+    # The customer's model of a real run when --user-model is not given: the benchmark's own setting.
+    DEFAULT_USER_MODEL: ClassVar[str] = PAPER_USER_MODEL
 
     # -- the agent ---------------------------------------------------------------------------------------
     model: str | None = _opt(
@@ -243,7 +245,7 @@ class RunOptions(MockOptions):
             return None
         if self.user_model is not None:
             return self.user_model
-        return SCRIPTED if self.dry_run else PAPER_USER_MODEL
+        return SCRIPTED if self.dry_run else self.DEFAULT_USER_MODEL
 
     # Options that do not change a conversation's result: which tasks and how many trials run (a resumed
     # run may extend them), throughput, keys, prices, the cache, and injected infrastructure faults.

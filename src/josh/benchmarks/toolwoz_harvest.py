@@ -1,29 +1,55 @@
-"""`josh harvest toolwoz`: one JOSH tree per ToolWOZ task, many at once, recorded append-only like `evaluate`.
-
-Each tree starts from a fresh session of its task and grows with `josh.search.JoshSearch`; its branches are
-`josh.rollout.branch.ConversationBranch`es over the run's agent and customer. One `CallLedger` per tree counts
-every model call (a call with `n` choices once). The record is `josh.search.TreeRecord`, one line per
-(task, trial) after the run file's header.
-"""
+"""`josh harvest toolwoz`: the generic JOSH harvest (`josh.benchmarks.harvest`) on ToolWOZ tasks, with the
+paper's agents and customers; goals are the task's goal calls, named by their API."""
 
 from __future__ import annotations
 
-import copy
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from josh.agents.base import Agent
-from josh.benchmarks.toolwoz import Endpoints, build_agent, build_user, pending_jobs, record_jobs
-from josh.benchmarks.toolwoz_harvest_config import TEMPERATURE_ABOVE_0, ToolWOZHarvestConfig
+from josh.benchmarks import harvest as generic
+from josh.benchmarks.harvest import TreeTask, harvest_error_record
+from josh.benchmarks.toolwoz import Endpoints, build_agent, build_user
+from josh.benchmarks.toolwoz_harvest_config import ToolWOZHarvestConfig
 from josh.benchmarks.toolwoz_prompts import ToolWOZPrompts, toolwoz_prompts
 from josh.envs.toolwoz import ToolWOZEnvironment
-from josh.errors import JoshError
 from josh.llm.base import ChatModel
-from josh.llm.ledger import CallLedger
-from josh.rollout.branch import ConversationBranch
 from josh.runner import RunWriter
-from josh.search import JoshSearch, SearchConfig, TreeRecord
+from josh.search import SearchConfig, TreeRecord
+
+__all__ = ["ToolWOZTrees", "harvest", "harvest_error_record", "harvest_tree", "toolwoz_domains"]
+
+
+def toolwoz_domains(goal_names: list[str]) -> list[str]:
+    """A ToolWOZ task's domains: the suffixes of its goal calls' API names (`book_hotel` -> `hotel`)."""
+    return sorted({name.split("_", 1)[-1] for name in goal_names})
+
+
+@dataclass(frozen=True)
+class ToolWOZTrees:
+    """ToolWOZ for the harvest (`josh.benchmarks.harvest.TreeSource`)."""
+
+    config: ToolWOZHarvestConfig
+    env: ToolWOZEnvironment
+    prompts: ToolWOZPrompts
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        return self.env.tool_schemas if self.config.agent == "fc" else []
+
+    def build_agent(self, model: ChatModel, trial: int) -> Agent:
+        return build_agent(self.config, model, self.env.tool_schemas, trial, self.prompts)
+
+    def tree_task(self, task_id: str, trial: int, user_model: ChatModel | None) -> TreeTask:
+        task = self.env.task(task_id)
+        goals = [g.name for g in task.goal_calls]
+        return TreeTask(
+            session=self.env.session(task_id, strict=self.config.strict_errors),
+            user=build_user(self.config, user_model, task, trial, self.prompts),
+            goals=goals,
+            domains=toolwoz_domains(goals),
+        )
 
 
 async def harvest_tree(
@@ -37,69 +63,8 @@ async def harvest_tree(
     prompts: ToolWOZPrompts | None = None,
 ) -> TreeRecord:
     """Grow the JOSH tree of one (task, trial). Raises `EndpointError` when the endpoint is unusable."""
-    search = search or config.search_config()
-    prompts = prompts or toolwoz_prompts(config.prompts)
-    task = env.task(task_id)
-    started = time.perf_counter()
-    ledger = CallLedger()  # every model call of the tree, whatever happens after it
-
-    first: list[Agent] = []
-
-    def make_agent(model: ChatModel) -> Agent:
-        """The tree's agents differ only in their chat model: a copy of the first, bound to `model`. Building
-        one renders the ReAct system prompt (every tool schema as JSON), most of a fork's time if repeated."""
-        if not first:
-            first.append(build_agent(config, model, env.tool_schemas, trial, prompts))
-            return first[0]
-        agent = copy.copy(first[0])
-        agent.model = model  # type: ignore[attr-defined]  # both paper agents are `ModelAgent`s
-        return agent
-
-    user_model = ledger.wrap(endpoints.user, "user") if endpoints.user is not None else None
-    root = ConversationBranch(
-        env.session(task_id, strict=config.strict_errors),
-        ledger.wrap(endpoints.agent, "agent"),
-        make_agent,
-        build_user(config, user_model, task, trial, prompts),
-        metadata={"task_id": task_id, "trial": str(trial)},
-        use_n=search.use_n and not search.sequential,  # a sibling waits for the others: they must run at once
-    )
-    goals = [g.name for g in task.goal_calls]
-    tree = await JoshSearch(search).run(root, goals)
-    notes = [f"node {node.id}: {note}" for node in tree.nodes for note in node.notes]
-    return TreeRecord(
-        task_id=task_id,
-        trial=trial,
-        seed=config.seed + trial,
-        status="success",
-        reward=tree.reward,
-        goal_calls=goals,
-        reward_events=tree.reward_events,
-        golden_reward_events=tree.credited,
-        system_prompt=getattr(root.agent, "system_prompt", ""),
-        tools=env.tool_schemas if config.agent == "fc" else [],
-        agent=config.agent,
-        nodes=tree.nodes,
-        steps=tree.steps,
-        ended=tree.ended,
-        agent_usage=ledger.usage("agent"),
-        user_usage=ledger.usage("user"),
-        model_calls=list(ledger.calls),
-        latency_s=round(time.perf_counter() - started, 4),
-        notes=notes,
-    )
-
-
-def harvest_error_record(task_id: str, trial: int, seed: int, exc: BaseException) -> dict[str, Any]:
-    """The record of a tree that failed outside the simulation (a bug): no nodes, reward None."""
-    return TreeRecord(
-        task_id=task_id,
-        trial=trial,
-        seed=seed,
-        status="error",
-        reward=None,
-        error=f"{type(exc).__name__}: {exc}",
-    ).model_dump(mode="json")
+    source = ToolWOZTrees(config, env, prompts or toolwoz_prompts(config.prompts))
+    return await generic.harvest_tree(config, source, endpoints, task_id, trial, search=search)
 
 
 async def harvest(
@@ -112,20 +77,8 @@ async def harvest(
     retry_errors: bool = False,
     search: SearchConfig | None = None,
 ) -> int:
-    """Grow a tree for every (task, trial) not yet in `writer` (and, with `retry_errors`, those that ended in
-    an error); append each record as it finishes. Returns the number of trees grown.
-
-    `search` overrides the search settings of `config` (e.g. `sequential=True` for a benchmark).
-    """
-    if config.temperature <= 0:  # a config built without validation
-        raise JoshError(f"--temperature {config.temperature}: {TEMPERATURE_ABOVE_0}")
-    jobs = pending_jobs(env, config, writer, retry_errors=retry_errors)
-    prompts = toolwoz_prompts(config.prompts)
-    search = search or config.search_config()
-
-    async def worker(job: tuple[str, int]) -> dict[str, Any]:
-        task_id, trial = job
-        record = await harvest_tree(config, env, endpoints, task_id, trial, search=search, prompts=prompts)
-        return record.model_dump(mode="json")
-
-    return await record_jobs(jobs, worker, config, writer, on_record=on_record, on_error=harvest_error_record)
+    """Grow a tree for every ToolWOZ (task, trial) not yet in `writer` (see `josh.benchmarks.harvest`)."""
+    source = ToolWOZTrees(config, env, toolwoz_prompts(config.prompts))
+    return await generic.harvest(
+        config, env, source, endpoints, writer, on_record=on_record, retry_errors=retry_errors, search=search
+    )

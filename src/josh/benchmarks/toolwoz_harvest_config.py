@@ -1,66 +1,28 @@
-"""Configuration of a ToolWOZ JOSH harvest: every `RunOptions` option, plus the search's own.
-
-The search options take their defaults and help from `josh.search.SearchConfig` (documented once, there).
-"""
+"""Configuration of a ToolWOZ JOSH harvest: every `RunOptions` option, plus the harvest's own
+(`josh.benchmarks.harvest_config`)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from pydantic import field_validator
-
-from josh.benchmarks.toolwoz_config import AGENT, TASKS, RunOptions, Split, _opt
-from josh.search import SearchConfig
-
-SEARCH = "JOSH search"
-PAPER_JOSH_TEMPERATURE = 1.0  # the reference refuses 0 for JOSH; its own default (0.0) cannot be used
-
-
-TEMPERATURE_ABOVE_0 = (
-    "JOSH samples the agent, so its temperature must be above 0 for sibling branches to differ "
-    f"(default {PAPER_JOSH_TEMPERATURE}; the customer keeps its own)"
+from josh.benchmarks.harvest_config import (
+    PAPER_JOSH_TEMPERATURE,
+    SEARCH,
+    TEMPERATURE_ABOVE_0,
+    HarvestOptions,
 )
+from josh.benchmarks.toolwoz_config import TASKS, RunOptions, Split, _opt
+
+__all__ = ["PAPER_JOSH_TEMPERATURE", "SEARCH", "TEMPERATURE_ABOVE_0", "ToolWOZHarvestConfig"]
 
 
-def _search_opt(name: str, **constraints: Any) -> Any:
-    field = SearchConfig.model_fields[name]
-    return _opt(field.default, field.description or "", SEARCH, **constraints)
-
-
-class ToolWOZHarvestConfig(RunOptions):
+class ToolWOZHarvestConfig(HarvestOptions, RunOptions):
     """A whole `josh harvest toolwoz` run: one JOSH tree per (task, trial)."""
 
     PANELS: ClassVar[tuple[str, ...]] = (SEARCH, *RunOptions.PANELS)
 
-    beam: int = _search_opt("beam", ge=2)
-    max_steps: int = _search_opt("max_steps", ge=1)
-    use_n: bool = _search_opt("use_n")
     split: Split = _opt(
         "train",
         "Task split: train (6,251, what JOSH harvests), test (450), full_test (805), val (793) or all.",
         TASKS,
     )
-    temperature: float = _opt(
-        PAPER_JOSH_TEMPERATURE,
-        "Agent sampling temperature; JOSH needs it above 0, so that sibling branches differ (the customer "
-        "keeps --user-temperature).",
-        AGENT,
-        ge=0.0,
-        le=2.0,
-    )
-
-    @field_validator("temperature")
-    @classmethod
-    def _sampled(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError(TEMPERATURE_ABOVE_0)
-        return value
-
-    @property
-    def requests_in_flight(self) -> int:
-        """Every live leaf of every tree running has its request in flight: up to --beam a tree."""
-        return self.concurrency * self.beam
-
-    def search_config(self) -> SearchConfig:
-        """The search's settings."""
-        return SearchConfig(beam=self.beam, max_steps=self.max_steps, use_n=self.use_n)

@@ -117,13 +117,16 @@ def eval_tau2(
     execute(job)
 
 
-# What `josh report A B` shows of each run; differences other than the model are warned about.
+# What `josh report A B` shows of each run; differences other than the model are warned about. `domain`
+# (tau2's) is shown when a run has one.
 SETTINGS = ("model", "base-url", "agent", "user", "user-model", "prompts", "strict-errors", "split", "trials",
             "max-turns", "temperature")  # fmt: skip
+DOMAIN_SETTING = "domain"
 
 
-def run_settings(header: dict[str, Any]) -> dict[str, Any]:
-    """The settings of a run from its header (run files written before the flat vocabulary too)."""
+def run_settings(header: dict[str, Any], *, domain: bool = False) -> dict[str, Any]:
+    """The settings of a run from its header (run files written before the flat vocabulary too), with its
+    domain when `domain`."""
     config = header.get("config") or {}
     if isinstance(config.get("agent"), dict):  # format 1: nested sections
         agent, user = config["agent"], config.get("user") or {}
@@ -131,7 +134,8 @@ def run_settings(header: dict[str, Any]) -> dict[str, Any]:
                   "user": user.get("mode"), "user-model": user.get("model"), "split": config.get("split"),
                   "trials": config.get("trials"), "max-turns": config.get("max_turns"),
                   "temperature": agent.get("temperature"), "strict-errors": agent.get("strict_errors")}  # fmt: skip
-    return {key: config.get(key, "n/a") for key in SETTINGS}
+    keys = (DOMAIN_SETTING, *SETTINGS) if domain else SETTINGS
+    return {key: config.get(key, "n/a") for key in keys}
 
 
 @user_errors
@@ -158,8 +162,9 @@ def report_cmd(
     second = read_run(other)
     summary2 = summarize(second.records)
     paired = compare_runs(first.records, second.records)
-    settings = [run_settings(first.header), run_settings(second.header)]
-    differing = [k for k in SETTINGS if k not in ("model", "base-url") and settings[0][k] != settings[1][k]]
+    domain = any(DOMAIN_SETTING in (h.get("config") or {}) for h in (first.header, second.header))
+    settings = [run_settings(first.header, domain=domain), run_settings(second.header, domain=domain)]
+    differing = [k for k in settings[0] if k not in ("model", "base-url") and settings[0][k] != settings[1][k]]
     if json_out:
         payload = {
             "a": summary,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Protocol
 
 from josh.agents.base import Agent, AgentTurn, AgentTurnError
@@ -40,7 +41,7 @@ class ForkableSession(Protocol):
     def say(self, role: str, content: Any) -> None: ...  # "user" or "assistant" said `content`
 
     @property
-    def reward_events(self) -> list[Any]: ...  # goal calls met so far (with `.name`), in order
+    def reward_events(self) -> list[Any]: ...  # goal calls met so far, in order (see `goal_key`)
 
     def fork(self) -> Any: ...  # an independent session that continues from this one's state
 
@@ -72,6 +73,8 @@ class ConversationBranch:
 
     `make_agent(model)` builds the agent of a branch around the chat model it must use (each branch gets its
     own, a member of its siblings' group). `metadata` (task id, trial) goes with every model call.
+    `goal_key` names a reward event as the search's goals do: its `.name` by default (ToolWOZ's goal calls
+    are told apart by their API); a task with several goals of one tool passes a key that tells them apart.
     """
 
     def __init__(
@@ -83,8 +86,10 @@ class ConversationBranch:
         *,
         metadata: Mapping[str, str] | None = None,
         use_n: bool = True,
+        goal_key: Callable[[Any], str] = attrgetter("name"),
     ) -> None:
         self.session = session
+        self.goal_key = goal_key
         self.base_model = model
         self.make_agent = make_agent
         self.user = user
@@ -117,7 +122,7 @@ class ConversationBranch:
             child = object.__new__(ConversationBranch)
             child.session = self.session.fork()
             child.base_model, child.make_agent, child.user = self.base_model, self.make_agent, self.user
-            child.metadata, child.use_n = self.metadata, self.use_n
+            child.metadata, child.use_n, child.goal_key = self.metadata, self.use_n, self.goal_key
             child.model, child.agent, child.seed_shift = member, self.make_agent(member), member.seed_shift
             child.internal, child.visible = list(self.internal), list(self.visible)
             child.heard = list(self.heard)
@@ -158,7 +163,7 @@ class ConversationBranch:
             self.visible.append(turn.message)
             self.heard.append(turn.message)
             self.session.say("assistant", turn.message.content)
-        met = [goal.name for goal in self.session.reward_events[before:]]
+        met = [self.goal_key(goal) for goal in self.session.reward_events[before:]]
         return BranchAgentTurn(messages, met, over=failure is not None, notes=notes)
 
     async def user_turn(self) -> BranchUserTurn:

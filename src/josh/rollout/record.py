@@ -35,6 +35,7 @@ class RolloutRecord(Record):
     partial_reward: float = 0.0  # the score of the calls made before an error (== reward on success)
     goal_calls: list[str] = Field(default_factory=list)
     failed_goals: list[str] = Field(default_factory=list)
+    domains: list[str] = Field(default_factory=list)  # the benchmark's domains (none: read from goal names)
     reward_events: list[str] = Field(default_factory=list)
     calls: list[CallResult] = Field(default_factory=list)
     messages: list[Message] = Field(default_factory=list)  # what the customer and the agent said

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from josh.agents.text_tool_calls import TEXT_TOOL_CALL_NOTE
+from josh.types import goal_tool
 
 
 def latest_by_key(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -108,28 +109,32 @@ def summarize(records: Iterable[dict[str, Any]], *, wall_s: float | None = None)
             pass_k[str(k)] = sum(values) / len(values)
 
     per_api: dict[str, Counter[str]] = defaultdict(Counter)
+    per_domain_goals: dict[str, Counter[str]] = defaultdict(Counter)
     per_domain_rewards: dict[str, list[float]] = defaultdict(list)
     for r in rows:
         goals = r.get("goal_calls", [])
         failed = Counter(goals if r.get("status") != "success" else _failed_goals(r))
-        for name in goals:
-            per_api[name]["goal_calls"] += 1
-            if failed[name] > 0:
-                failed[name] -= 1
-                per_api[name]["failed"] += 1
-        for domain in {n.split("_", 1)[-1] for n in goals}:
+        domain_of = _goal_domains(r)
+        for key in goals:
+            api, missed = goal_tool(key), failed[key] > 0
+            failed[key] -= missed
+            for counts in (per_api[api], per_domain_goals[domain_of(api)]):
+                counts["goal_calls"] += 1
+                counts["failed"] += missed
+        for domain in _record_domains(r):
             per_domain_rewards[domain].append(record_reward(r))
     per_domain: dict[str, dict[str, Any]] = {}
-    for api, counts in sorted(per_api.items()):
-        domain = api.split("_", 1)[-1]
-        entry = per_domain.setdefault(domain, {"goal_calls": 0, "met": 0})
-        entry["goal_calls"] += counts["goal_calls"]
-        entry["met"] += counts["goal_calls"] - counts["failed"]
-    for domain, entry in per_domain.items():
-        values = per_domain_rewards[domain]
-        entry["tasks"] = len(values)
-        entry["average_reward"] = sum(values) / len(values) if values else 0.0
-        entry["share_met"] = entry["met"] / entry["goal_calls"] if entry["goal_calls"] else 0.0
+    for domain in set(per_domain_goals) | set(per_domain_rewards):
+        counts, values = per_domain_goals[domain], per_domain_rewards[domain]
+        per_domain[domain] = {
+            "goal_calls": counts["goal_calls"],
+            "met": counts["goal_calls"] - counts["failed"],
+            "tasks": len(values),
+            "average_reward": sum(values) / len(values) if values else 0.0,
+            "share_met": (counts["goal_calls"] - counts["failed"]) / counts["goal_calls"]
+            if counts["goal_calls"]
+            else 0.0,
+        }
 
     tokens = {
         role: {
@@ -178,6 +183,29 @@ def summarize(records: Iterable[dict[str, Any]], *, wall_s: float | None = None)
         **({"trees": _tree_stats(rows)} if any("nodes" in r for r in rows) else {}),
         "wall_s": wall_s,
     }
+
+
+def _toolwoz_domain(api: str) -> str:
+    """ToolWOZ's naming: an API's domain is its name's suffix (`book_hotel` -> `hotel`)."""
+    return api.split("_", 1)[-1]
+
+
+def _record_domains(record: dict[str, Any]) -> list[str]:
+    """The domains a record belongs to: those its benchmark wrote, else (ToolWOZ's records before they
+    carried them) the suffixes of its goal calls' names."""
+    written = record.get("domains")
+    if written:
+        return sorted(set(written))
+    return sorted({_toolwoz_domain(goal_tool(key)) for key in record.get("goal_calls", [])})
+
+
+def _goal_domains(record: dict[str, Any]) -> Callable[[str], str]:
+    """Where a record's goal calls count: all in its one domain, or (a ToolWOZ task over several domains, or
+    a record without domains) each in the domain its API's name ends with."""
+    written = sorted(set(record.get("domains") or []))
+    if len(written) == 1:
+        return lambda api: written[0]
+    return _toolwoz_domain
 
 
 def _failed_goals(record: dict[str, Any]) -> list[str]:

@@ -54,6 +54,7 @@ class _Search:
         self.pending = list(goals)
         self.credited: list[str] = []
         self.events: list[str] = []
+        self.golden_branch: Any = None  # the branch of the last credited leaf (its conversation as it ends)
         self.nodes: list[Node] = []
         self.root = self._node(None, branch)
         self.steps = 0
@@ -99,6 +100,7 @@ class _Search:
             steps=self.steps,
             reward=len(self.credited) / total if total else 0.0,
             ended=ending,
+            golden_branch=self.golden_branch,
         )
 
     def _expand(self) -> None:
@@ -112,8 +114,9 @@ class _Search:
 
     async def _agent_step(self, live: list[Node]) -> None:
         outcomes = await self._each(live, lambda node: node.branch.agent_turn())
-        rewarded: list[tuple[Node, list[str]]] = []
+        rewarded: list[tuple[Node, list[str], Any]] = []
         for node, outcome in zip(live, outcomes, strict=True):
+            branch = node.branch  # before a turn that failed ends the node
             node.messages.extend(outcome.messages)
             node.notes.extend(outcome.notes)
             met = _met(self.pending, outcome.reward_events)
@@ -122,13 +125,13 @@ class _Search:
             if outcome.over:
                 self._end(node)
             if met:
-                rewarded.append((node, met))
+                rewarded.append((node, met, branch))
         if not rewarded:
             return
-        for node, _ in rewarded:
+        for node, _, _ in rewarded:
             for on_path in node.up_to(self.root):
                 on_path.successful = True
-        first, met = rewarded[0]
+        first, met, self.golden_branch = rewarded[0]
         for on_path in first.up_to(self.root):
             on_path.golden = True
         for goal in met:

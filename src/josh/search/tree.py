@@ -91,6 +91,9 @@ class Tree(Record):
     steps: int = 0  # steps run (each: one agent turn on every live leaf)
     reward: float = 0.0  # credited goals / goals
     ended: Ending = "max_steps"
+    # The live conversation of the last credited leaf (None when nothing was credited), for a caller that
+    # scores it in its environment's own terms; never saved.
+    golden_branch: Any = Field(default=None, exclude=True)
 
 
 class TreeRecord(Record):
@@ -104,6 +107,10 @@ class TreeRecord(Record):
     goal_calls: list[str] = Field(default_factory=list)
     reward_events: list[str] = Field(default_factory=list)  # goals met on any branch, in the order seen
     golden_reward_events: list[str] = Field(default_factory=list)  # the credited ones, in order
+    domains: list[str] = Field(default_factory=list)  # the benchmark's domains the task belongs to
+    # The benchmark's own score of the golden leaf's conversation as it stands, where it has one beside the
+    # goals (tau2: its evaluator, which also checks the database and what was communicated); else None.
+    final_reward: float | None = None
     system_prompt: str = ""  # the agent's system prompt, which comes before every node's messages
     tools: list[dict[str, Any]] = Field(default_factory=list)  # tool schemas given to the model (fc)
     agent: str = ""

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from josh.types import GOAL_KEY_SEPARATOR
+
 Requestor = Literal["assistant", "user"]
 SPLITS = ("train", "test", "base")
 # What tau2's user simulator says to end a conversation (tau2/user/base.py: STOP, TRANSFER, OUT_OF_SCOPE; a
@@ -33,6 +35,12 @@ class GoalAction:
     requestor: Requestor
     arguments: dict[str, Any]
     compare_args: tuple[str, ...] | None = None
+
+    @property
+    def key(self) -> str:
+        """The goal's name in JOSH's trees and harvest records: `tool#action_id`, since a task often has
+        several actions of one tool (retail: most tasks). The part before `#` is the tool."""
+        return f"{self.name}{GOAL_KEY_SEPARATOR}{self.action_id}"
 
     def met_by(self, name: str, requestor: str, arguments: dict[str, Any]) -> bool:
         """Strict matching: same tool and requestor; arguments equal to the goal's (all of them, or only

