@@ -92,10 +92,11 @@ def test_a_tau2_harvest_resumes(tmp_path: Path) -> None:
     assert changed.returncode == 1 and "config" in changed.stderr.lower()
 
 
-def test_harvest_tau2_refuses_temperature_0_and_react() -> None:
+def test_harvest_tau2_refuses_temperature_0_react_and_telecom() -> None:
     for flags, message in (
         (("--temperature", "0"), "temperature must be above 0"),
         (("--agent", "react"), "--agent react"),
+        (("--domain", "telecom"), "--domain telecom cannot be harvested yet"),
     ):
         proc = run_josh("harvest", "tau2", "--limit", "1", *flags)
         assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr

@@ -110,3 +110,14 @@ class Tau2HarvestConfig(HarvestOptions, Tau2RunOptions):
         "Task split: train (what JOSH harvests), test (tau2's held-out tasks), base (train + test) or all.",
         TASKS,
     )
+
+    @model_validator(mode="after")
+    def _telecom_goals_are_the_customers(self) -> Tau2HarvestConfig:
+        # JOSH credits the calls of an agent turn; telecom's goal actions are the customer's own phone actions,
+        # which no agent turn makes, so every telecom tree would score 0 (crediting customer turns is not built).
+        if self.domain == "telecom":
+            raise ValueError(
+                "--domain telecom cannot be harvested yet: its goal actions are the customer's phone actions, "
+                "and JOSH credits agent turns only (josh eval tau2 --domain telecom works)"
+            )
+        return self
