@@ -57,3 +57,16 @@ def test_harvest_refuses_a_greedy_agent_and_shares_evals_options(tmp_path: Path)
                  "--max-outage", "--resume", "--model", "--user-model", "--mock-mistake-rate"):  # fmt: skip
         assert flag in helped.stdout, flag
     assert "--max-turns" not in helped.stdout  # a tree's limit is --max-steps
+
+
+def test_only_a_dry_run_gets_the_dry_run_mistake_rate() -> None:
+    """--base-url without --model is a real endpoint (its only model is used), not a dry run: adding the
+    mock's mistake rate there made every such harvest fail ("--mock-mistake-rate only apply to a dry run")."""
+    from josh.cli.harvest_cmd import DRY_RUN_MISTAKE_RATE, with_dry_run_mistakes
+
+    assert with_dry_run_mistakes({}, None) == {"mock_mistake_rate": DRY_RUN_MISTAKE_RATE}
+    assert with_dry_run_mistakes({"limit": 2}, None)["mock_mistake_rate"] == DRY_RUN_MISTAKE_RATE
+    for real in ({"base_url": "http://127.0.0.1:8000/v1"}, {"model": "m"}, {"model": "scripted"}):
+        assert with_dry_run_mistakes(real, None) == real
+    assert with_dry_run_mistakes({"mock_mistake_rate": 0.0}, None) == {"mock_mistake_rate": 0.0}
+    assert with_dry_run_mistakes({}, Path("harvest.yaml")) == {}

@@ -117,7 +117,9 @@ DRY_RUN_MISTAKE_RATE = 0.3  # an oracle that never errs gives trees with nothing
 
 
 def with_dry_run_mistakes(options: dict[str, Any], config_file: Path | None) -> dict[str, Any]:
-    """A harvest's dry run makes mistakes (--mock-mistake-rate 0.3) unless told otherwise."""
-    if "model" not in options and "mock_mistake_rate" not in options and not config_file:
+    """A harvest's dry run makes mistakes (--mock-mistake-rate 0.3) unless told otherwise. A --base-url
+    without --model is no dry run: it names a real endpoint, whose only model the run then uses."""
+    dry = "model" not in options and "base_url" not in options
+    if dry and "mock_mistake_rate" not in options and not config_file:
         return {**options, "mock_mistake_rate": DRY_RUN_MISTAKE_RATE}
     return options
