@@ -40,10 +40,7 @@ def run_stage(stage: Stage, say: Say) -> None:
     """Run one stage's command in a child process, its output on this terminal."""
     write_options(stage)
     say(f"[bold]{stage.name}[/bold]: {stage.command()}")
-    try:
-        code = subprocess.run(josh_command(stage.args), env=child_env(), check=False).returncode
-    except KeyboardInterrupt:
-        raise
+    code = subprocess.run(josh_command(stage.args), env=child_env(), check=False).returncode
     if code == 3:
         say(f"{stage.name}: some conversations ended in an error (counted as reward 0); going on")
     if code not in CONTINUE_EXIT_CODES:
@@ -57,12 +54,12 @@ def run_loop(config: LoopConfig, say: Say, *, source: Path, only_plan: bool = Fa
     stages = plan(config)
     check_options(stages, source)
     for index, stage in enumerate(stages, 1):
-        state = "done, skipped" if stage.done() else "to run"
+        done = stage.done()
         if only_plan:
-            say(f"{index}. {stage.name} ({state}): {stage.command()}")
+            say(f"{index}. {stage.name} ({'done, skipped' if done else 'to run'}): {stage.command()}")
             continue
-        if stage.done():
-            say(f"{stage.name}: {state} ({stage.output})")
+        if done:
+            say(f"{stage.name}: done, skipped ({stage.output})")
         else:
             run_stage(stage, say)
         if stage.kind == "export":
