@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from josh.search import JoshSearch, SearchConfig, Tree
-from josh.types import AssistantMessage, Message, UserMessage
+from josh.types import AssistantMessage, Message, ToolMessage, UserMessage
 
 
 @dataclass
@@ -29,6 +29,8 @@ class ToyReply:
     messages: list[Message]
     done: bool
     notes: list[str] = field(default_factory=list)
+    reward_events: list[str] = field(default_factory=list)
+    tool_messages: list[Message] = field(default_factory=list)
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Toy:
 
     plan: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # goals called; "!" = the turn fails
     hang_up: set[tuple[str, int]] = field(default_factory=set)  # (path, customer turn; 1 is the opening)
+    acts: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # goals the customer's turn meets
     agent_turns: list[str] = field(default_factory=list)
     user_turns: list[str] = field(default_factory=list)
     careless: bool = False  # report every goal called, pending or not
@@ -76,7 +79,11 @@ class ToyBranch:
         self.said += 1
         self.toy.user_turns.append(f"{self.path}#{self.said}")
         done = (self.path, self.said) in self.toy.hang_up
-        return ToyReply([UserMessage(content=f"{self.path}#{self.said}")], done)
+        action = self.toy.acts.get((self.path, self.said), [])
+        met = [g for g in action if self.toy.careless or g in self.pending]
+        self.pending = [g for g in self.pending if g not in met]
+        traffic: list[Message] = [ToolMessage(tool_call_id=g, content=f"did {g}") for g in action]
+        return ToyReply([UserMessage(content=f"{self.path}#{self.said}")], done, [], met, traffic)
 
 
 def search(toy: Toy, goals: list[str], **config: object) -> Tree:
@@ -261,3 +268,65 @@ def test_a_turn_that_raises_cancels_the_others_and_propagates() -> None:
     with pytest.raises(RuntimeError, match="the endpoint is gone"):
         asyncio.run(JoshSearch().run(Failing(Toy(), []), ["a"]))
     assert cancelled == ["R"]
+
+
+def test_a_customer_turn_that_meets_a_goal_is_credited_like_an_agent_turn() -> None:
+    # "a" by L's agent (step 1); "b" by the customer of LR (its third turn: the opening, L#2, LR#3).
+    toy = Toy(plan={("L", 1): ["a"]}, acts={("LR", 3): ["b"], ("LL", 4): ["b"]})
+    tree = search(toy, ["a", "b"], beam=8)
+    assert shape(tree) == {0: [1, 2], 1: [3, 4]}
+    assert toy.agent_turns == ["L@1", "R@1", "LL@2", "LR@2"]
+    assert toy.user_turns == ["#1", "L#2", "LL#3", "LR#3"]  # LL is pruned before its fourth turn
+    assert tree.credited == ["a", "b"] and tree.reward == 1.0
+    assert tree.ended == "all_goals" and tree.steps == 2
+    assert [n.id for n in tree.nodes if n.golden] == [0, 1, 4]
+    assert [n.id for n in tree.nodes if n.successful] == [0, 1, 4]
+    lr = tree.nodes[4]
+    assert lr.reward_events == ["b"] and [m.content for m in lr.messages] == ["LR@2", "LR#3"]
+    # the customer's tool traffic is kept beside the agent's view, before the message it said after it
+    [traffic] = lr.user_tool_turns
+    assert traffic.before == 1 and [m.content for m in traffic.messages] == ["did b"]
+    assert "user_tool_turns" in lr.model_dump() and "user_tool_turns" not in tree.nodes[3].model_dump()
+    assert tree.golden_branch.path == "LR"
+
+
+def test_the_first_customer_from_the_left_wins_and_both_are_successful() -> None:
+    toy = Toy(acts={("L", 2): ["a"], ("R", 2): ["a"]})
+    tree = search(toy, ["a", "b"], beam=8, max_steps=2)
+    assert [n.id for n in tree.nodes if n.golden] == [0, 1]
+    assert [n.id for n in tree.nodes if n.successful] == [0, 1, 2]
+    assert tree.reward_events == ["a", "a"] and tree.credited == ["a"]
+    assert shape(tree) == {0: [1, 2], 1: [3, 4]}  # R is pruned: only L's line goes on
+    assert tree.reward == 0.5 and tree.ended == "max_steps"
+
+
+def test_a_customer_opening_that_meets_every_goal_ends_the_tree_at_once() -> None:
+    toy = Toy(acts={("", 1): ["a"]})
+    tree = search(toy, ["a"])
+    assert toy.agent_turns == [] and tree.steps == 0 and tree.ended == "all_goals"
+    assert tree.nodes[0].golden and tree.nodes[0].reward_events == ["a"] and tree.reward == 1.0
+    # with one goal left, the search goes on from the rewarded root
+    toy = Toy(acts={("", 1): ["a"]}, plan={("R", 1): ["b"]})
+    tree = search(toy, ["a", "b"])
+    assert tree.credited == ["a", "b"] and [n.id for n in tree.nodes if n.golden] == [0, 2]
+
+
+def test_finish_plays_the_golden_leaf_on_alone_until_the_customer_ends() -> None:
+    toy = Toy(plan={("L", 1): ["a"]}, hang_up={("L", 3)})
+    tree = search(toy, ["a"], finish=True)
+    assert shape(tree) == {0: [1, 2]}  # no branching once every goal is met
+    assert toy.agent_turns == ["L@1", "R@1", "L@2"] and toy.user_turns == ["#1", "L#2", "L#3"]
+    assert [m.content for m in tree.nodes[1].messages] == ["L@1", "L#2", "L@2", "L#3"]
+    assert tree.nodes[1].over and tree.ended == "all_goals" and tree.steps == 2 and tree.reward == 1.0
+    assert tree.golden_branch.said == 3  # the golden conversation as it ended
+
+    # without finish (the paper's search), the tree stops at the goal
+    toy = Toy(plan={("L", 1): ["a"]}, hang_up={("L", 3)})
+    tree = search(toy, ["a"])
+    assert [m.content for m in tree.nodes[1].messages] == ["L@1"] and tree.steps == 1
+
+    # finishing shares the step budget: the conversation is cut where the steps run out
+    toy = Toy(plan={("L", 1): ["a"]})
+    tree = search(toy, ["a"], finish=True, max_steps=3)
+    assert tree.steps == 3 and tree.ended == "all_goals" and not tree.nodes[1].over
+    assert toy.agent_turns == ["L@1", "R@1", "L@2", "L@3"]

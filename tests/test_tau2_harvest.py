@@ -22,14 +22,25 @@ from tests.test_cli_data import run_josh  # noqa: E402
 from tests.test_eval_cli import records  # noqa: E402
 
 
-@pytest.fixture(scope="module", params=["airline", "retail"])
+@pytest.fixture(scope="module", params=["airline", "retail", "telecom"])
 def harvested(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     domain = request.param
     out = tmp_path_factory.mktemp(domain) / "trees.jsonl"
     proc = run_josh("harvest", "tau2", "--domain", domain, "--limit", "2", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "DRY RUN" in proc.stderr and f"tau2 {domain} train (harvest tau2)" in proc.stdout
+    empty = [t for t in Tau2Environment.load(domain).task_ids("train") if not _goals(domain, t)]
+    if empty:  # airline's task 0 (the right behaviour is to change nothing) gives JOSH nothing to reward
+        assert f"{len(empty)} task(s) of split train left out: has no goal actions" in proc.stderr
     return domain, out
+
+
+def _goals(domain: str, task_id: str) -> list[Any]:
+    return list(Tau2Environment.load(domain).task(task_id).goal_actions)
+
+
+def _searchable(domain: str, split: str = "train") -> list[str]:
+    return [t for t in Tau2Environment.load(domain).task_ids(split) if _goals(domain, t)]
 
 
 def test_trees_branch_and_reward_goal_actions(harvested: tuple[str, Path]) -> None:
@@ -40,17 +51,16 @@ def test_trees_branch_and_reward_goal_actions(harvested: tuple[str, Path]) -> No
     assert config["mock-mistake-rate"] == 0.3 and config["temperature"] > 0
     env = Tau2Environment.load(domain)
     trees = records(out)
-    assert sorted(t["task_id"] for t in trees) == sorted(env.task_ids("train")[:2])
-    assert sum(len(t["nodes"]) for t in trees) > len(trees)  # the mock's mistakes make trees branch
+    assert sorted(t["task_id"] for t in trees) == sorted(_searchable(domain)[:2])
+    if domain != "telecom":  # telecom's first tasks are the customer's phone actions, made at its opening
+        assert sum(len(t["nodes"]) for t in trees) > len(trees)  # the mock's mistakes make trees branch
     for tree in trees:
         task = env.task(tree["task_id"])
         assert tree["status"] == "success" and tree["domains"] == [domain]
         # goals are the task's goal actions keyed tool#action_id: a tool the task repeats counts twice
         assert tree["goal_calls"] == [f"{g.name}#{g.action_id}" for g in task.goal_actions]
         assert len(set(tree["goal_calls"])) == len(tree["goal_calls"])
-        assert tree["reward"] == (
-            len(tree["golden_reward_events"]) / len(task.goal_actions) if task.goal_actions else 0.0
-        )
+        assert tree["reward"] == len(tree["golden_reward_events"]) / len(task.goal_actions)
         assert set(tree["golden_reward_events"]) <= set(tree["reward_events"]) <= set(tree["goal_calls"])
         assert tree["tools"] == env.tool_schemas and tree["agent"] == "fc"
         if tree["golden_reward_events"]:  # tau2's own evaluation of the golden leaf
@@ -92,11 +102,10 @@ def test_a_tau2_harvest_resumes(tmp_path: Path) -> None:
     assert changed.returncode == 1 and "config" in changed.stderr.lower()
 
 
-def test_harvest_tau2_refuses_temperature_0_react_and_telecom() -> None:
+def test_harvest_tau2_refuses_temperature_0_and_react() -> None:
     for flags, message in (
         (("--temperature", "0"), "temperature must be above 0"),
         (("--agent", "react"), "--agent react"),
-        (("--domain", "telecom"), "--domain telecom cannot be harvested yet"),
     ):
         proc = run_josh("harvest", "tau2", "--limit", "1", *flags)
         assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
@@ -162,3 +171,82 @@ def test_tau2s_customer_defaults_to_tau2s_own_user_model() -> None:
     assert Tau2EvalConfig().customer_model == "scripted"
     help_text = " ".join(run_josh("eval", "tau2", "--help").stdout.replace("│", " ").split())
     assert f"default: {TAU2_USER_MODEL} on OpenAI, tau2's own default user model" in help_text
+
+
+def test_telecom_credits_the_customers_phone_actions_to_the_turn_that_led_to_them(tmp_path: Path) -> None:
+    # a task where the customer acts after the agent's own action: the agent hands over, the customer acts
+    env = Tau2Environment.load("telecom")
+    task_id = next(
+        t for t in _searchable("telecom") if "".join(g.requestor[0] for g in _goals("telecom", t)) == "au"
+    )
+    out = tmp_path / "trees.jsonl"
+    proc = run_josh("harvest", "tau2", "--domain", "telecom", "--task", task_id, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    [tree] = records(out)
+    user_goals = [g.key for g in env.task(task_id).goal_actions if g.requestor == "user"]
+    assert tree["reward"] == 1.0 and tree["golden_reward_events"] == tree["goal_calls"]
+    credited_by_customer = [n for n in tree["nodes"] if set(user_goals) & set(n["reward_events"])]
+    assert credited_by_customer and all(n["golden"] and n["parent"] is not None for n in credited_by_customer)
+    for node in credited_by_customer:  # the customer's calls and results, kept beside the agent's view
+        [turn] = node["user_tool_turns"]
+        assert [m["role"] for m in turn["messages"]] == ["assistant", "tool"]
+        assert turn["messages"][0]["tool_calls"][0]["name"] == user_goals[0].split("#")[0]
+        assert node["messages"][turn["before"]]["role"] == "user"  # what it said after acting
+        ids = {m["tool_call_id"] for m in turn["messages"] if m["role"] == "tool"}
+        assert not ids & {m.get("tool_call_id") for m in node["messages"]}  # never in the agent's view
+    # --finish (tau2's default): the golden conversation went on to the customer's stop and tau2 scored it
+    golden = [n for n in tree["nodes"] if n["golden"]]
+    assert "###STOP###" in golden[-1]["messages"][-1]["content"] and tree["final_reward"] == 1.0
+    assert json.loads(out.read_text().splitlines()[0])["config"]["finish"] is True
+
+
+def test_finish_keeps_the_closing_turns_and_no_finish_stops_at_the_last_goal(tmp_path: Path) -> None:
+    task_id = _searchable("airline")[0]
+    base = ("harvest", "tau2", "--domain", "airline", "--task", task_id, "--mock-mistake-rate", "0")
+    for flag, closes in (("--finish", True), ("--no-finish", False)):
+        out = tmp_path / f"{flag}.jsonl"
+        proc = run_josh(*base, flag, "--out", str(out))
+        assert proc.returncode == 0, proc.stderr
+        [tree] = records(out)
+        last = [n for n in tree["nodes"] if n["golden"]][-1]["messages"][-1]
+        assert tree["reward"] == 1.0 and tree["ended"] == "all_goals"
+        assert ("###STOP###" in (last.get("content") or "")) is closes
+        # scored by tau2 either way: the whole conversation, or as if the customer had ended at the goal
+        assert tree["final_reward"] in (0.0, 1.0)
+        if closes:  # the same score as an evaluation of the oracle
+            evaluated = tmp_path / "eval.jsonl"
+            proc = run_josh("eval", "tau2", "--task", task_id, "--split", "train", "--out", str(evaluated))
+            assert proc.returncode == 0, proc.stderr
+            assert tree["final_reward"] == records(evaluated)[0]["reward"]
+
+
+def test_tasks_without_goal_actions_are_left_out_and_naming_one_is_an_error() -> None:
+    empty = next(t for t in Tau2Environment.load("airline").task_ids("train") if not _goals("airline", t))
+    proc = run_josh("harvest", "tau2", "--domain", "airline", "--task", empty)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"task {empty!r} has no goal actions (JOSH has no sparse reward to search on)" in proc.stderr
+    # an evaluation uses every task: doing nothing is what such a task wants
+    assert Tau2EvalConfig().skip_reason(Tau2Environment.load("airline"), empty) is None
+
+
+def test_the_customers_tool_rounds_and_finish_are_options_hashed_only_when_set() -> None:
+    from josh.benchmarks.tau2 import build_user
+    from josh.llm import ScriptedChatModel
+
+    env = Tau2Environment.load("telecom")
+    session = env.session(_searchable("telecom")[0])
+    config = Tau2EvalConfig(domain="telecom", user_tool_rounds=3)
+    assert build_user(config, ScriptedChatModel([]), session, 0).max_tool_rounds == 3
+    assert Tau2EvalConfig().user_tool_rounds == 10
+    # options added after run files existed keep older runs' hashes while they hold their default
+    assert "user_tool_rounds" not in Tau2EvalConfig().result_fields()
+    assert "user_tool_rounds" in config.result_fields()
+    assert Tau2EvalConfig().config_hash() != config.config_hash()
+    assert "finish" not in Tau2HarvestConfig().result_fields()
+    assert Tau2HarvestConfig(finish=False).result_fields()["finish"] is False
+    assert (
+        Tau2HarvestConfig().search_config().finish
+        and not Tau2HarvestConfig(finish=False).search_config().finish
+    )
+    help_text = " ".join(run_josh("harvest", "tau2", "--help").stdout.replace("│", " ").split())
+    assert "--finish" in help_text and "--user-tool-rounds" in help_text

@@ -29,7 +29,7 @@ from josh.search import JoshSearch, SearchConfig, TreeRecord
 from josh.users.simulators import UserSimulator
 
 
-def _no_final_reward(session: Any) -> float | None:
+def _no_final_reward(session: Any, ended: bool | None) -> float | None:
     return None
 
 
@@ -42,8 +42,9 @@ class TreeTask:
     goals: list[str]  # the goals' keys, as `goal_key` names the session's reward events
     domains: list[str]  # the benchmark's domains the task belongs to (the summary groups by them)
     goal_key: Callable[[Any], str] = attrgetter("name")
-    # The benchmark's own score of the golden leaf's session, where it has one beside the goals.
-    final_reward: Callable[[Any], float | None] = field(default=_no_final_reward)
+    # The benchmark's own score of the golden leaf's session, where it has one beside the goals, given whether
+    # the customer ended that conversation (None: the search stopped at the last goal, without --finish).
+    final_reward: Callable[[Any, bool | None], float | None] = field(default=_no_final_reward)
 
 
 class TreeSource(Protocol):
@@ -99,6 +100,12 @@ async def harvest_tree(
     tree = await JoshSearch(search).run(root, task.goals)
     notes = [f"node {node.id}: {note}" for node in tree.nodes for note in node.notes]
     golden = tree.golden_branch
+    ended = golden.customer_ended if golden is not None and search.finish else None
+    if search.finish and tree.ended == "all_goals" and not ended:
+        notes.append(
+            "every goal was met, but the customer did not end the golden conversation (the steps ran out, "
+            "or a turn failed)"
+        )
     return TreeRecord(
         task_id=task_id,
         trial=trial,
@@ -109,7 +116,7 @@ async def harvest_tree(
         reward_events=tree.reward_events,
         golden_reward_events=tree.credited,
         domains=task.domains,
-        final_reward=task.final_reward(golden.session) if golden is not None else None,
+        final_reward=task.final_reward(golden.session, ended) if golden is not None else None,
         system_prompt=getattr(root.agent, "system_prompt", ""),
         tools=source.tools,
         agent=config.agent,

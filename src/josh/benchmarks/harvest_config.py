@@ -32,6 +32,7 @@ class HarvestOptions(BaseModel):
     beam: int = _search_opt("beam", ge=2)
     max_steps: int = _search_opt("max_steps", ge=1)
     use_n: bool = _search_opt("use_n")
+    finish: bool = _search_opt("finish")
     temperature: float = _opt(
         PAPER_JOSH_TEMPERATURE,
         "Agent sampling temperature; JOSH needs it above 0, so that sibling branches differ (the customer "
@@ -55,4 +56,4 @@ class HarvestOptions(BaseModel):
 
     def search_config(self) -> SearchConfig:
         """The search's settings."""
-        return SearchConfig(beam=self.beam, max_steps=self.max_steps, use_n=self.use_n)
+        return SearchConfig(beam=self.beam, max_steps=self.max_steps, use_n=self.use_n, finish=self.finish)

@@ -78,6 +78,7 @@ def build_user(config: RunOptions, model: ChatModel, session: Tau2Session, trial
         system_prompt=session.task.user_system_prompt,
         turn_prompt=None,
         stop_tokens=session.stop_tokens,
+        max_tool_rounds=config.user_tool_rounds,
     )
 
 
@@ -178,11 +179,12 @@ async def evaluate(
     return await record_jobs(jobs, worker, config, writer, on_record=on_record, on_error=error_record)
 
 
-def golden_final_reward(session: Tau2Session) -> float:
-    """tau2's evaluation of a golden leaf's conversation as it stands, as if the customer had ended it there
-    (the database, the actions and the facts communicated so far): a tree's reward counts goal actions only,
-    tau2's 1.0 also needs the right database and what the agent told the customer."""
-    return session.score()
+def golden_final_reward(session: Tau2Session, ended: bool | None) -> float:
+    """tau2's evaluation of the golden leaf's conversation (the database, the actions, what the agent told
+    the customer): with `--finish`, of the whole conversation, 0 unless the customer ended it (`ended`, as
+    for an evaluation); without (`ended` None), as it stood at the last goal action, as if the customer had
+    ended it there. A tree's reward counts goal actions only; tau2's 1.0 also needs the rest."""
+    return session.score() if ended is None else session.final_reward(ended)
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import model_validator
 
 from josh.benchmarks.harvest_config import SEARCH, HarvestOptions
 from josh.benchmarks.toolwoz_config import AGENT, CUSTOMER, PROTOCOL, TASKS, RunOptions, _opt
+from josh.users.simulators import USER_TOOL_ROUNDS
 
 Tau2Domain = Literal["airline", "retail", "telecom"]
 Tau2Split = Literal["train", "test", "base", "all"]
@@ -62,6 +63,13 @@ class Tau2RunOptions(RunOptions):
         "always gets tau2's prompt (the task's).",
         PROTOCOL,
     )
+    user_tool_rounds: int = _opt(
+        USER_TOOL_ROUNDS,
+        "Rounds of tool calls the customer may make in one turn before it must reply (telecom's customer "
+        "acting on its phone); one that goes past them ends the conversation as the turn limit does.",
+        CUSTOMER,
+        ge=1,
+    )
     strict_errors: bool = _opt(
         False,
         "--strict-errors: a tool call tau2 cannot represent (a name that is not text, arguments that are not "
@@ -111,13 +119,19 @@ class Tau2HarvestConfig(HarvestOptions, Tau2RunOptions):
         TASKS,
     )
 
-    @model_validator(mode="after")
-    def _telecom_goals_are_the_customers(self) -> Tau2HarvestConfig:
-        # JOSH credits the calls of an agent turn; telecom's goal actions are the customer's own phone actions,
-        # which no agent turn makes, so every telecom tree would score 0 (crediting customer turns is not built).
-        if self.domain == "telecom":
-            raise ValueError(
-                "--domain telecom cannot be harvested yet: its goal actions are the customer's phone actions, "
-                "and JOSH credits agent turns only (josh eval tau2 --domain telecom works)"
-            )
-        return self
+    finish: bool = _opt(
+        True,
+        "Once every goal action is met, the golden conversation plays on alone until the customer ends it "
+        "or --max-steps runs out, so the agent's closing turns are kept and final_reward is tau2's own "
+        "score of the whole conversation (what the agent told the customer included; 0 when the customer "
+        "did not end it). --no-finish stops at the last goal action, as the paper's search does, and "
+        "scores the golden leaf as if the customer had ended there.",
+        SEARCH,
+    )
+
+    def skip_reason(self, env: Any, task_id: str) -> str | None:
+        # A task with no goal actions (the right behaviour is to change nothing) has no sparse reward:
+        # JOSH could never credit a turn, so its tree would say nothing.
+        if not env.task(task_id).goal_actions:
+            return "has no goal actions (JOSH has no sparse reward to search on)"
+        return None

@@ -37,7 +37,8 @@ class TaskSource(Protocol):
 
 
 def select_tasks(env: TaskSource, config: RunOptions) -> list[str]:
-    """The task ids of the run, in order: the split, then `task`, then `limit`."""
+    """The task ids of the run, in order: the split without the tasks the run cannot use
+    (`config.skip_reason`), then `task`, then `limit`. Naming a task the run cannot use is an error."""
     ids = env.task_ids(config.split)
     if config.task:
         wanted = [t.removesuffix(".json") for t in config.task]
@@ -45,8 +46,22 @@ def select_tasks(env: TaskSource, config: RunOptions) -> list[str]:
         missing = [t for t in wanted if t not in in_split]
         if missing:
             raise JoshError(f"not in split {config.split!r}: {', '.join(missing[:10])}")
+        for task_id in wanted:
+            reason = config.skip_reason(env, task_id)
+            if reason is not None:
+                raise JoshError(f"task {task_id!r} {reason}: drop it from --task")
         ids = wanted
+    else:
+        ids = [t for t in ids if config.skip_reason(env, t) is None]
     return ids[: config.limit] if config.limit else ids
+
+
+def left_out_tasks(env: TaskSource, config: RunOptions) -> dict[str, str]:
+    """The tasks of the split the run leaves out, with why (`config.skip_reason`); {} when it uses all."""
+    if config.task:
+        return {}
+    reasons = {t: config.skip_reason(env, t) for t in env.task_ids(config.split)}
+    return {t: reason for t, reason in reasons.items() if reason is not None}
 
 
 def build_agent(

@@ -255,9 +255,22 @@ class RunOptions(MockOptions):
         "mock_hang_rate", "mock_latency", "mock_hang_seconds", "mock_seed",
     })  # fmt: skip
 
+    # Options added after run files were written: hashed only when set away from their default, so a run
+    # begun before they existed keeps its hash (and --resume goes on) while they hold their default.
+    HASHED_WHEN_SET: ClassVar[frozenset[str]] = frozenset({"finish", "user_tool_rounds"})
+
     def result_fields(self) -> dict[str, Any]:
         """The options that change a conversation's result: what the config hash (and resume) checks."""
-        return self.model_dump(mode="json", exclude=set(self.NOT_HASHED) | {"trials"})
+        fields = self.model_dump(mode="json", exclude=set(self.NOT_HASHED) | {"trials"})
+        for name in self.HASHED_WHEN_SET & set(fields):
+            if fields[name] == type(self).model_fields[name].default:
+                del fields[name]
+        return fields
+
+    def skip_reason(self, env: Any, task_id: str) -> str | None:
+        """Why this run cannot use a task (None: it can); such tasks are left out of the split. Every task
+        of a benchmark can be evaluated; a harvest needs goals to reward (see the harvest configs)."""
+        return None
 
     def config_hash(self) -> str:
         text = json.dumps(self.result_fields(), sort_keys=True)

@@ -84,13 +84,16 @@ def harvest_tau2_cmd(
     resume: bool,
     retry_errors: bool,
 ) -> None:
-    """Grow one JOSH tree per tau2-bench task (--domain airline or retail): a beam search over agent turns.
+    """Grow one JOSH tree per tau2-bench task (--domain airline, retail or telecom): a beam search over agent
+    turns.
 
     As `josh harvest toolwoz`, on tau2's tasks with `josh eval tau2`'s agent and customer: the goals are the
     task's goal actions (each rewarded once, told apart by its action id, so a tool the task uses twice
-    counts twice); a tree's reward is credited goal actions / goal actions. tau2's own 1.0 also needs the
-    right database and the facts communicated: each record keeps tau2's evaluation of its golden leaf as
-    `final_reward` (as if the customer had ended there).
+    counts twice); a tree's reward is credited goal actions / goal actions. Telecom's customer acts on its
+    phone: its calls meet goals too, credited to the leaf whose agent turn led to them. Tasks with no goal
+    actions are left out (nothing to reward). tau2's own 1.0 also needs the right database and the facts
+    communicated: each record keeps tau2's evaluation of its golden leaf's conversation as `final_reward`
+    (with --finish, the default, the golden conversation plays on to the customer's stop first).
 
     With no --model this is a DRY RUN on josh's scripted mock endpoint playing the task's actions, with
     --mock-mistake-rate 0.3 unless told otherwise, so trees branch. The default split is train. Every

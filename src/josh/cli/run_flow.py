@@ -29,6 +29,7 @@ from josh.benchmarks.toolwoz import (
     Endpoints,
     check_keys,
     discover_models,
+    left_out_tasks,
     pending_jobs,
     preflight,
     select_tasks,
@@ -151,6 +152,13 @@ def model_label(model: str) -> str:
     return model.replace("/", "_")
 
 
+def _by_reason(left_out: dict[str, str]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for task_id, reason in left_out.items():
+        grouped.setdefault(reason, []).append(task_id)
+    return grouped
+
+
 def execute(job: RunJob) -> None:
     """Run `job` to its end, print and save its summary, and exit with the run's status (see the commands'
     --help: 0 all scored, 3 some ended in an error, 4 the endpoint stopped the run, 130 interrupted)."""
@@ -158,6 +166,9 @@ def execute(job: RunJob) -> None:
     env = job.benchmark.load(report)
     job.benchmark.check(cfg)
     task_ids = select_tasks(env, cfg)
+    for reason, ids in _by_reason(left_out_tasks(env, cfg)).items():
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        report(f"{len(ids)} task(s) of split {cfg.split} left out: {reason} ({shown})")
     out_path = job.out_path or job.default_out()
     check_writable(out_path)
     total = len(task_ids) * cfg.trials

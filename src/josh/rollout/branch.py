@@ -66,6 +66,8 @@ class BranchUserTurn:
     messages: list[Message]
     done: bool
     notes: list[str] = field(default_factory=list)
+    reward_events: list[str] = field(default_factory=list)  # goals the customer's own calls met
+    tool_messages: list[Message] = field(default_factory=list)  # its tool traffic (in its view)
 
 
 class ConversationBranch:
@@ -101,6 +103,7 @@ class ConversationBranch:
         self.internal: list[Message] = []  # the agent's view (without its system prompt)
         self.visible: list[Message] = []  # what the customer and the agent said to each other
         self.heard: list[Message] = []  # the customer's view: `visible` with its own tool traffic
+        self.customer_ended = False  # the customer ended the conversation (said a stop token)
         if session.opening is not None:  # the agent speaks first (as `run_conversation` does)
             greeting = AssistantMessage(content=session.opening)
             self.internal.append(greeting)
@@ -125,7 +128,7 @@ class ConversationBranch:
             child.metadata, child.use_n, child.goal_key = self.metadata, self.use_n, self.goal_key
             child.model, child.agent, child.seed_shift = member, self.make_agent(member), member.seed_shift
             child.internal, child.visible = list(self.internal), list(self.visible)
-            child.heard = list(self.heard)
+            child.heard, child.customer_ended = list(self.heard), self.customer_ended
             children.append(child)
         return children
 
@@ -168,9 +171,18 @@ class ConversationBranch:
 
     async def user_turn(self) -> BranchUserTurn:
         """One customer turn; a customer model that failed after its retries ends the branch, and so does a
-        customer that kept calling its own tools without replying (`UserTurn.truncated`)."""
+        customer that kept calling its own tools without replying (`UserTurn.truncated`). The goals its own
+        calls met (a customer with tools) are the turn's reward events, a turn that failed included."""
         metadata = {**self.metadata, "role": "user", "turn": str(len(self.visible))}
         tools = customer_tools(self.session)  # this branch's session: its own device
+        before = len(self.session.reward_events)
+
+        def outcome(
+            messages: list[Message], done: bool, notes: list[str], traffic: list[Message]
+        ) -> BranchUserTurn:
+            met = [self.goal_key(goal) for goal in self.session.reward_events[before:]]
+            return BranchUserTurn(messages, done, notes, met, traffic)
+
         try:
             if tools is None:
                 said = await self.user.step(self.heard, metadata=metadata)
@@ -179,15 +191,16 @@ class ConversationBranch:
         except EndpointError:
             raise
         except LLMError as exc:
-            return BranchUserTurn([], True, [f"the customer's turn failed: {type(exc).__name__}: {exc}"])
+            return outcome([], True, [f"the customer's turn failed: {type(exc).__name__}: {exc}"], [])
         except ProtocolViolation as exc:  # strict errors: a customer's call the environment refuses
-            return BranchUserTurn([], True, [f"{exc} (strict errors: this branch ends here)"])
+            return outcome([], True, [f"{exc} (strict errors: this branch ends here)"], [])
         self.heard = customer_view(self.heard, said)
+        traffic = list(said.tool_messages)
         if said.truncated:
-            return BranchUserTurn(
-                [], True, ["the customer kept calling its tools without replying: this branch ends here"]
-            )
+            note = "the customer kept calling its tools without replying: this branch ends here"
+            return outcome([], True, [note], traffic)
         self.visible.append(said.message)
         self.internal.append(said.message)
         self.session.say("user", said.message.content)
-        return BranchUserTurn([said.message], said.done)
+        self.customer_ended = said.done
+        return outcome([said.message], said.done, [], traffic)

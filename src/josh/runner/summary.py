@@ -233,7 +233,7 @@ def _tree_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "trees": len(trees),
         "with_golden_path": sum(
-            any(n.get("golden") and n.get("parent") is not None for n in r.get("nodes") or []) for r in trees
+            any(n.get("golden") for n in r.get("nodes") or []) for r in trees
         ),  # fmt: skip
         "nodes": len(nodes),
         "successful_nodes": sum(bool(n.get("successful")) for n in nodes),

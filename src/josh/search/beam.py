@@ -8,12 +8,18 @@ The paper's algorithm (josh-train 0.1.4, `JOSH.step`), on any `Branch`:
   number is at most `beam`, each gets two children; otherwise none does, and each leaf goes on alone (its
   later turns are added to the same node).
 - Reward check: the goals met by the calls of each leaf's turn, among the goals still pending. A leaf whose
-  turn failed is over, but is checked all the same.
+  turn failed is over, but is checked all the same. A customer with tools of its own (tau2's telecom
+  customer, acting on its phone) can meet goals too: its turns, the opening included, are checked the
+  same way (ToolWOZ's customer only talks, so its trees are the paper's).
 - On a reward: every rewarded leaf and its ancestors up to the current root are marked successful; the
   first rewarded leaf, left to right, becomes the new root and its path golden; only its goals leave the
   pending set. The other branches are pruned: kept in the tree, never continued.
 - Done when no goal is pending, no live leaf is left, or after `max_steps` steps. Reward: credited goals /
   goals.
+
+With `finish`, once every goal is met the golden leaf plays on alone (no more branching) until the customer
+ends the conversation or the steps run out, so its closing turns are kept (tau2 scores what the agent tells
+the customer); the paper's search stops at the last goal.
 
 Unlike the reference, the leaves of a step run concurrently (`sequential` steps them one after another),
 and the tree grown after the last reward is kept too.
@@ -27,7 +33,7 @@ from typing import Any, TypeVar
 
 from josh.search.beam_config import SearchConfig
 from josh.search.protocol import Branch
-from josh.search.tree import Ending, Node, Tree
+from josh.search.tree import Ending, Node, Tree, UserToolTurn
 
 T = TypeVar("T")
 
@@ -68,29 +74,31 @@ class _Search:
 
     async def run(self) -> Tree:
         opening = await self.root.branch.user_turn()
-        self._add_user_turn(self.root, opening)
-        ending: Ending = "max_steps"
+        # The customer's opening may meet goals too (a customer acting on its phone before anything is said).
+        done = bool(self._settle([self.root], [opening], self._add_user_turn)) and not self.pending
+        finish = self.config.finish
         for _ in range(self.config.max_steps):
-            self._expand()
+            if done and not finish:
+                break
+            if not done:  # once every goal is met, the golden leaf plays on alone
+                self._expand()
             live = self.root.live_leaves()
             if not live:
-                ending = "no_live_leaf"
                 break
             self.steps += 1
-            await self._agent_step(live)
-            if not self.pending:
-                ending = "all_goals"
+            self._settle(live, await self._each(live, _agent_turn), self._add_agent_turn)
+            done = done or not self.pending
+            if done and not finish:
                 break
             live = self.root.live_leaves()
             if not live:
-                ending = "no_live_leaf"
                 break
-            outcomes = await self._each(live, lambda node: node.branch.user_turn())
-            for node, outcome in zip(live, outcomes, strict=True):
-                self._add_user_turn(node, outcome)
+            self._settle(live, await self._each(live, _user_turn), self._add_user_turn)
+            done = done or not self.pending
+        if done:
+            ending: Ending = "all_goals"
         else:
-            if not self.root.live_leaves():
-                ending = "no_live_leaf"
+            ending = "max_steps" if self.root.live_leaves() else "no_live_leaf"
         total = len(self.goals)
         return Tree(
             nodes=[node.record() for node in self.nodes],
@@ -112,22 +120,39 @@ class _Search:
                 self._node(leaf, branch)
             leaf.branch = None  # its children carry the conversation on
 
-    async def _agent_step(self, live: list[Node]) -> None:
-        outcomes = await self._each(live, lambda node: node.branch.agent_turn())
+    def _add_agent_turn(self, node: Node, outcome: Any) -> None:
+        node.messages.extend(outcome.messages)
+        node.notes.extend(outcome.notes)
+        if outcome.over:
+            self._end(node)
+
+    def _add_user_turn(self, node: Node, outcome: Any) -> None:
+        if outcome.tool_messages:
+            turn = UserToolTurn(before=len(node.messages), messages=list(outcome.tool_messages))
+            node.user_tool_turns.append(turn)
+        node.messages.extend(outcome.messages)
+        node.notes.extend(outcome.notes)
+        if outcome.done:
+            self._end(node)
+
+    def _settle(
+        self, nodes: list[Node], outcomes: Sequence[Any], add: Callable[[Node, Any], None]
+    ) -> list[str]:
+        """Add one turn's outcome to every node (`add`), then the reward check: a node whose turn (the
+        agent's or the customer's) met pending goals is rewarded, and the first rewarded one, left to right,
+        becomes the root. A node whose turn ended its conversation is over, and checked all the same.
+        Returns the goals credited."""
+        branches = [node.branch for node in nodes]  # before a turn that ended the conversation ends the node
         rewarded: list[tuple[Node, list[str], Any]] = []
-        for node, outcome in zip(live, outcomes, strict=True):
-            branch = node.branch  # before a turn that failed ends the node
-            node.messages.extend(outcome.messages)
-            node.notes.extend(outcome.notes)
+        for node, outcome, branch in zip(nodes, outcomes, branches, strict=True):
+            add(node, outcome)
             met = _met(self.pending, outcome.reward_events)
             node.reward_events.extend(met)
             self.events.extend(met)
-            if outcome.over:
-                self._end(node)
             if met:
                 rewarded.append((node, met, branch))
         if not rewarded:
-            return
+            return []
         for node, _, _ in rewarded:
             for on_path in node.up_to(self.root):
                 on_path.successful = True
@@ -137,16 +162,11 @@ class _Search:
         for goal in met:
             self.pending.remove(goal)
         self.credited.extend(met)
-        for node in live:
+        for node in nodes:
             if node is not first:
                 node.branch = None  # pruned: kept in the tree, never continued
         self.root = first
-
-    def _add_user_turn(self, node: Node, outcome: Any) -> None:
-        node.messages.extend(outcome.messages)
-        node.notes.extend(outcome.notes)
-        if outcome.done:
-            self._end(node)
+        return met
 
     @staticmethod
     def _end(node: Node) -> None:
@@ -169,6 +189,14 @@ class _Search:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _agent_turn(node: Node) -> Awaitable[Any]:
+    return node.branch.agent_turn()
+
+
+def _user_turn(node: Node) -> Awaitable[Any]:
+    return node.branch.user_turn()
 
 
 def _met(pending: list[str], events: Sequence[str]) -> list[str]:

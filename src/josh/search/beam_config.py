@@ -22,6 +22,12 @@ class SearchConfig(BaseModel):
         description="Most steps of a tree; a step is one agent turn on every live leaf, then one customer "
         "turn (the paper: 15).",
     )
+    finish: bool = Field(
+        False,
+        description="Once every goal is met, the golden conversation plays on alone (no more branching) "
+        "until the customer ends it or the steps run out, so its closing turns are kept (off: the tree "
+        "stops at the last goal, as the paper's).",
+    )
     use_n: bool = Field(
         True,
         description="Sibling leaves send their identical first request as one model call with n choices, so "

@@ -51,6 +51,19 @@ class UserOutcome(Protocol):
         ...
 
     @property
+    def reward_events(self) -> Sequence[str]:
+        """The goals met by the customer's own calls of this turn (a customer with tools of its own, as
+        tau2's telecom customer acting on its phone; [] for one that only talks). Credited like an agent
+        turn's: the turn belongs to the leaf whose agent turn led to it."""
+        ...
+
+    @property
+    def tool_messages(self) -> Sequence[Message]:
+        """The customer's own tool traffic of this turn (its calls and their results, in its view; never
+        shown to the agent): kept with the node for readers, [] when it made no call."""
+        ...
+
+    @property
     def notes(self) -> Sequence[str]: ...
 
 

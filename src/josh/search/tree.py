@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from josh.types import Message, ModelCall, Record, Usage
 
@@ -31,6 +31,7 @@ class Node:
     over: bool = False
     reward_events: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    user_tool_turns: list[UserToolTurn] = field(default_factory=list)
 
     def live_leaves(self) -> list[Node]:
         """The leaves under this node (itself included) whose conversation is not over, left to right."""
@@ -65,7 +66,17 @@ class Node:
             reward_events=list(self.reward_events),
             over=self.over,
             notes=list(self.notes),
+            user_tool_turns=list(self.user_tool_turns),
         )
+
+
+class UserToolTurn(Record):
+    """The customer's own tool traffic in one of its turns (tau2's telecom customer acting on its phone):
+    its calls and their results as the customer saw them, which the agent never sees."""
+
+    before: int  # the index in the node's `messages` of the customer message said after it (== its length
+    # when the turn said nothing: it failed or kept calling tools)
+    messages: list[Message] = Field(default_factory=list)
 
 
 class NodeRecord(Record):
@@ -74,11 +85,22 @@ class NodeRecord(Record):
     id: int
     parent: int | None  # None for the tree's first root
     messages: list[Message] = Field(default_factory=list)  # what this node added to the agent's view
-    successful: bool = False  # on the path from a root to a leaf whose turn met a goal
+    successful: bool = False  # on the path from a root to a leaf whose turn (either side's) met a goal
     golden: bool = False  # on the path of the leaves that were credited (the conversation kept)
-    reward_events: list[str] = Field(default_factory=list)  # goals met by this node's agent turns
+    # goals met by this node's turns: the agent's calls, and the customer's own where it has tools
+    reward_events: list[str] = Field(default_factory=list)
     over: bool = False  # its conversation ended here (the customer hung up, or a turn failed)
     notes: list[str] = Field(default_factory=list)
+    # The customer's own tool traffic on this node, turn by turn. Left out of dumps when empty, so the trees
+    # of environments whose customers have no tools (ToolWOZ) do not change.
+    user_tool_turns: list[UserToolTurn] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_user_tool_turns(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and not self.user_tool_turns:
+            data.pop("user_tool_turns", None)
+        return data
 
 
 class Tree(Record):
