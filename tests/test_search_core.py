@@ -55,6 +55,7 @@ class ToyBranch:
     path: str = ""
     steps: int = 0  # agent turns taken on this line
     said: int = 0  # customer turns on this line
+    preamble: list[Message] = field(default_factory=list)
 
     def fork(self, count: int) -> list[ToyBranch]:
         return [
@@ -330,3 +331,10 @@ def test_finish_plays_the_golden_leaf_on_alone_until_the_customer_ends() -> None
     tree = search(toy, ["a"], finish=True, max_steps=3)
     assert tree.steps == 3 and tree.ended == "all_goals" and not tree.nodes[1].over
     assert toy.agent_turns == ["L@1", "R@1", "L@2", "L@3"]
+
+
+def test_the_branchs_preamble_opens_the_root() -> None:
+    toy = Toy()
+    root = ToyBranch(toy, ["a"], preamble=[AssistantMessage(content="Hi! How can I help?")])
+    tree = asyncio.run(JoshSearch(SearchConfig(max_steps=1)).run(root, ["a"]))
+    assert [m.content for m in tree.nodes[0].messages] == ["Hi! How can I help?", "#1"]

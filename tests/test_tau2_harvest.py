@@ -16,6 +16,7 @@ pytest.importorskip("tau2", reason="tau2-bench is not installed: pip install --n
 from josh.benchmarks.tau2_config import TAU2_USER_MODEL, Tau2EvalConfig, Tau2HarvestConfig  # noqa: E402
 from josh.benchmarks.toolwoz_config import PAPER_USER_MODEL, ToolWOZEvalConfig  # noqa: E402
 from josh.envs.tau2 import Tau2Environment  # noqa: E402
+from josh.envs.tau2.data_model import AGENT_GREETING  # noqa: E402
 from josh.envs.tau2.paths import import_tau2  # noqa: E402
 from josh.runner import summarize  # noqa: E402
 from tests.test_cli_data import run_josh  # noqa: E402
@@ -68,6 +69,10 @@ def test_trees_branch_and_reward_goal_actions(harvested: tuple[str, Path]) -> No
         else:
             assert tree["final_reward"] is None
     assert any(t["golden_reward_events"] for t in trees)
+    for tree in trees:  # the agent's view opens with tau2's greeting, as the agent saw it
+        greeting, opening = tree["nodes"][0]["messages"][:2]
+        assert greeting["role"] == "assistant" and greeting["content"] == AGENT_GREETING
+        assert opening["role"] == "user"
     summary = json.loads(out.with_name("trees.summary.json").read_text())
     assert set(summary["per_domain"]) == {domain}  # not tool-name suffixes
     assert summary["per_domain"][domain]["tasks"] == 2
@@ -83,6 +88,8 @@ def test_a_tau2_harvest_exports_and_renders(harvested: tuple[str, Path], tmp_pat
         assert proc.returncode == 0, proc.stderr
         loaded = datasets.load_dataset("json", data_files=str(tmp_path / kind / "train.jsonl"), split="train")
         assert len(loaded) > 0
+        first = loaded[0]["messages"] if kind == "sft" else loaded[0]["prompt"]
+        assert [m["role"] for m in first[:3]] == ["system", "assistant", "user"]  # the greeting comes first
     page = tmp_path / "view.html"
     proc = run_josh("view", str(out), "-o", str(page))
     assert proc.returncode == 0, proc.stderr

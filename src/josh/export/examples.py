@@ -6,7 +6,8 @@
   agent's last reply.
 - KTO `{"prompt", "completion", "label", "tools"}`: one example per model reply in the tree (every
   assistant message except the agent's stand-ins for a failed reply), prompt = the system prompt and the
-  agent's view before it, completion = [the reply]; label = its node is on a successful path and the reply
+  agent's view before it, completion = [the reply] (not the greeting an environment opens with, tau2's,
+  which comes before the customer's first message and is fixed text); label = its node is on a successful path and the reply
   is not a protocol error (a malformed call is never desirable, as in the paper's `finetune_agent.py`).
 - DPO `{"prompt", "chosen", "rejected", "tools"}`: replies to the exact same prompt (sibling branches'
   first replies), one labelled desirable and one not; each reply in at least one pair (max(#desirable,
@@ -172,9 +173,15 @@ def kto_examples(trees: Iterable[HarvestedTree]) -> ExportResult:
             view = before + list(node.messages)
             end = strict_end(node.notes, node.messages)
             crash = None if end is None else len(before) + end
+            spoke = next((i for i, m in enumerate(view) if m.role == "user"), len(view))
             for index in range(len(before), len(view)):
                 reply = view[index]
                 if not isinstance(reply, AssistantMessage):
+                    continue
+                if index < spoke:  # the conversation's preamble, not a model's reply
+                    result.dropped[
+                        "the agent's greeting before the customer spoke (fixed text, no model output)"
+                    ] += 1
                     continue
                 if is_stand_in(reply):
                     result.dropped[

@@ -104,8 +104,10 @@ class ConversationBranch:
         self.visible: list[Message] = []  # what the customer and the agent said to each other
         self.heard: list[Message] = []  # the customer's view: `visible` with its own tool traffic
         self.customer_ended = False  # the customer ended the conversation (said a stop token)
+        self.preamble: list[Message] = []  # the agent's view before the customer's opening
         if session.opening is not None:  # the agent speaks first (as `run_conversation` does)
             greeting = AssistantMessage(content=session.opening)
+            self.preamble.append(greeting)
             self.internal.append(greeting)
             self.visible.append(greeting)
             self.heard.append(greeting)
@@ -129,6 +131,7 @@ class ConversationBranch:
             child.model, child.agent, child.seed_shift = member, self.make_agent(member), member.seed_shift
             child.internal, child.visible = list(self.internal), list(self.visible)
             child.heard, child.customer_ended = list(self.heard), self.customer_ended
+            child.preamble = self.preamble
             children.append(child)
         return children
 

@@ -2,7 +2,7 @@
 
 The paper's algorithm (josh-train 0.1.4, `JOSH.step`), on any `Branch`:
 
-- The customer opens once, at the root. Then, at most `max_steps` times: expand, one agent turn on every
+- The customer opens once, at the root (after the branch's `preamble`: an agent that greets first). Then, at most `max_steps` times: expand, one agent turn on every
   live leaf, the reward check, and if goals remain, one customer turn on every live leaf.
 - Expand: the live leaves are the nodes without children whose conversation is not over. When twice their
   number is at most `beam`, each gets two children; otherwise none does, and each leaf goes on alone (its
@@ -73,6 +73,7 @@ class _Search:
         return node
 
     async def run(self) -> Tree:
+        self.root.messages.extend(self.root.branch.preamble)
         opening = await self.root.branch.user_turn()
         # The customer's opening may meet goals too (a customer acting on its phone before anything is said).
         done = bool(self._settle([self.root], [opening], self._add_user_turn)) and not self.pending

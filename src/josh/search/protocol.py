@@ -70,6 +70,12 @@ class UserOutcome(Protocol):
 class Branch(Protocol):
     """One line of a conversation, with its own environment state."""
 
+    @property
+    def preamble(self) -> Sequence[Message]:
+        """What the agent's view holds before the customer's opening (tau2's agent greets first; [] when
+        the customer opens): the root node's first messages."""
+        ...
+
     def fork(self, count: int) -> Sequence[Branch]:
         """`count` independent branches that continue from this one's state (left to right)."""
         ...
