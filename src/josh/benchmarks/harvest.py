@@ -5,7 +5,7 @@ Each tree starts from a fresh session of its task and grows with `josh.search.Jo
 `josh.rollout.branch.ConversationBranch`es over the run's agent and customer. One `CallLedger` per tree counts
 every model call (a call with `n` choices once). The record is `josh.search.TreeRecord`, one line per
 (task, trial) after the run file's header. What differs between benchmarks (the session, the agent, the
-customer, how goals are named) comes from a `TreeSource`.
+customer, how goals are named) comes from its `TaskSetups` (`josh.benchmarks.setup`).
 """
 
 from __future__ import annotations
@@ -13,54 +13,26 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from operator import attrgetter
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from josh.agents.base import Agent
 from josh.benchmarks.harvest_config import TEMPERATURE_ABOVE_0
-from josh.benchmarks.toolwoz import Endpoints, pending_jobs, record_jobs
+from josh.benchmarks.jobs import pending_jobs, record_jobs
+from josh.benchmarks.setup import TaskSetups
 from josh.errors import JoshError
 from josh.llm.base import ChatModel
 from josh.llm.ledger import CallLedger
-from josh.rollout.branch import ConversationBranch, ForkableSession
+from josh.rollout.branch import ConversationBranch
 from josh.runner import RunWriter
 from josh.search import JoshSearch, SearchConfig, TreeRecord
-from josh.users.simulators import UserSimulator
 
-
-def _no_final_reward(session: Any, ended: bool | None) -> float | None:
-    return None
-
-
-@dataclass
-class TreeTask:
-    """One (task, trial) as the search sees it."""
-
-    session: ForkableSession  # a fresh session of the task
-    user: UserSimulator  # the customer of every branch
-    goals: list[str]  # the goals' keys, as `goal_key` names the session's reward events
-    domains: list[str]  # the benchmark's domains the task belongs to (the summary groups by them)
-    goal_key: Callable[[Any], str] = attrgetter("name")
-    # The benchmark's own score of the golden leaf's session, where it has one beside the goals, given whether
-    # the customer ended that conversation (None: the search stopped at the last goal, without --finish).
-    final_reward: Callable[[Any, bool | None], float | None] = field(default=_no_final_reward)
-
-
-class TreeSource(Protocol):
-    """What a benchmark gives its harvest: the agent, and each (task, trial)'s session, customer and goals."""
-
-    @property
-    def tools(self) -> list[dict[str, Any]]: ...  # the tool schemas the agent is given natively ([]: none)
-
-    def build_agent(self, model: ChatModel, trial: int) -> Agent: ...
-
-    def tree_task(self, task_id: str, trial: int, user_model: ChatModel | None) -> TreeTask: ...
+if TYPE_CHECKING:
+    from josh.benchmarks.toolwoz import Endpoints
 
 
 async def harvest_tree(
     config: Any,
-    source: TreeSource,
+    source: TaskSetups,
     endpoints: Endpoints,
     task_id: str,
     trial: int,
@@ -87,7 +59,7 @@ async def harvest_tree(
         return agent
 
     user_model = ledger.wrap(endpoints.user, "user") if endpoints.user is not None else None
-    task = source.tree_task(task_id, trial, user_model)
+    task = source.setup(task_id, trial, user_model)
     root = ConversationBranch(
         task.session,
         ledger.wrap(endpoints.agent, "agent"),
@@ -146,7 +118,7 @@ def harvest_error_record(task_id: str, trial: int, seed: int, exc: BaseException
 async def harvest(
     config: Any,
     env: Any,
-    source: TreeSource,
+    source: TaskSetups,
     endpoints: Endpoints,
     writer: RunWriter,
     *,

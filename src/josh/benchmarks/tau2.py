@@ -17,17 +17,16 @@ from typing import Any
 
 from josh.agents import FunctionCallingAgent
 from josh.benchmarks import harvest as generic
-from josh.benchmarks.harvest import TreeTask
+from josh.benchmarks.evaluation import evaluate as generic_evaluate
+from josh.benchmarks.setup import TaskSetup
 from josh.benchmarks.tau2_config import TAU2_MODEL_CALLS, Tau2EvalConfig, Tau2HarvestConfig, Tau2RunOptions
-from josh.benchmarks.toolwoz import Endpoints, error_record, open_endpoints, pending_jobs, record_jobs
+from josh.benchmarks.toolwoz import Endpoints, open_endpoints
 from josh.benchmarks.toolwoz_config import RunOptions
 from josh.envs.tau2 import Tau2Environment, Tau2Session, Tau2Task
 from josh.envs.tau2.data_model import STOP_TOKENS, GoalAction
 from josh.envs.tau2.reference_text import tau2_agent_system_prompt
 from josh.llm.base import ChatModel
-from josh.llm.ledger import CallLedger
 from josh.mock import MockCall, MockScript
-from josh.rollout import run_conversation
 from josh.runner import RunWriter
 from josh.search import SearchConfig
 from josh.users import GoalUserSimulator
@@ -150,33 +149,16 @@ async def evaluate(
     on_record: Callable[[dict[str, Any]], None] | None = None,
     retry_errors: bool = False,
 ) -> int:
-    """Run every (task, trial) not yet in `writer` (with `retry_errors`, those that ended in an error too);
-    append each record as it finishes. Returns the number of conversations run."""
-    jobs = pending_jobs(env, config, writer, retry_errors=retry_errors)
-
-    async def worker(job: tuple[str, int]) -> dict[str, Any]:
-        task_id, trial = job
-        session = env.session(task_id, strict=config.strict_errors)
-        ledger = CallLedger()
-        agent = build_agent(
-            config, ledger.wrap(endpoints.agent, "agent"), env.tool_schemas, trial, env.policy
-        )
-        assert endpoints.user is not None  # tau2's customer is always a model (or the mock's script)
-        user = build_user(config, ledger.wrap(endpoints.user, "user"), session, trial)
-        record = await run_conversation(
-            task_id,
-            [g.name for g in session.task.goal_calls],
-            session,
-            agent,
-            user,
-            max_turns=config.max_turns,
-            trial=trial,
-            seed=config.seed + trial,
-            ledger=ledger,
-        )
-        return record.model_copy(update={"domains": [config.domain]}).model_dump(mode="json")
-
-    return await record_jobs(jobs, worker, config, writer, on_record=on_record, on_error=error_record)
+    """Run every tau2 (task, trial) not yet in `writer` (see `josh.benchmarks.evaluation`)."""
+    return await generic_evaluate(
+        config,
+        env,
+        Tau2Setups(config, env),
+        endpoints,
+        writer,
+        on_record=on_record,
+        retry_errors=retry_errors,
+    )
 
 
 def golden_final_reward(session: Tau2Session, ended: bool | None) -> float:
@@ -188,9 +170,9 @@ def golden_final_reward(session: Tau2Session, ended: bool | None) -> float:
 
 
 @dataclass(frozen=True)
-class Tau2Trees:
-    """One tau2 domain for the harvest (`josh.benchmarks.harvest.TreeSource`): goals are the task's goal
-    actions, keyed `tool#action_id` (tasks often repeat a tool)."""
+class Tau2Setups:
+    """One tau2 domain for the run commands (`josh.benchmarks.setup.TaskSetups`): goals are the task's goal
+    actions, keyed `tool#action_id` (tasks often repeat a tool); an evaluation records their tool names."""
 
     config: Tau2RunOptions
     env: Tau2Environment
@@ -202,15 +184,16 @@ class Tau2Trees:
     def build_agent(self, model: ChatModel, trial: int) -> FunctionCallingAgent:
         return build_agent(self.config, model, self.env.tool_schemas, trial, self.env.policy)
 
-    def tree_task(self, task_id: str, trial: int, user_model: ChatModel | None) -> TreeTask:
+    def setup(self, task_id: str, trial: int, user_model: ChatModel | None) -> TaskSetup:
         session = self.env.session(task_id, strict=self.config.strict_errors)
         assert user_model is not None  # tau2's customer is always a model (or the mock's script)
-        return TreeTask(
+        return TaskSetup(
             session=session,
             user=build_user(self.config, user_model, session, trial),
             goals=[g.key for g in session.task.goal_actions],
             domains=[self.config.domain],
             goal_key=_goal_key,
+            goal_calls=[g.name for g in session.task.goal_calls],
             final_reward=golden_final_reward,
         )
 
@@ -231,6 +214,6 @@ async def harvest(
 ) -> int:
     """Grow a JOSH tree for every tau2 (task, trial) not yet in `writer` (see `josh.benchmarks.harvest`)."""
     return await generic.harvest(
-        config, env, Tau2Trees(config, env), endpoints, writer, on_record=on_record,
+        config, env, Tau2Setups(config, env), endpoints, writer, on_record=on_record,
         retry_errors=retry_errors, search=search,
     )  # fmt: skip

@@ -3,65 +3,31 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from josh.agents import FunctionCallingAgent, ReactAgent
 from josh.agents.base import Agent
+from josh.benchmarks.evaluation import evaluate as generic_evaluate
+from josh.benchmarks.setup import TaskSetup
 from josh.benchmarks.toolwoz_config import SCRIPTED, MockOptions, RunOptions, ToolWOZEvalConfig
 from josh.benchmarks.toolwoz_prompts import ToolWOZPrompts, toolwoz_prompts
 from josh.envs.toolwoz import Task, ToolWOZEnvironment
 from josh.errors import JoshError
 from josh.llm import OpenAIChatModel, ResponseCache, RetryPolicy
-from josh.llm.base import ChatModel, EndpointError, LLMError
+from josh.llm.base import ChatModel, LLMError
 from josh.llm.breaker import EndpointBreaker
 from josh.llm.hf_model import HFChatModel, is_hf_spec, parse_hf_spec
-from josh.llm.ledger import CallLedger
 from josh.mock import MockConfig, MockScript, MockServer, toolwoz_script
 from josh.mock.scripted_backend import scripted_model
-from josh.rollout import run_conversation
-from josh.runner import RunWriter, run_pool
+from josh.runner import RunWriter
 from josh.users import GoalUserSimulator, GuideUserSimulator, ReplayUserSimulator
 from josh.users.simulators import UserSimulator
 
 MOCK_AGENT_MODEL = "josh-mock-agent"
 MOCK_USER_MODEL = "josh-mock-user"
-
-
-class TaskSource(Protocol):
-    """What choosing a run's tasks needs of an environment (ToolWOZ's and tau2's are ones)."""
-
-    def task_ids(self, split: str) -> list[str]: ...
-
-
-def select_tasks(env: TaskSource, config: RunOptions) -> list[str]:
-    """The task ids of the run, in order: the split without the tasks the run cannot use
-    (`config.skip_reason`), then `task`, then `limit`. Naming a task the run cannot use is an error."""
-    ids = env.task_ids(config.split)
-    if config.task:
-        wanted = [t.removesuffix(".json") for t in config.task]
-        in_split = set(ids)
-        missing = [t for t in wanted if t not in in_split]
-        if missing:
-            raise JoshError(f"not in split {config.split!r}: {', '.join(missing[:10])}")
-        for task_id in wanted:
-            reason = config.skip_reason(env, task_id)
-            if reason is not None:
-                raise JoshError(f"task {task_id!r} {reason}: drop it from --task")
-        ids = wanted
-    else:
-        ids = [t for t in ids if config.skip_reason(env, t) is None]
-    return ids[: config.limit] if config.limit else ids
-
-
-def left_out_tasks(env: TaskSource, config: RunOptions) -> dict[str, str]:
-    """The tasks of the split the run leaves out, with why (`config.skip_reason`); {} when it uses all."""
-    if config.task:
-        return {}
-    reasons = {t: config.skip_reason(env, t) for t in env.task_ids(config.split)}
-    return {t: reason for t, reason in reasons.items() if reason is not None}
 
 
 def build_agent(
@@ -304,24 +270,36 @@ async def preflight(endpoints: Endpoints) -> None:
             raise type(exc)(f"{role} endpoint ({model.name}): {exc}") from None
 
 
-def pending_jobs(
-    env: TaskSource, config: RunOptions, writer: RunWriter, *, retry_errors: bool = False
-) -> list[tuple[str, int]]:
-    """The (task, trial) pairs a run still has to do."""
-    return [
-        (task_id, trial)
-        for task_id in select_tasks(env, config)
-        for trial in range(config.trials)
-        if (task_id, trial) not in writer.done or (retry_errors and (task_id, trial) in writer.errored)
-    ]
+def toolwoz_domains(goal_names: list[str]) -> list[str]:
+    """A ToolWOZ task's domains: the suffixes of its goal calls' API names (`book_hotel` -> `hotel`)."""
+    return sorted({name.split("_", 1)[-1] for name in goal_names})
 
 
-def error_record(task_id: str, trial: int, seed: int, exc: BaseException) -> dict[str, Any]:
-    """The record of a task that failed outside the conversation (e.g. a bug building it)."""
-    return {
-        "task_id": task_id, "trial": trial, "seed": seed, "status": "error", "termination": "error",
-        "reward": None, "partial_reward": 0.0, "error": f"{type(exc).__name__}: {exc}",
-    }  # fmt: skip
+@dataclass(frozen=True)
+class ToolWOZSetups:
+    """ToolWOZ for the run commands (`josh.benchmarks.setup.TaskSetups`): the paper's agents and customers;
+    goals are the task's goal calls, named by their API."""
+
+    config: RunOptions
+    env: ToolWOZEnvironment
+    prompts: ToolWOZPrompts
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        return self.env.tool_schemas if self.config.agent == "fc" else []
+
+    def build_agent(self, model: ChatModel, trial: int) -> Agent:
+        return build_agent(self.config, model, self.env.tool_schemas, trial, self.prompts)
+
+    def setup(self, task_id: str, trial: int, user_model: ChatModel | None) -> TaskSetup:
+        task = self.env.task(task_id)
+        goals = [g.name for g in task.goal_calls]
+        return TaskSetup(
+            session=self.env.session(task_id, strict=self.config.strict_errors),
+            user=build_user(self.config, user_model, task, trial, self.prompts),
+            goals=goals,
+            domains=toolwoz_domains(goals),
+        )
 
 
 async def evaluate(
@@ -333,61 +311,11 @@ async def evaluate(
     on_record: Callable[[dict[str, Any]], None] | None = None,
     retry_errors: bool = False,
 ) -> int:
-    """Run every (task, trial) not yet in `writer` (and, with `retry_errors`, those that ended in an error);
-    append each record as it finishes. Returns the number of conversations run."""
-    jobs = pending_jobs(env, config, writer, retry_errors=retry_errors)
-    prompts = toolwoz_prompts(config.prompts)
-
-    async def worker(job: tuple[str, int]) -> dict[str, Any]:
-        task_id, trial = job
-        task = env.task(task_id)
-        ledger = CallLedger()  # every model call of the conversation, whatever happens after it
-        agent = build_agent(config, ledger.wrap(endpoints.agent, "agent"), env.tool_schemas, trial, prompts)
-        user_model = ledger.wrap(endpoints.user, "user") if endpoints.user is not None else None
-        user = build_user(config, user_model, task, trial, prompts)
-        record = await run_conversation(
-            task_id,
-            [g.name for g in task.goal_calls],
-            env.session(task_id, strict=config.strict_errors),
-            agent,
-            user,
-            max_turns=config.max_turns,
-            trial=trial,
-            seed=config.seed + trial,
-            ledger=ledger,
-        )
-        return record.model_dump(mode="json")
-
-    return await record_jobs(jobs, worker, config, writer, on_record=on_record, on_error=error_record)
-
-
-async def record_jobs(
-    jobs: list[tuple[str, int]],
-    worker: Callable[[tuple[str, int]], Awaitable[dict[str, Any]]],
-    config: RunOptions,
-    writer: RunWriter,
-    *,
-    on_record: Callable[[dict[str, Any]], None] | None,
-    on_error: Callable[[str, int, int, BaseException], dict[str, Any]],
-) -> int:
-    """Run `worker` on every (task, trial) job, `config.concurrency` at a time, appending each record to
-    `writer` as it finishes (`on_error(task_id, trial, seed, exc)` builds the record of a job that raised).
-    An `EndpointError` stops the run and records nothing for unfinished jobs. Returns the number of jobs."""
-
-    def on_result(job: tuple[str, int], record: dict[str, Any]) -> None:
-        writer.write(record)
-        if on_record is not None:
-            on_record(record)
-
-    await run_pool(
-        jobs,
-        worker,
-        concurrency=config.concurrency,
-        on_result=on_result,
-        on_error=lambda job, exc: on_error(job[0], job[1], config.seed + job[1], exc),
-        stop_on=(EndpointError,),  # the endpoint is down or unusable: stop, record nothing unfinished
+    """Run every ToolWOZ (task, trial) not yet in `writer` (see `josh.benchmarks.evaluation`)."""
+    setups = ToolWOZSetups(config, env, toolwoz_prompts(config.prompts))
+    return await generic_evaluate(
+        config, env, setups, endpoints, writer, on_record=on_record, retry_errors=retry_errors
     )
-    return len(jobs)
 
 
 @dataclass(frozen=True)

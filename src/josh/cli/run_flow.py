@@ -25,15 +25,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from josh.benchmarks.benchmark import Benchmark
-from josh.benchmarks.toolwoz import (
-    Endpoints,
-    check_keys,
-    discover_models,
-    left_out_tasks,
-    pending_jobs,
-    preflight,
-    select_tasks,
-)
+from josh.benchmarks.jobs import left_out_tasks, pending_jobs, select_tasks
+from josh.benchmarks.toolwoz import Endpoints, check_keys, discover_models, preflight
 from josh.benchmarks.toolwoz_config import SCRIPTED, RunOptions
 from josh.cli.console import err, out, report
 from josh.cli.live import LiveTotals

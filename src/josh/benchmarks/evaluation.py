@@ -1,0 +1,53 @@
+"""An evaluation on any benchmark: one conversation per (task, trial), many at once, recorded append-only
+(`josh eval toolwoz`, `josh eval tau2`). What differs between benchmarks comes from its `TaskSetups`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from josh.benchmarks.jobs import error_record, pending_jobs, record_jobs
+from josh.benchmarks.setup import TaskSetups
+from josh.llm.ledger import CallLedger
+from josh.rollout import run_conversation
+from josh.runner import RunWriter
+
+if TYPE_CHECKING:
+    from josh.benchmarks.toolwoz import Endpoints
+
+
+async def evaluate(
+    config: Any,
+    env: Any,
+    setups: TaskSetups,
+    endpoints: Endpoints,
+    writer: RunWriter,
+    *,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+    retry_errors: bool = False,
+) -> int:
+    """Run every (task, trial) of `env` not yet in `writer` (and, with `retry_errors`, those that ended in an
+    error); append each record as it finishes. Returns the number of conversations run. `config`: a
+    benchmark's evaluation options (`max_turns`, `trials`, `seed`, the task selection)."""
+    jobs = pending_jobs(env, config, writer, retry_errors=retry_errors)
+
+    async def worker(job: tuple[str, int]) -> dict[str, Any]:
+        task_id, trial = job
+        ledger = CallLedger()  # every model call of the conversation, whatever happens after it
+        agent = setups.build_agent(ledger.wrap(endpoints.agent, "agent"), trial)
+        user_model = ledger.wrap(endpoints.user, "user") if endpoints.user is not None else None
+        task = setups.setup(task_id, trial, user_model)
+        record = await run_conversation(
+            task_id,
+            task.goal_calls if task.goal_calls is not None else task.goals,
+            task.session,  # type: ignore[arg-type]  # every benchmark's session is a full `ToolSession`
+            agent,
+            task.user,
+            max_turns=config.max_turns,
+            trial=trial,
+            seed=config.seed + trial,
+            ledger=ledger,
+        )
+        return record.model_copy(update={"domains": task.domains}).model_dump(mode="json")
+
+    return await record_jobs(jobs, worker, config, writer, on_record=on_record, on_error=error_record)
