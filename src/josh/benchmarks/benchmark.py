@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from josh.benchmarks.toolwoz import Endpoints
 from josh.benchmarks.toolwoz_config import RunOptions
+from josh.mock import MockScript
 
 
 class Benchmark(Protocol):
@@ -27,4 +28,8 @@ class Benchmark(Protocol):
 
     def open_endpoints(self, cfg: RunOptions, env: Any) -> Endpoints:
         """The run's models; for a dry run, josh's scripted mock playing this benchmark's tasks."""
+        ...
+
+    def mock_script(self, task: Any) -> MockScript:
+        """What josh's scripted mock plays on one of the environment's tasks (`josh serve-mock`)."""
         ...

@@ -139,6 +139,9 @@ class Tau2Benchmark:
     def open_endpoints(self, cfg: RunOptions, env: Tau2Environment) -> Endpoints:
         return open_endpoints(cfg, env, script=tau2_script)
 
+    def mock_script(self, task: Tau2Task) -> MockScript:
+        return tau2_script(task)
+
 
 async def evaluate(
     config: Tau2EvalConfig,

@@ -334,3 +334,6 @@ class ToolWOZBenchmark:
 
     def open_endpoints(self, cfg: RunOptions, env: ToolWOZEnvironment) -> Endpoints:
         return open_endpoints(cfg, env)
+
+    def mock_script(self, task: Task) -> MockScript:
+        return toolwoz_script(task)

@@ -277,12 +277,6 @@ class RunOptions(MockOptions):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-class ServeMockOptions(MockOptions):
-    """`josh serve-mock`."""
-
-    port: int = _opt(8765, "Port on 127.0.0.1 (0 picks a free one).", MOCK, ge=0, le=65535)
-
-
 class ToolWOZEvalConfig(RunOptions):
     """A whole `josh eval toolwoz` run."""
 

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from josh.benchmarks.benchmark import Benchmark
+from josh.benchmarks.serve_mock_config import ServeMockOptions
 from josh.benchmarks.tau2 import Tau2Benchmark
 from josh.benchmarks.tau2 import evaluate as evaluate_tau2
 from josh.benchmarks.tau2_config import Tau2EvalConfig
@@ -18,12 +20,13 @@ from josh.benchmarks.toolwoz import (
     evaluate,
     mock_config,
 )
-from josh.benchmarks.toolwoz_config import ServeMockOptions, ToolWOZEvalConfig
+from josh.benchmarks.toolwoz_config import ToolWOZEvalConfig
 from josh.cli.console import err, out, report, user_errors
 from josh.cli.options import resolve, with_options
 from josh.cli.render import print_comparison, print_summary, settings_table
 from josh.cli.run_flow import OnRecord, RunJob, execute, resolve_run, run_command
 from josh.envs.tau2 import Tau2Environment
+from josh.envs.tau2.paths import INSTALL_COMMAND, import_tau2
 from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.errors import JoshError
 from josh.mock import MockServer
@@ -185,26 +188,46 @@ def report_cmd(
     print_comparison(out, summary, summary2, (run.name, other.name), paired)
 
 
+def _served_benchmark(settings: ServeMockOptions) -> Benchmark:
+    """The benchmark whose tasks `josh serve-mock` plays; tau2 missing is one line, before any loading."""
+    if settings.benchmark == "toolwoz":
+        return ToolWOZBenchmark()
+    try:
+        import_tau2()
+    except JoshError as exc:
+        missing = getattr(exc.__cause__, "name", None)
+        raise JoshError(
+            f"--benchmark tau2 needs tau2-bench, which is not installed"
+            f"{f' (missing: {missing})' if missing else ''}: {INSTALL_COMMAND}"
+        ) from None
+    return Tau2Benchmark(settings.tau2_domain)
+
+
 @user_errors
 @with_options(ServeMockOptions)
 def serve_mock(*, options: dict[str, Any]) -> None:
     """Serve josh's SCRIPTED mock endpoint (OpenAI-compatible, 127.0.0.1 only) until Ctrl-C.
 
-    It plays agent and customer on ToolWOZ tasks with scripted policies (an oracle agent that makes the goal
-    calls, with --mock-mistake-rate; a customer that reveals the goal) and can inject faults. It is not a
-    language model: use it to dry-run pipelines, e.g. `josh eval toolwoz --base-url URL`.
+    It plays agent and customer on ToolWOZ tasks (or, with --benchmark tau2 --domain D, on tau2's) with
+    scripted policies (an oracle agent that makes the goal calls, with --mock-mistake-rate; a customer that
+    reveals the goal) and can inject faults. It is not a language model: use it to dry-run pipelines, e.g.
+    `josh eval toolwoz --base-url URL` or `josh eval tau2 --domain D --base-url URL`.
     """
     settings = resolve(ServeMockOptions, options)
-    env = ToolWOZEnvironment.load(report)
+    benchmark = _served_benchmark(settings)
+    env = benchmark.load(report)
     try:
-        server = MockServer(env, mock_config(settings), port=settings.port, quiet_resets=False)
+        server = MockServer(
+            env, mock_config(settings), port=settings.port, quiet_resets=False, script=benchmark.mock_script
+        )
     except OSError as exc:
         raise JoshError(
             f"cannot listen on 127.0.0.1:{settings.port}: {exc.strerror}; choose another --port"
         ) from None
+    playing = f", playing {benchmark.name} tasks" if settings.benchmark == "tau2" else ""
     err.print(
-        f"josh mock endpoint ([bold yellow]SCRIPTED[/bold yellow], not a language model) on {server.base_url} "
-        f"(models josh-mock-agent, josh-mock-user); Ctrl-C stops it",
+        f"josh mock endpoint ([bold yellow]SCRIPTED[/bold yellow], not a language model) on {server.base_url}"
+        f"{playing} (models josh-mock-agent, josh-mock-user); Ctrl-C stops it",
         soft_wrap=True,
     )
     try:

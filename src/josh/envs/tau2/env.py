@@ -10,7 +10,8 @@ session's trajectory, composed from the same evaluator classes (`tau2.evaluator.
 litellm through tau2's registry, which the light install leaves out):
 
 - deterministic, run here: DB (the end state's hash against the gold actions' replay, which also checks that
-  every recorded tool result replays verbatim), ENV_ASSERTION (telecom), ACTION (telecom's `ACTION` basis),
+  every recorded tool result replays verbatim; the gold replay is done once per task, see `evaluation`),
+  ENV_ASSERTION (telecom), ACTION (telecom's `ACTION` basis),
   COMMUNICATE (each `communicate_info` string must appear in some agent message: record them with `say`);
 - needs a model: NL_ASSERTION (an LLM judge; in no base task's reward basis: such a task raises `JoshError`).
 
@@ -40,6 +41,7 @@ from josh.envs.tau2.data_model import (
     Tau2Task,
     TextRecord,
 )
+from josh.envs.tau2.evaluation import GoldCache, environment_reward
 from josh.envs.tau2.paths import DOMAINS
 from josh.envs.tau2.tasks import domain_module, load_domain_tasks, to_task
 from josh.envs.tau2.tools import (
@@ -294,6 +296,7 @@ class Tau2Environment:
         self._tasks: dict[str, Tau2Task] = {}
         self._initial: dict[str, SharedState] = {}
         self._scores: OrderedDict[str, Any] = OrderedDict()
+        self._gold = GoldCache(self.fresh_environment)  # the gold half of tau2's DB check, once per task
         self._lock = threading.Lock()
 
     @classmethod
@@ -399,6 +402,11 @@ class Tau2Environment:
                 self._scores.popitem(last=False)
         return info
 
+    def _environment_reward(self, source: Any, messages: list[Any]) -> Any:
+        """tau2's `EnvironmentEvaluator.calculate_reward` on this domain's environments (the same
+        `RewardInfo`), the gold actions' replay computed once per task (`josh.envs.tau2.evaluation`)."""
+        return environment_reward(self.fresh_environment, source, messages, lambda: self._gold.get(source))
+
     def _evaluate(self, task: Tau2Task, messages: list[Any]) -> Any:
         # tau2/evaluator/evaluator.py, `evaluate_simulation` with EvaluationType.ALL, minus the termination
         # check (the rollout's part) and with this environment's constructor instead of the registry's.
@@ -406,7 +414,6 @@ class Tau2Environment:
         from tau2.data_model.tasks import RewardType
         from tau2.evaluator.evaluator_action import ActionEvaluator
         from tau2.evaluator.evaluator_communicate import CommunicateEvaluator
-        from tau2.evaluator.evaluator_env import EnvironmentEvaluator
 
         source = task.source
         if source.evaluation_criteria is None:
@@ -416,12 +423,7 @@ class Tau2Environment:
             raise JoshError(
                 f"task {task.task_id} is scored by natural-language assertions, which need an LLM judge"
             )
-        env_info = EnvironmentEvaluator.calculate_reward(
-            environment_constructor=self.fresh_environment,
-            task=source,
-            full_trajectory=messages,
-            solo_mode=False,
-        )
+        env_info = self._environment_reward(source, messages)
         action_info = ActionEvaluator.calculate_reward(task=source, full_trajectory=messages)
         communicate_info = CommunicateEvaluator.calculate_reward(task=source, full_trajectory=messages)
         reward = 1.0

