@@ -254,3 +254,19 @@ def test_sessions_without_user_tools_get_none(tmp_path: Path) -> None:
     assert customer_tools(object()) is None
     tools = customer_tools(telecom().session(first_task()))
     assert tools is not None and len(tools.schemas) == len(telecom().user_tool_schemas)
+
+
+def test_under_strict_errors_a_customer_call_tau2_cannot_represent_is_the_customers_error() -> None:
+    session = telecom().session(first_task(), strict=True)
+
+    def broken(request: ChatRequest) -> AssistantMessage:
+        call = ToolCall(id="u", name=TOGGLE, raw_arguments="{not json", parse_error="bad JSON")
+        return AssistantMessage(tool_calls=(call,))
+
+    user, _ = customer(broken, session)
+    agent = FunctionCallingAgent(model=ScriptedChatModel(lambda r: "How can I help?"), tools=session.tools)
+    record = asyncio.run(run_conversation(first_task(), [], session, agent, user, max_turns=10))
+    # tau2's USER_ERROR: the simulator broke the protocol, not the agent under test
+    assert (record.termination, record.reward, record.status) == ("user_error", 0.0, "success")
+    assert any("the customer broke the tool protocol" in n for n in record.notes)
+    assert [c.name for c in record.user_calls] == [TOGGLE]  # recorded with tau2's error result

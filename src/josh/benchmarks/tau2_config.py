@@ -73,8 +73,9 @@ class Tau2RunOptions(RunOptions):
     strict_errors: bool = _opt(
         False,
         "--strict-errors: a tool call tau2 cannot represent (a name that is not text, arguments that are not "
-        "a JSON object) ends the conversation with reward 0; --lenient-errors (default): the agent is shown "
-        "tau2's error result and the conversation goes on.",
+        "a JSON object) ends the conversation with reward 0 (termination agent_error, or user_error when the "
+        "customer made it); --lenient-errors (default): the caller is shown tau2's error result and the "
+        "conversation goes on.",
         PROTOCOL,
         flag="--strict-errors/--lenient-errors",
     )

@@ -131,6 +131,7 @@ async def run_conversation(
         notes.extend(f"turn {agent_turn}: {n}" for n in turn.notes)
 
     failure: BaseException | None = None
+    customer_failure: ProtocolViolation | None = None
     if session.opening is not None:  # the agent speaks first: both sides' histories open with its line
         greeting = AssistantMessage(content=session.opening)
         visible.append(greeting)
@@ -140,10 +141,14 @@ async def run_conversation(
     try:
         while len(visible) < max_turns:
             metadata = {**base, "role": "user", "turn": str(len(visible))}
-            if tools is None:  # the request as it always was: no tools argument
-                said = await user.step(heard, metadata=metadata)
-            else:
-                said = await user.step(heard, metadata=metadata, tools=tools)
+            try:
+                if tools is None:  # the request as it always was: no tools argument
+                    said = await user.step(heard, metadata=metadata)
+                else:
+                    said = await user.step(heard, metadata=metadata, tools=tools)
+            except ProtocolViolation as exc:  # strict errors: a customer's own call the environment refuses
+                customer_failure = exc
+                break
             user_usage, user_calls = user_usage + said.usage, user_calls + said.model_calls
             heard = customer_view(heard, said)
             if said.truncated:
@@ -178,7 +183,13 @@ async def run_conversation(
     if ledger is not None:
         agent_usage, user_usage = ledger.usage("agent"), ledger.usage("user")
         agent_calls, user_calls = ledger.count("agent", failed=False), ledger.count("user", failed=False)
-    if isinstance(failure, ProtocolViolation):  # the agent's output, or a call the environment refuses
+    if customer_failure is not None:
+        termination = "user_error"
+        notes.append(
+            f"turn {agent_turn}: the customer broke the tool protocol: {customer_failure} (strict errors: the "
+            "conversation ends with reward 0)"
+        )
+    elif isinstance(failure, ProtocolViolation):  # the agent's output, or a call the environment refuses
         termination = "agent_error"
         notes.append(f"turn {agent_turn}: {failure} (strict errors: the conversation ends with reward 0)")
     elif isinstance(failure, LLMError):
@@ -206,7 +217,7 @@ async def run_conversation(
         seed=seed,
         status="error" if error else "success",
         termination=termination,
-        reward=None if error else (0.0 if termination == "agent_error" else reward),
+        reward=None if error else (0.0 if termination in ("agent_error", "user_error") else reward),
         partial_reward=score,
         goal_calls=goal_calls,
         failed_goals=[g.name for g in session.failed_goals()],

@@ -8,8 +8,9 @@ from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from josh.types import Message, ModelCall, Record, Usage
 
-# agent_error: with strict errors, the agent broke the tool protocol where the reference crashes (reward 0).
-Termination = Literal["user_ended", "max_turns", "agent_error", "error"]
+# agent_error: with strict errors, the agent broke the tool protocol where the reference crashes (reward 0);
+# user_error: the same, by a customer with tools of its own (tau2's telecom phone; tau2's USER_ERROR).
+Termination = Literal["user_ended", "max_turns", "agent_error", "user_error", "error"]
 
 
 class CallResult(Record):
