@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import reprlib
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -34,6 +34,23 @@ class Record(BaseModel):
     """Base of every saved model: immutable, and an unknown field is an error rather than silently dropped."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OmitsEmptyFields(Record):
+    """A record whose `OMITTED_WHEN_EMPTY` fields are left out of its dumps while empty (False, [], None):
+    fields a saved format gained later, which most records never use, so files that never needed them stay
+    as they were."""
+
+    OMITTED_WHEN_EMPTY: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_fields(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in self.OMITTED_WHEN_EMPTY:
+                if not getattr(self, name):
+                    data.pop(name, None)
+        return data
 
 
 class Usage(Record):
@@ -99,24 +116,18 @@ class UserMessage(Record):
     content: str
 
 
-class AssistantMessage(Record):
+class AssistantMessage(OmitsEmptyFields):
+    OMITTED_WHEN_EMPTY: ClassVar[tuple[str, ...]] = ("empty_tool_calls",)
+
     role: Literal["assistant"] = "assistant"
     content: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
-    empty_tool_calls: bool = False  # the server sent `tool_calls: []` (the reference crashes on it)
     usage: Usage | None = None
     latency_s: float | None = None
     model: str | None = None
     # The server sent `tool_calls: []` (which crashes the paper's reference). Left out of dumps when False, so
     # records do not grow a field on every message.
     empty_tool_calls: bool = False
-
-    @model_serializer(mode="wrap")
-    def _omit_unset_flags(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        if isinstance(data, dict) and not self.empty_tool_calls:
-            data.pop("empty_tool_calls", None)
-        return data
 
 
 class ToolMessage(Record):

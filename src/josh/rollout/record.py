@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import Field
 
-from josh.types import Message, ModelCall, Record, Usage
+from josh.types import Message, ModelCall, OmitsEmptyFields, Record, Usage
 
 # agent_error: with strict errors, the agent broke the tool protocol where the reference crashes (reward 0);
 # user_error: the same, by a customer with tools of its own (tau2's telecom phone; tau2's USER_ERROR).
@@ -24,8 +24,10 @@ class CallResult(Record):
     rewards: list[str] = Field(default_factory=list)  # goal calls this call met (reward events)
 
 
-class RolloutRecord(Record):
+class RolloutRecord(OmitsEmptyFields):
     """A finished conversation: scored, or failed with an error (then `reward` is None)."""
+
+    OMITTED_WHEN_EMPTY: ClassVar[tuple[str, ...]] = ("user_calls",)
 
     task_id: str
     trial: int = 0
@@ -52,13 +54,6 @@ class RolloutRecord(Record):
     # The customer's own tool calls (tau2's telecom: its phone), in order. Left out of dumps when empty, so
     # the run files of environments whose customers have no tools (ToolWOZ) do not change.
     user_calls: list[CallResult] = Field(default_factory=list)
-
-    @model_serializer(mode="wrap")
-    def _omit_empty_user_calls(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        if isinstance(data, dict) and not self.user_calls:
-            data.pop("user_calls", None)
-        return data
 
     @property
     def key(self) -> tuple[str, int]:

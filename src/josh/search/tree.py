@@ -7,11 +7,11 @@ plus a link to its parent: a leaf's whole conversation is the messages on its pa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import Field
 
-from josh.types import Message, ModelCall, Record, Usage
+from josh.types import Message, ModelCall, OmitsEmptyFields, Record, Usage
 
 Ending = Literal["all_goals", "no_live_leaf", "max_steps"]
 
@@ -79,8 +79,10 @@ class UserToolTurn(Record):
     messages: list[Message] = Field(default_factory=list)
 
 
-class NodeRecord(Record):
+class NodeRecord(OmitsEmptyFields):
     """A node as saved. Nodes are listed in creation order: a node's children follow it, left before right."""
+
+    OMITTED_WHEN_EMPTY: ClassVar[tuple[str, ...]] = ("user_tool_turns",)
 
     id: int
     parent: int | None  # None for the tree's first root
@@ -94,13 +96,6 @@ class NodeRecord(Record):
     # The customer's own tool traffic on this node, turn by turn. Left out of dumps when empty, so the trees
     # of environments whose customers have no tools (ToolWOZ) do not change.
     user_tool_turns: list[UserToolTurn] = Field(default_factory=list)
-
-    @model_serializer(mode="wrap")
-    def _omit_empty_user_tool_turns(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        if isinstance(data, dict) and not self.user_tool_turns:
-            data.pop("user_tool_turns", None)
-        return data
 
 
 class Tree(Record):
