@@ -19,6 +19,9 @@ from josh.envs.tau2 import Tau2Environment  # noqa: E402
 from josh.envs.tau2.data_model import AGENT_GREETING  # noqa: E402
 from josh.envs.tau2.paths import import_tau2  # noqa: E402
 from josh.runner import summarize  # noqa: E402
+from josh.search.tree import TreeRecord  # noqa: E402
+from josh.view import render_tree  # noqa: E402
+from josh.view.text import esc_text  # noqa: E402
 from tests.test_cli_data import run_josh  # noqa: E402
 from tests.test_eval_cli import records  # noqa: E402
 
@@ -201,6 +204,12 @@ def test_telecom_credits_the_customers_phone_actions_to_the_turn_that_led_to_the
         assert node["messages"][turn["before"]]["role"] == "user"  # what it said after acting
         ids = {m["tool_call_id"] for m in turn["messages"] if m["role"] == "tool"}
         assert not ids & {m.get("tool_call_id") for m in node["messages"]}  # never in the agent's view
+    # the viewer shows each such call in the node's conversation, before the line the customer then said
+    html = render_tree(TreeRecord.model_validate(tree))
+    for node in credited_by_customer:
+        body = html[html.index(f'<div data-body="{node["id"]}">') :]
+        said = esc_text(node["messages"][node["user_tool_turns"][0]["before"]]["content"][:40])
+        assert 'class="msg tool-call customer-call"' in body[: body.index(said)]
     # --finish (tau2's default): the golden conversation went on to the customer's stop and tau2 scored it
     golden = [n for n in tree["nodes"] if n["golden"]]
     assert "###STOP###" in golden[-1]["messages"][-1]["content"] and tree["final_reward"] == 1.0

@@ -23,8 +23,11 @@ from josh.envs.tau2.data_model import AGENT_GREETING  # noqa: E402
 from josh.llm.scripted import ChatRequest, ScriptedChatModel  # noqa: E402
 from josh.rollout import run_conversation  # noqa: E402
 from josh.rollout.branch import ConversationBranch  # noqa: E402
+from josh.rollout.record import RolloutRecord  # noqa: E402
 from josh.types import AssistantMessage, ToolCall, ToolMessage, Usage, UserMessage  # noqa: E402
 from josh.users import GoalUserSimulator, UserTools  # noqa: E402
+from josh.view import render_rollout  # noqa: E402
+from josh.view.text import esc_text  # noqa: E402
 from tests.test_cli_data import run_josh  # noqa: E402
 from tests.test_eval_cli import records  # noqa: E402
 
@@ -90,6 +93,7 @@ def test_the_dry_run_on_telecom_scores_one(tmp_path: Path) -> None:
         assert [c["name"] for c in row["user_calls"]] == mine
         assert [r for c in row["user_calls"] for r in c["rewards"]] == mine
         assert not {c["name"] for c in row["calls"]} & set(mine)
+        assert row["reward_events"] == [g.name for g in task.goal_actions]  # both sides, in order
         assert row["messages"][0]["content"] == AGENT_GREETING
         assert row["messages"][-1]["content"].endswith("###STOP###")
         # the customer's model calls include its tool rounds (one a run of actions, then its line)
@@ -100,6 +104,10 @@ def test_the_dry_run_on_telecom_scores_one(tmp_path: Path) -> None:
         )
         lines = sum(1 for m in row["messages"] if m["role"] == "user")
         assert row["user_model_calls"] == lines + runs
+        # the viewer puts the greeting first and shows each of the customer's calls in its turn
+        html = render_rollout(RolloutRecord.model_validate(row))
+        assert html.count('class="msg tool-call customer-call') == len(mine)
+        assert html.index(esc_text(AGENT_GREETING)) < html.index('class="msg tool-call')
     summary = json.loads((tmp_path / "run.summary.json").read_text())
     assert summary["average_reward"] == 1.0
 

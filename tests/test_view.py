@@ -15,7 +15,7 @@ import pytest
 
 from josh.errors import JoshError
 from josh.rollout.record import CallResult, RolloutRecord
-from josh.search.tree import NodeRecord, TreeRecord
+from josh.search.tree import NodeRecord, TreeRecord, UserToolTurn
 from josh.types import AssistantMessage, ToolCall, ToolMessage, UserMessage
 from josh.view import detect_kind, failed_first, load_source, render_page, render_tree, tree_shape
 from tests.test_cli_data import run_josh
@@ -335,6 +335,69 @@ def test_tool_calls_sit_in_the_agent_turn_that_made_them(tmp_path: Path) -> None
     ]
     order = re.findall(r"hello|search_hotel|first reply|book it|book_hotel|second reply", html[0]["html"])
     assert order == ["hello", "search_hotel", "first reply", "book it", "book_hotel", "second reply"]
+
+
+def test_a_greeting_is_no_agent_turn_and_the_customers_calls_come_before_its_line(tmp_path: Path) -> None:
+    # tau2: the agent greets first; its turn 0 is the reply to the customer's first line. The customer's
+    # calls carry the number of agent turns before them: customer turn k comes before agent turn k.
+    record = rollout(
+        "telecom_1", 1.0,
+        messages=[AssistantMessage(content="greeting"), UserMessage(content="hello"),
+                  AssistantMessage(content="first reply"), UserMessage(content="done it"),
+                  AssistantMessage(content="second reply")],
+        calls=[CallResult(turn=0, name="get_customer", arguments={}, result={}),
+               CallResult(turn=1, name="refuel_data", arguments={}, result="ok", rewards=["refuel_data"])],
+        user_calls=[CallResult(turn=0, name="check_status_bar", arguments={}, result="no signal"),
+                    CallResult(turn=1, name="toggle_roaming", arguments={}, result="on", rewards=["toggle_roaming"])],
+    )  # fmt: skip
+    html = payload(render_page(load_source(run_file(tmp_path / "r.jsonl", "eval tau2", [record]))))["items"][
+        0
+    ]["html"]
+    names = (
+        "greeting|check_status_bar|hello|get_customer|first reply|toggle_roaming|done it|refuel_data|second"
+    )
+    found = re.findall(names, html)
+    assert [n for i, n in enumerate(found) if not i or found[i - 1] != n] == names.split("|")  # stars repeat
+    assert html.count('class="msg tool-call customer-call') == 2 and "2 customer's own calls" in html
+    assert 'class="msg tool-call customer-call rewarded"' in html  # its goal is starred like the agent's
+
+
+def test_customer_calls_of_a_failed_turn_close_the_transcript(tmp_path: Path) -> None:
+    record = rollout(
+        "telecom_2", 0.0,
+        messages=[UserMessage(content="hello"), AssistantMessage(content="reply")],
+        user_calls=[CallResult(turn=1, name="reboot_device", arguments={}, result="rebooted")],
+        calls=[CallResult(turn=0, name="get_customer", arguments={}, result={})],
+    )  # fmt: skip
+    html = render_rollout_html(tmp_path, record)
+    assert re.findall("hello|get_customer|reply|reboot_device", html) == ["hello", "get_customer", "reply", "reboot_device"]  # fmt: skip
+
+
+def render_rollout_html(tmp_path: Path, record: RolloutRecord) -> str:
+    return payload(render_page(load_source(run_file(tmp_path / "r.jsonl", "eval tau2", [record]))))["items"][
+        0
+    ]["html"]
+
+
+def test_a_nodes_customer_calls_sit_before_what_it_then_said() -> None:
+    call = AssistantMessage(
+        content="", tool_calls=[ToolCall(id="u1", name="toggle_airplane_mode", arguments={})]
+    )
+    result = ToolMessage(tool_call_id="u1", name="toggle_airplane_mode", content="flight mode: off")
+    nodes = [
+        node(0, None, AssistantMessage(content="greeting"), UserMessage(content="my phone"), golden=True),
+        node(1, 0, AssistantMessage(content="please switch it off"), UserMessage(content="done"),
+             golden=True, reward_events=["toggle_airplane_mode"],
+             user_tool_turns=[UserToolTurn(before=1, messages=[call, result])]),
+    ]  # fmt: skip
+    html = render_tree(TreeRecord(task_id="t", status="success", reward=1.0, goal_calls=["x"], nodes=nodes))
+    text = html[html.index('<div data-body="1">') :]
+    assert re.findall("please switch|toggle_airplane_mode|flight mode: off|done", text)[:4] == [
+        "please switch", "toggle_airplane_mode", "flight mode: off", "done"
+    ]  # fmt: skip
+    assert "customer-call" in text and '<span class="phone"' in html and "☎ 1" in html
+    assert "☎ the customer's own tool calls</span>" in html  # the legend says what ☎ is
+    assert "☎" not in render_tree(small_tree())  # ToolWOZ trees are drawn as before
 
 
 # ------------------------------------------------------------------------------------------ reading files

@@ -221,7 +221,7 @@ async def run_conversation(
         partial_reward=score,
         goal_calls=goal_calls,
         failed_goals=[g.name for g in session.failed_goals()],
-        reward_events=[r for c in calls for r in c.rewards],
+        reward_events=_events_in_order(calls, user_call_results),
         calls=calls,
         messages=visible,
         internal=internal,
@@ -235,3 +235,12 @@ async def run_conversation(
         model_calls=list(ledger.calls) if ledger is not None else [],
         user_calls=user_call_results,
     )
+
+
+def _events_in_order(calls: list[CallResult], user_calls: list[CallResult]) -> list[str]:
+    """The goals either side's calls met, in the order they were met: customer turn k (its own calls, where
+    it has tools) comes before agent turn k, and each side's calls keep their order (the sort is stable)."""
+    ordered = sorted(
+        [(c.turn, 0, c) for c in user_calls] + [(c.turn, 1, c) for c in calls], key=lambda t: t[:2]
+    )
+    return [goal for _, _, call in ordered for goal in call.rewards]

@@ -39,7 +39,7 @@ class RolloutRecord(OmitsEmptyFields):
     goal_calls: list[str] = Field(default_factory=list)
     failed_goals: list[str] = Field(default_factory=list)
     domains: list[str] = Field(default_factory=list)  # the benchmark's domains (none: read from goal names)
-    reward_events: list[str] = Field(default_factory=list)
+    reward_events: list[str] = Field(default_factory=list)  # goals met, in order, by either side's calls
     calls: list[CallResult] = Field(default_factory=list)
     messages: list[Message] = Field(default_factory=list)  # what the customer and the agent said
     internal: list[Message] = Field(default_factory=list)  # the agent's own view: plans, calls, results

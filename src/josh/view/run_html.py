@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from josh.rollout.record import CallResult, RolloutRecord
-from josh.types import AssistantMessage
-from josh.view.text import NOTE_CHARS, as_json, esc, message_html, preview, text_block
+from josh.types import AssistantMessage, UserMessage
+from josh.view.text import NOTE_CHARS, call_html, esc, message_html, preview, text_block
 
 
 def failed_first(rollouts: list[RolloutRecord]) -> list[RolloutRecord]:
@@ -22,31 +22,34 @@ def is_failed(rollout: RolloutRecord) -> bool:
     return rollout.status != "success" or rollout.reward is None or rollout.reward < 1.0
 
 
-def _call_html(call: CallResult) -> str:
-    stars = "".join(f'<span class="reward">★ {esc(goal)}</span>' for goal in call.rewards)
-    return (
-        f'<div class="msg tool-call{" rewarded" if call.rewards else ""}">'
-        f'<div class="who">tool call <code>{esc(as_json(call.name))}</code> {stars}</div>'
-        f"{text_block(as_json(call.arguments), 'args')}"
-        f'<div class="who">result</div>{text_block(as_json(call.result))}</div>'
-    )
+def _call_html(call: CallResult, by_customer: bool = False) -> str:
+    return call_html(call.name, call.arguments, call.result, call.rewards, by_customer)
 
 
 def _conversation(rollout: RolloutRecord) -> str:
-    """The transcript with each agent turn's tool calls before what the agent then said (calls carry the
-    number of the agent turn they were made in; calls past the last reply, as when a turn failed, close it)."""
+    """The transcript with each agent turn's tool calls before what the agent then said, and the customer's
+    own calls (where it has tools) before what it then said. Calls carry the number of agent turns before
+    them; a greeting the agent spoke before the customer's first line is no agent turn. Calls past the last
+    message of their side, as when a turn failed, close the transcript."""
     by_turn: dict[int, list[CallResult]] = {}
     for call in rollout.calls:
         by_turn.setdefault(call.turn, []).append(call)
+    by_customer_turn: dict[int, list[CallResult]] = {}
+    for call in rollout.user_calls:
+        by_customer_turn.setdefault(call.turn, []).append(call)
     parts = []
-    turn = 0
+    agent_turns = customer_turns = 0
     for message in rollout.messages:
-        if isinstance(message, AssistantMessage):
-            parts += [_call_html(call) for call in by_turn.pop(turn, [])]
-            turn += 1
+        if isinstance(message, UserMessage):
+            parts += [_call_html(call, True) for call in by_customer_turn.pop(customer_turns, [])]
+            customer_turns += 1
+        elif isinstance(message, AssistantMessage) and customer_turns:
+            parts += [_call_html(call) for call in by_turn.pop(agent_turns, [])]
+            agent_turns += 1
         parts.append(message_html(message))
-    for left in sorted(by_turn):
-        parts += [_call_html(call) for call in by_turn[left]]
+    for left in sorted(set(by_turn) | set(by_customer_turn)):  # customer turn k comes before agent turn k
+        parts += [_call_html(call, True) for call in by_customer_turn.get(left, [])]
+        parts += [_call_html(call) for call in by_turn.get(left, [])]
     return "".join(parts) or '<p class="empty">(no messages)</p>'
 
 
@@ -61,6 +64,7 @@ def render_rollout(rollout: RolloutRecord) -> str:
         f"status {esc(rollout.status)}",
         f"ended: {esc(rollout.termination)}",
         f"{len(rollout.calls)} tool calls",
+        *([f"{len(rollout.user_calls)} customer's own calls"] if rollout.user_calls else []),
         f"{rollout.agent_model_calls} agent and {rollout.user_model_calls} customer model calls",
         f"{usage.total_tokens:,} tokens",
         f"{rollout.latency_s:.1f} s",

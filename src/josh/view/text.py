@@ -105,6 +105,34 @@ def turn_preview(message: Message) -> str:
     return preview(content) or "(empty)"
 
 
+def call_html(name: Any, arguments: Any, result: Any, rewards: list[str], by_customer: bool = False) -> str:
+    """One tool call with its result, starred with the goals it met. `by_customer`: a call the customer made
+    on its own tools (tau2's telecom customer on its phone), which the agent never sees."""
+    stars = "".join(f'<span class="reward">★ {esc(goal)}</span>' for goal in rewards)
+    classes = "msg tool-call" + (" customer-call" if by_customer else "") + (" rewarded" if rewards else "")
+    who = "customer's own tool call (the agent does not see it)" if by_customer else "tool call"
+    return (
+        f'<div class="{classes}">'
+        f'<div class="who">{esc(who)} <code>{esc(as_json(name))}</code> {stars}</div>'
+        f"{text_block(as_json(arguments), 'args')}"
+        f'<div class="who">result</div>{text_block(as_json(result))}</div>'
+    )
+
+
+def customer_calls_html(messages: list[Message]) -> str:
+    """The customer's own tool traffic of one turn (its calls, then their results) as calls with results."""
+    results = {m.tool_call_id: m for m in messages if isinstance(m, ToolMessage)}
+    parts = []
+    for message in messages:
+        if isinstance(message, AssistantMessage):
+            for call in message.tool_calls:
+                answer = results.pop(call.id, None)
+                result = "(no result)" if answer is None else answer.error or answer.content
+                parts.append(call_html(call.name, call.arguments, result, [], by_customer=True))
+    parts += [call_html(m.name, "", m.error or m.content, [], by_customer=True) for m in results.values()]
+    return "".join(parts)
+
+
 def message_html(message: Message) -> str:
     """One message in full: who sent it, its text, its tool calls with their arguments, any error."""
     kind = turn_kind(message)

@@ -11,10 +11,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from josh.search.tree import NodeRecord, TreeRecord
+from josh.types import AssistantMessage
 from josh.view.text import (
     KIND_LABELS,
     KIND_MARKS,
     NOTE_CHARS,
+    customer_calls_html,
     esc,
     esc_text,
     message_html,
@@ -90,6 +92,17 @@ def _card(node: NodeRecord, state: str) -> str:
     ]
     if node.over:
         head.append('<span class="end" title="the conversation ended here">ended</span>')
+    customer_calls = sum(
+        len(m.tool_calls)
+        for turn in node.user_tool_turns
+        for m in turn.messages
+        if isinstance(m, AssistantMessage)
+    )
+    if customer_calls:
+        head.append(
+            f'<span class="phone" title="the customer\'s own tool calls, which the agent does not see">'
+            f"☎ {customer_calls}</span>"
+        )
     if node.notes:
         notes = "; ".join(node.notes)
         head.append(
@@ -141,6 +154,20 @@ def _goal_list(goals: list[str], met: list[str], what: str) -> str:
     return f'<ul class="goals" title="{esc(what)}">{"".join(items) or "<li>(none)</li>"}</ul>'
 
 
+def _body(node: NodeRecord) -> str:
+    """A node's messages in full, with the customer's own tool traffic before the line it then said."""
+    before: dict[int, list[str]] = {}
+    for turn in node.user_tool_turns:
+        before.setdefault(turn.before, []).append(customer_calls_html(turn.messages))
+    parts = []
+    for index, message in enumerate(node.messages):
+        parts += before.pop(index, [])
+        parts.append(message_html(message))
+    for index in sorted(before):  # a turn that said nothing after its calls (it failed or kept calling)
+        parts += before[index]
+    return "".join(parts)
+
+
 def render_tree(tree: TreeRecord) -> str:
     """The HTML of one tree: its facts, goals, the drawing, and the hidden full messages of every node (the
     system prompt, the same for most trees of a file, is left to the page, which shows it once)."""
@@ -182,6 +209,7 @@ def render_tree(tree: TreeRecord) -> str:
             + "".join(f"<li>{esc(preview(n, NOTE_CHARS))}</li>" for n in tree.notes)
             + "</ul>"
         )
+    phone = any(n.user_tool_turns for n in shape.nodes.values())
     if shape.duplicates:
         parts.append(f'<p class="warn">{shape.duplicates} node(s) with an id seen before were left out</p>')
     parts.append(
@@ -189,7 +217,9 @@ def render_tree(tree: TreeRecord) -> str:
         '<span class="turn agent"><b>A</b>agent</span><span class="turn call"><b>→</b>agent calls a tool</span>'
         '<span class="turn tool"><b>T</b>tool result</span><span class="card golden">golden path</span>'
         '<span class="card successful">successful</span><span class="card pruned">pruned</span>'
-        '<span class="reward">★ goal met</span> Click a node to read the conversation up to it.</p>'
+        '<span class="reward">★ goal met</span>'
+        + ('<span class="phone">☎ the customer\'s own tool calls</span>' if phone else "")
+        + " Click a node to read the conversation up to it.</p>"
     )
     tools = ['<label>zoom <select class="zoom">']
     tools += [
@@ -205,7 +235,7 @@ def render_tree(tree: TreeRecord) -> str:
     parts.append('<section class="path"><h3>conversation</h3><div class="path-body"></div></section>')
     parts.append('<div class="bodies" hidden>')
     for node_id, node in shape.nodes.items():
-        body = "".join(message_html(m) for m in node.messages) or '<p class="empty">(no messages)</p>'
+        body = _body(node) or '<p class="empty">(no messages)</p>'
         parts.append(f'<div data-body="{node_id}">{body}</div>')
     parts.append("</div></article>")
     return "".join(parts)
