@@ -609,3 +609,53 @@ def test_a_float_subclass_acts_as_its_value(toolwoz_env: ToolWOZEnvironment) -> 
     # a number is ignored by the search filter: the first hotel, as for {"stars": 4} (see above)
     found = toolwoz_env.session("MUL0003").call("search_hotel", {"stars": _EvilFloat(4.0)})
     assert [r["name"] for r in found] == ["a and b guest house"]
+
+
+def test_turn_crediting_judges_a_turn_against_the_goals_pending_when_it_began(
+    toolwoz_env: ToolWOZEnvironment,
+) -> None:
+    """MUL0225's booked train is not what its goal search returns. Booking it, then searching, in one turn:
+    `call` crediting (evaluation) drops the booking goal at once and credits the search; `turn` crediting
+    (the paper's search, josh's harvest default) still checks the search against the booked train, so only
+    the booking is credited; the booking leaves the pending set when the turn ends, forks included."""
+    task = toolwoz_env.task("MUL0225")
+    goals = {g.name: g for g in task.goal_calls}
+    turn = [("book_train", goals["book_train"].arguments), ("search_train", goals["search_train"].arguments)]
+    by_call = toolwoz_env.session("MUL0225")
+    by_turn = toolwoz_env.session("MUL0225", crediting="turn")
+    for name, arguments in turn:
+        by_call.call(name, arguments)
+        by_turn.call(name, arguments)
+    assert [g.name for g in by_call.reward_events] == ["book_train", "search_train"]
+    assert [g.name for g in by_turn.reward_events] == ["book_train"]
+    assert [c.rewards for c in by_turn.calls] == [("book_train",), ()]
+    assert "book_train" in [g.name for g in by_turn.pending]  # the turn is still open
+    fork = by_turn.fork()
+    fork.call("book_train", goals["book_train"].arguments)  # the open turn credited it already
+    assert [g.name for g in fork.reward_events] == ["book_train"]
+    fork.say("assistant", "booked")
+    assert "book_train" not in [g.name for g in fork.pending]
+    assert "book_train" in [g.name for g in by_turn.pending]  # forks are independent
+    fork.call("search_train", goals["search_train"].arguments)  # a new turn: no booking goal in play now
+    assert [g.name for g in fork.reward_events] == ["book_train", "search_train"]
+    assert by_turn.score() == by_call.score()  # the score does not depend on crediting
+    with pytest.raises(JoshError, match="unknown crediting"):
+        toolwoz_env.session("MUL0225", crediting="step")  # type: ignore[arg-type]
+
+
+def test_harvests_credit_by_turn_and_evaluations_by_call(toolwoz_env: ToolWOZEnvironment) -> None:
+    from josh.benchmarks.toolwoz import ToolWOZSetups
+    from josh.benchmarks.toolwoz_config import ToolWOZEvalConfig
+    from josh.benchmarks.toolwoz_harvest_config import ToolWOZHarvestConfig
+    from josh.benchmarks.toolwoz_prompts import toolwoz_prompts
+
+    prompts = toolwoz_prompts("josh")
+    harvest = ToolWOZHarvestConfig.model_validate({"model": "scripted", "user": "replay"})
+    assert harvest.crediting == "turn"
+    for cfg, crediting, want in [
+        (harvest, harvest.crediting, "turn"),
+        (ToolWOZHarvestConfig.model_validate({"model": "scripted", "user": "replay", "crediting": "call"}), "call", "call"),
+        (ToolWOZEvalConfig.model_validate({"model": "scripted", "user": "replay"}), "call", "call"),
+    ]:
+        setups = ToolWOZSetups(cfg, toolwoz_env, prompts, crediting)
+        assert setups.setup("MUL0225", 0, None).session.crediting == want

@@ -42,6 +42,11 @@ class ReferenceOracle:
     def run(self, task_id: str, calls: list[tuple[Any, Any]]) -> dict[str, Any]:
         return self._ask({"op": "run", "task_id": f"{task_id}.json", "calls": [list(c) for c in calls]})
 
+    def turns(self, task_id: str, turns: list[list[tuple[Any, Any]]]) -> dict[str, Any]:
+        """The reference JOSH search's crediting of whole agent turns (see reference_harness.py)."""
+        request = {"op": "turns", "task_id": f"{task_id}.json", "turns": [[list(c) for c in t] for t in turns]}
+        return self._ask(request)
+
     def close(self) -> None:
         if self.proc.stdin:
             self.proc.stdin.close()

@@ -5,6 +5,13 @@ Reads JSON lines on stdin, writes one JSON line per request on stdout:
   {"op": "goals"}                                   -> the reference's ground-truth goal calls (create_apis)
   {"op": "run", "task_id": "MUL0003.json", "calls": [[name, arguments], ...]}
       -> {"results": [...], "events": [[call_index, goal_name], ...], "score": float}
+  {"op": "turns", "task_id": "MUL0003.json", "turns": [[[name, arguments], ...], ...]}
+      -> {"events": [[turn_index, goal_name], ...], "credited": number of turns the reference credited,
+          "ran": number of calls it ran (all, unless one raised)}
+      the JOSH search's crediting: each turn's calls judged together against the goals pending when the turn
+      began (`ToolWOZRewards.is_reward`), the met ones deleted when the turn ends (`delete_reward`, as the
+      collapse onto that leaf does); where the reference raises, that turn is the last (its calls before
+      the exception still count, as a leaf whose agent step raised)
 Each result is the reference's tool result (NaN as null), or {"__exception__": "..."} where the reference
 raised. Needs pandas; the reference's other imports (pandasql, tiktoken, dotenv, colorama) are only used by
 code paths we do not call and are stubbed.
@@ -83,6 +90,36 @@ def _bench(request, apis, delex, real_create_dbs, utils, conversation_state) -> 
     return {"calls": calls, "call_seconds": call_seconds, "setup_seconds": setup_seconds}
 
 
+def _turns(request, apis, delex, utils, conversation_state, conversation_state_pref_tree) -> dict:
+    """Crediting of whole agent turns, as the reference's JOSH search does it (see the module docstring)."""
+    key = request["task_id"]
+    conv = conversation_state.Conversation(key, apis, delex)
+    tree = conversation_state_pref_tree.Conversation(key, apis, delex)
+    events, ran = [], 0
+    for index, calls in enumerate(request["turns"]):
+        crashed = False
+        actions = []
+        for name, arguments in calls:
+            try:
+                result = utils.handle_api_calls(name, copy.deepcopy(arguments), conv)
+            except Exception:
+                crashed = True
+                break
+            ran += 1
+            returned = (result[0] if result else result) if isinstance(result, list) else result
+            actions.append({"name": name, "parameters": arguments, "returned": returned})
+        try:
+            _, _, _, to_delete = tree.evaluate_apis([a for a in actions if a])
+        except Exception:
+            return {"events": events, "credited": index, "ran": ran}
+        for domain, api in to_delete:
+            events.append([index, api])
+            del tree.apis_for_eval[domain]["success"][api]
+        if crashed:
+            return {"events": events, "credited": index + 1, "ran": ran}
+    return {"events": events, "credited": len(request["turns"]), "ran": ran}
+
+
 def main() -> None:
     wheel, workdir = sys.argv[1], sys.argv[2]
     # The reference prints to stdout ("out of scope api"); keep our protocol on a private handle.
@@ -140,6 +177,10 @@ def main() -> None:
             started = time.perf_counter()
             utils.create_apis(utils.create_dbs())
             print(json.dumps({"build_seconds": time.perf_counter() - started}), file=protocol, flush=True)
+            continue
+        if request["op"] == "turns":
+            print(json.dumps(_turns(request, apis, delex, utils, conversation_state, conversation_state_pref_tree)),
+                  file=protocol, flush=True)
             continue
         key = request["task_id"]
         conv = conversation_state.Conversation(key, apis, delex)

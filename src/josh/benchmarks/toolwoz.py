@@ -15,6 +15,7 @@ from josh.benchmarks.setup import TaskSetup
 from josh.benchmarks.toolwoz_config import SCRIPTED, MockOptions, RunOptions, ToolWOZEvalConfig
 from josh.benchmarks.toolwoz_prompts import ToolWOZPrompts, toolwoz_prompts
 from josh.envs.toolwoz import Task, ToolWOZEnvironment
+from josh.envs.toolwoz.env import Crediting
 from josh.errors import JoshError
 from josh.llm import OpenAIChatModel, ResponseCache, RetryPolicy
 from josh.llm.base import ChatModel, LLMError
@@ -283,6 +284,7 @@ class ToolWOZSetups:
     config: RunOptions
     env: ToolWOZEnvironment
     prompts: ToolWOZPrompts
+    crediting: Crediting = "call"  # when a met goal stops being pending (`ToolWOZSession`); harvests: "turn"
 
     @property
     def tools(self) -> list[dict[str, Any]]:
@@ -295,7 +297,7 @@ class ToolWOZSetups:
         task = self.env.task(task_id)
         goals = [g.name for g in task.goal_calls]
         return TaskSetup(
-            session=self.env.session(task_id, strict=self.config.strict_errors),
+            session=self.env.session(task_id, strict=self.config.strict_errors, crediting=self.crediting),
             user=build_user(self.config, user_model, task, trial, self.prompts),
             goals=goals,
             domains=toolwoz_domains(goals),

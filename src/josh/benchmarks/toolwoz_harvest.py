@@ -29,7 +29,7 @@ async def harvest_tree(
     prompts: ToolWOZPrompts | None = None,
 ) -> TreeRecord:
     """Grow the JOSH tree of one (task, trial). Raises `EndpointError` when the endpoint is unusable."""
-    source = ToolWOZSetups(config, env, prompts or toolwoz_prompts(config.prompts))
+    source = ToolWOZSetups(config, env, prompts or toolwoz_prompts(config.prompts), config.crediting)
     return await generic.harvest_tree(config, source, endpoints, task_id, trial, search=search)
 
 
@@ -44,7 +44,7 @@ async def harvest(
     search: SearchConfig | None = None,
 ) -> int:
     """Grow a tree for every ToolWOZ (task, trial) not yet in `writer` (see `josh.benchmarks.harvest`)."""
-    source = ToolWOZSetups(config, env, toolwoz_prompts(config.prompts))
+    source = ToolWOZSetups(config, env, toolwoz_prompts(config.prompts), config.crediting)
     return await generic.harvest(
         config, env, source, endpoints, writer, on_record=on_record, retry_errors=retry_errors, search=search
     )

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from josh.benchmarks.harvest_config import (
     PAPER_JOSH_TEMPERATURE,
@@ -25,4 +25,11 @@ class ToolWOZHarvestConfig(HarvestOptions, RunOptions):
         "train",
         "Task split: train (6,251, what JOSH harvests), test (450), full_test (805), val (793) or all.",
         TASKS,
+    )
+    crediting: Literal["turn", "call"] = _opt(
+        "turn",
+        "When a met goal call stops being pending: 'turn' (the paper's search) judges every call of an agent "
+        "turn against the goals pending when the turn began and removes the met ones when it ends; 'call' "
+        "removes each goal as soon as one call meets it, as evaluation does.",
+        SEARCH,
     )

@@ -8,7 +8,7 @@ import json
 import reprlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from josh.envs.toolwoz.data_model import SPLITS, GoalCall, Task, is_empty, is_subset, unique_id_key
 from josh.envs.toolwoz.store import ToolWOZStore, open_store
@@ -18,6 +18,8 @@ from josh.errors import JoshError, ProtocolViolation, UnknownTaskError
 from josh.types import bounded
 
 SPLIT_CHOICES = (*SPLITS, "all")
+Crediting = Literal["turn", "call"]
+CREDITING_CHOICES: tuple[Crediting, ...] = ("turn", "call")
 STOP_TOKENS = ("END_CONVERSATION",)  # the reference's hang-up word (`josh.users.prompts.END_CONVERSATION`)
 
 
@@ -100,6 +102,7 @@ class SessionSnapshot:
     calls: tuple[CallRecord, ...]
     pending: tuple[GoalCall, ...]
     reward_events: tuple[GoalCall, ...]
+    turn_met: tuple[GoalCall, ...] = ()
 
 
 @dataclass
@@ -107,6 +110,15 @@ class ToolWOZSession:
     """One conversation's state: the calls made so far and the goal calls met so far.
 
     Tool results never alias internal state: each call returns a fresh object.
+
+    `crediting` says when a met goal call leaves the pending set, which decides what later calls can earn:
+    - `call` (evaluation): at once, so the next call of the same turn is judged without it;
+    - `turn` (the reference's JOSH search): every call of an agent turn is judged against the goal calls
+      pending when the turn began (a search's booked entity still comes from a booking goal met earlier in
+      the same turn), and the goals the turn met leave the pending set when it ends. A turn ends when either
+      side speaks (`say`): the agent's reply closes its turn. `reward_events` still grow call by call, each
+      goal once, credited to the first call of the turn that met it.
+    The score (`score`, `met_goals`) does not depend on it.
     """
 
     task: Task
@@ -116,6 +128,8 @@ class ToolWOZSession:
     reward_events: list[GoalCall] = field(default_factory=list)
     pending: list[GoalCall] = field(default_factory=list)
     strict: bool = False  # raise ProtocolViolation where the reference crashes (see `reference_crash`)
+    crediting: Crediting = "call"
+    turn_met: list[GoalCall] = field(default_factory=list)  # `turn` crediting: met in the open turn
 
     def __post_init__(self) -> None:
         if not self.pending and not self.calls:
@@ -141,7 +155,15 @@ class ToolWOZSession:
         return json.dumps(result)
 
     def say(self, role: str, content: Any) -> None:
-        """What the agent or the customer said: ToolWOZ scores tool calls only, so nothing is kept."""
+        """What the agent or the customer said: ToolWOZ scores tool calls only, so nothing is kept; with
+        `turn` crediting, it closes the open turn (its met goals leave the pending set)."""
+        self.end_turn()
+
+    def end_turn(self) -> None:
+        """Close the open turn: the goal calls it met stop being pending (a no-op with `call` crediting)."""
+        if self.turn_met:
+            self.pending = [g for g in self.pending if g not in self.turn_met]
+            self.turn_met = []
 
     @property
     def opening(self) -> str | None:
@@ -168,10 +190,13 @@ class ToolWOZSession:
                 arguments = _parse_arguments(text)
         result = self.executor.execute(self.task, name, arguments)
         record = CallRecord(name=bounded(name), arguments=bounded(arguments), result=copy.deepcopy(result))
-        met = [g for g in self.pending if goal_met(g, record, self.pending)]
+        met = [g for g in self.pending if g not in self.turn_met and goal_met(g, record, self.pending)]
         if met:
             record = CallRecord(record.name, record.arguments, record.result, tuple(g.name for g in met))
-            self.pending = [g for g in self.pending if g not in met]
+            if self.crediting == "turn":
+                self.turn_met.extend(met)
+            else:
+                self.pending = [g for g in self.pending if g not in met]
             self.reward_events.extend(met)
         self.calls.append(record)
         if self.strict and (crash := reference_crash(name, result)):
@@ -193,16 +218,21 @@ class ToolWOZSession:
         return len(self.met_goals()) / total if total else 0.0
 
     def snapshot(self) -> SessionSnapshot:
-        return SessionSnapshot(tuple(self.calls), tuple(self.pending), tuple(self.reward_events))
+        return SessionSnapshot(
+            tuple(self.calls), tuple(self.pending), tuple(self.reward_events), tuple(self.turn_met)
+        )
 
     def restore(self, snapshot: SessionSnapshot) -> None:
         self.calls = list(snapshot.calls)
         self.pending = list(snapshot.pending)
         self.reward_events = list(snapshot.reward_events)
+        self.turn_met = list(snapshot.turn_met)
 
     def fork(self) -> ToolWOZSession:
         """An independent copy that continues from this session's state (for beam search)."""
-        clone = ToolWOZSession(self.task, self.executor, self.tool_schemas, strict=self.strict)
+        clone = ToolWOZSession(
+            self.task, self.executor, self.tool_schemas, strict=self.strict, crediting=self.crediting
+        )
         clone.restore(self.snapshot())
         return clone
 
@@ -296,7 +326,12 @@ class ToolWOZEnvironment:
 
     # -- sessions -----------------------------------------------------------------------------------
 
-    def session(self, task_id: str, *, strict: bool = False) -> ToolWOZSession:
+    def session(self, task_id: str, *, strict: bool = False, crediting: Crediting = "call") -> ToolWOZSession:
         """A fresh conversation state for one task. With `strict`, a call the reference crashes on raises
-        `ProtocolViolation` after it is recorded (the paper's protocol scores such a conversation 0)."""
-        return ToolWOZSession(self.task(task_id), self.executor, self.tool_schemas, strict=strict)
+        `ProtocolViolation` after it is recorded (the paper's protocol scores such a conversation 0).
+        `crediting`: when a met goal call stops being pending (see `ToolWOZSession`)."""
+        if crediting not in CREDITING_CHOICES:
+            raise JoshError(f"unknown crediting {crediting!r}; choose one of {', '.join(CREDITING_CHOICES)}")
+        return ToolWOZSession(
+            self.task(task_id), self.executor, self.tool_schemas, strict=strict, crediting=crediting
+        )
