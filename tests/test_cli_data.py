@@ -178,9 +178,9 @@ def test_copying_a_wheel_waits_for_the_cache_lock(private_cache: Path) -> None:
 def test_data_info_shows_the_splits() -> None:
     proc = run_josh("data", "info")
     assert proc.returncode == 0, proc.stderr
-    lines = {line.split("│")[1].strip(): line for line in proc.stdout.splitlines() if line.count("│") > 3}
-    cells = [c.strip() for c in lines["tasks"].split("│")[2:-1]]
-    assert cells == ["450", "805", "793", "6,251", "7,849"]
+    lines = {line.split("│")[0].strip(): line for line in proc.stdout.splitlines() if line.count("│") > 3}
+    cells = [c.strip() for c in lines["tasks"].split("│")[1:]]
+    assert cells == ["450", "805", "793", "6,251", "926", "7,849"]
     assert "search_restaurant" in lines and "book_train" in lines
 
 
@@ -203,3 +203,32 @@ def test_data_tasks_prints_the_documented_jsonl() -> None:
     )
     bad = run_josh("data", "tasks", "--split", "dev")
     assert bad.returncode == 1 and "unknown split" in bad.stderr
+
+
+@pytest.mark.data
+def test_the_paper_train_split_is_the_papers_926_harvested_tasks(tmp_path: Path) -> None:
+    """`--split paper_train`: the ids of the wheel's training_fnames.json, the same tasks as the 926 trees it
+    releases; all train tasks, 388 of them among the first 1,000 of `train`."""
+    import zipfile
+
+    from josh.envs.toolwoz import ToolWOZEnvironment, paths
+    from josh.envs.toolwoz.paper_split import read_paper_train_ids
+    from josh.errors import DataError
+    from josh.export.reference_trees import read_reference_trees
+
+    env = ToolWOZEnvironment.load()
+    ids = env.task_ids("paper_train")
+    assert len(ids) == 926 and ids == sorted(ids) and set(ids) <= set(env.task_ids("train"))
+    assert len(set(ids) & set(env.task_ids("train")[:1000])) == 388
+    released = read_reference_trees(paths.wheel_path(), system_prompt="")
+    assert [t.record.task_id for t in released.trees] == ids
+    proc = run_josh("data", "tasks", "--split", "paper_train")
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line)["task_id"] for line in proc.stdout.splitlines()] == ids
+    broken = tmp_path / "broken.whl"
+    with zipfile.ZipFile(broken, "w") as zf:
+        zf.writestr("josh_train/training_fnames.json", "{}")
+    with pytest.raises(DataError, match="not a list of task file names"):
+        read_paper_train_ids(broken)
+    with pytest.raises(DataError, match="josh data fetch --force"):
+        read_paper_train_ids(tmp_path / "missing.whl")

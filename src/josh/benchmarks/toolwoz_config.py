@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from josh.envs.toolwoz.env import SPLIT_CHOICES
 from josh.llm.hf_model import is_hf_spec
 
-Split = Literal["test", "full_test", "val", "train", "all"]
+Split = Literal["test", "full_test", "val", "train", "paper_train", "all"]
 assert set(SPLIT_CHOICES) == set(Split.__args__)  # type: ignore[attr-defined]
 
 PAPER_USER_MODEL = "gpt-4o"
@@ -162,7 +162,8 @@ class RunOptions(MockOptions):
     # -- which tasks -------------------------------------------------------------------------------------
     split: Split = _opt(
         "test",
-        "Task split: test (450, the paper's), full_test (805), val (793), train (6,251) or all.",
+        "Task split: test (450, the paper's), full_test (805), val (793), train (6,251), paper_train (the 926 "
+        "train tasks the paper harvested) or all.",
         TASKS,
     )
     task: list[str] | None = _opt(None, "Run only this task id (repeatable; must be in --split).", TASKS)

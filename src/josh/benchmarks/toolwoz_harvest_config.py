@@ -23,7 +23,8 @@ class ToolWOZHarvestConfig(HarvestOptions, RunOptions):
 
     split: Split = _opt(
         "train",
-        "Task split: train (6,251, what JOSH harvests), test (450), full_test (805), val (793) or all.",
+        "Task split: train (6,251, what JOSH harvests), paper_train (the 926 train tasks the paper "
+        "harvested), test (450), full_test (805), val (793) or all.",
         TASKS,
     )
     crediting: Literal["turn", "call"] = _opt(

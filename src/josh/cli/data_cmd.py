@@ -69,7 +69,10 @@ def path_cmd() -> None:
 def info() -> None:
     """Split sizes and goal-call counts per API."""
     env = ToolWOZEnvironment.load(report)
-    table = Table(title="ToolWOZ tasks and goal calls (josh-train 0.1.4 data)", title_justify="left")
+    # No outer edge: the table then fits an 80-column terminal whole.
+    table = Table(
+        title="ToolWOZ tasks and goal calls (josh-train 0.1.4 data)", title_justify="left", show_edge=False
+    )
     table.add_column("")
     for split in SPLIT_CHOICES:
         table.add_column(split, justify="right")

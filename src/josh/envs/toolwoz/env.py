@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from josh.envs.toolwoz.data_model import SPLITS, GoalCall, Task, is_empty, is_subset, unique_id_key
+from josh.envs.toolwoz.paper_split import PAPER_TRAIN, paper_train_ids
 from josh.envs.toolwoz.store import ToolWOZStore, open_store
 from josh.envs.toolwoz.tasks import strip_suffix
 from josh.envs.toolwoz.tools import ToolResult, ToolWOZTools, plain_text
 from josh.errors import JoshError, ProtocolViolation, UnknownTaskError
 from josh.types import bounded
 
-SPLIT_CHOICES = (*SPLITS, "all")
+SPLIT_CHOICES = (*SPLITS, PAPER_TRAIN, "all")
 Crediting = Literal["turn", "call"]
 CREDITING_CHOICES: tuple[Crediting, ...] = ("turn", "call")
 STOP_TOKENS = ("END_CONVERSATION",)  # the reference's hang-up word (`josh.users.prompts.END_CONVERSATION`)
@@ -284,11 +285,19 @@ class ToolWOZEnvironment:
     # -- tasks --------------------------------------------------------------------------------------
 
     def task_ids(self, split: str = "all") -> list[str]:
-        """Task ids of a split, sorted. `full_test` is every eligible test id; `test` the first 450."""
+        """Task ids of a split, sorted. `full_test` is every eligible test id; `test` the first 450;
+        `paper_train` the 926 train tasks the paper harvested (read from the verified wheel)."""
         if split not in SPLIT_CHOICES:
             raise JoshError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_CHOICES)}")
         if split == "all":
             return list(self._splits)
+        if split == PAPER_TRAIN:
+            ids = list(paper_train_ids())
+            stray = [t for t in ids if self._splits.get(t) != "train"]
+            if stray:
+                raise JoshError(f"the paper's harvest tasks include {len(stray)} that are not train tasks here, "
+                                f"e.g. {stray[0]}: the cache does not match josh-train 0.1.4")
+            return ids
         wanted = {"test", "full_test"} if split == "full_test" else {split}
         return [t for t, s in self._splits.items() if s in wanted]
 
