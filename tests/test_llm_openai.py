@@ -26,6 +26,7 @@ from josh.llm import (
     ChatModel,
     EndpointError,
     FatalLLMError,
+    LLMError,
     OpenAIChatModel,
     ResponseCache,
     RetryableLLMError,
@@ -554,6 +555,42 @@ def test_retry_logs_never_show_the_key(fake: FakeOpenAI, caplog: pytest.LogCaptu
     assert "retrying" in caplog.text
     assert "boom for ***" in caplog.text
     assert SECRET not in caplog.text
+
+
+LONG_KEY = "sk-proj-" + "Zq7Xw2Lm9Pd4" * 2 + "Hc5Tn8Rb"  # 40 characters, as real keys are
+
+
+async def _failure(base_url: str, key: str) -> str:
+    async with make_model(base_url, api_key=key, retry=RetryPolicy(max_attempts=1)) as model:
+        with pytest.raises(LLMError) as info:
+            await model.chat([UserMessage(content="hi")])
+    return str(info.value)
+
+
+@pytest.mark.parametrize("key", ["e", "sk1", LONG_KEY], ids=["1-char", "3-char", "40-char"])
+def test_only_a_key_that_can_be_a_secret_is_masked_and_never_josh_s_words(fake: FakeOpenAI, key: str) -> None:
+    """A one-letter dummy key (normal for local servers) must not turn "connection refused" into
+    "conn***ction r***fus***d"; a real key is masked wherever a server echoes it as a whole token."""
+    refused = asyncio.run(_failure(f"http://127.0.0.1:{closed_port()}/v1", key))
+    assert "(connection refused); is the server running? check --base-url" in refused
+    assert "***" not in refused
+    echo = f"Incorrect API key provided: {key}. Keys look like sk-... (see your settings)"
+    fake.queue(status(401, body={"error": {"message": echo}}), status(500, body={"error": {"message": echo}}))
+    rejected = asyncio.run(_failure(fake.base_url, key))
+    assert "rejected the API key (HTTP 401); check OPENAI_API_KEY or --api-key-env" in rejected
+    failed = asyncio.run(_failure(fake.base_url, key))
+    if len(key) >= 8:
+        assert key not in failed and "Incorrect API key provided: ***. Keys look like sk-..." in failed
+    else:
+        assert f"HTTP 500 (Incorrect API key provided: {key}. Keys look like sk-..." in failed
+
+
+def test_a_key_is_masked_as_a_whole_token_not_inside_words() -> None:
+    key = "password"  # long enough to be a secret, and a word too
+    exc = RuntimeError("the password field: passwords differ from password.")
+    message = str(classify(exc, base_url="http://x/v1", api_key=key))
+    assert message.endswith("RuntimeError: the *** field: passwords differ from ***.")
+    assert str(classify(RuntimeError("nothing to see"), api_key="e")).endswith("RuntimeError: nothing to see")
 
 
 def test_key_not_in_repr_or_str() -> None:

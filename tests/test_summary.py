@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from rich.console import Console
 
+from josh.cli.render import summary_table
 from josh.runner import summarize
 
 TEXT_NOTE = "turn 0: tool call written as text: search_hotel (spoken to the customer, as the paper does)"
@@ -74,7 +76,7 @@ def test_every_number_of_the_summary_by_hand() -> None:
     # the ledgers: cached agent 1, user 1; failed agent 2 (one in each record); "judge" and junk skipped
     assert s["cached_calls"] == {"agent": 1, "user": 1}
     assert s["failed_calls"] == {"agent": 2, "user": 0}
-    assert s["text_tool_calls"] == 2
+    assert s["text_tool_calls"] == 2 and s["text_tool_calls_spoken"] == 1  # MUL2's was run as a tool call
     assert s["wall_s"] == 12.5
 
 
@@ -163,3 +165,21 @@ def test_a_trees_summary_reads_the_golden_path_and_the_ledger() -> None:
         "trees": 1, "with_golden_path": 1, "nodes": 3, "successful_nodes": 1, "golden_nodes": 2,
         "average_nodes": 3.0, "largest": 3,
     }  # fmt: skip
+
+
+def _table_text(summary: dict) -> str:
+    console = Console(record=True, width=200)
+    console.print(summary_table(summary, "run"))
+    return console.export_text()
+
+
+def test_the_text_tool_call_line_names_the_flag_that_runs_them() -> None:
+    spoken = {**RECORDS[0], "notes": [TEXT_NOTE] * 20}
+    line = next(x for x in _table_text(summarize([spoken])).splitlines() if "written as text" in x)
+    assert "20 spoken to the customer: --parse-text-tool-calls runs them as tool calls" in line
+    mixed = _table_text(summarize(RECORDS))
+    assert "2 (1 of them) spoken to the customer: --parse-text-tool-calls runs them as tool calls" in mixed
+    run = {**RECORDS[1], "notes": ["turn 2: tool call written as text: a (run as a tool call)"] * 3}
+    shown = _table_text(summarize([run]))
+    assert "3 (run as tool calls)" in shown and "--parse-text-tool-calls" not in shown
+    assert "written as text" not in _table_text(summarize([RECORDS[2]]))

@@ -15,7 +15,7 @@ from josh.agents.base import (
     ToolExecutor,
 )
 from josh.agents.prompts import FC_SYSTEM_PROMPT, OUT_OF_RETRIES
-from josh.agents.text_tool_calls import TEXT_TOOL_CALL_NOTE, find_text_tool_calls
+from josh.agents.text_tool_calls import SPOKEN_NOTE_END, TEXT_TOOL_CALL_NOTE, find_text_tool_calls
 from josh.types import AssistantMessage, Message, SystemMessage, ToolCall, ToolMessage
 
 
@@ -120,7 +120,7 @@ class FunctionCallingAgent(ModelAgent):
             return reply
         names = ", ".join(c.name[:100] for c in found[:5]) + (", ..." if len(found) > 5 else "")
         if not self.parse_text_tool_calls:
-            turn.notes.append(f"{TEXT_TOOL_CALL_NOTE}: {names} (spoken to the customer, as the paper does)")
+            turn.notes.append(f"{TEXT_TOOL_CALL_NOTE}: {names} {SPOKEN_NOTE_END}")
             return reply
         turn.notes.append(f"{TEXT_TOOL_CALL_NOTE}: {names} (run as a tool call)")
         calls = tuple(

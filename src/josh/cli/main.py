@@ -11,9 +11,10 @@ from josh.cli.console import setup_logging
 app = typer.Typer(
     name="josh",
     help=(
-        "JOSH and ToolWOZ: benchmark tool-calling agents on ToolWOZ (the paper's protocol, its official "
-        "data) with a simulated customer, harvest JOSH trees from sparse rewards, export them as training data, "
-        "train LoRA adapters on them (TRL), and inspect the results."
+        "JOSH, ToolWOZ and tau2-bench: benchmark tool-calling agents on ToolWOZ (the paper's protocol, its "
+        "official data) or tau2-bench (airline, retail, telecom) with a simulated customer, harvest JOSH trees "
+        "from sparse rewards, export them as training data, train LoRA adapters on them (TRL), and inspect "
+        "the results."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,

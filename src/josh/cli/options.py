@@ -21,6 +21,7 @@ import typer
 import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
+from rich.markup import escape
 
 from josh.errors import JoshError
 
@@ -48,8 +49,9 @@ def _cli_type(annotation: Any) -> Any:
 
 
 def _help(field: str, info: FieldInfo) -> str:
-    """The field's description and its default (`[default: ...]`, escaped from Rich markup)."""
-    text = info.description or ""
+    """The field's description and its default (`[default: ...]`), escaped from Rich markup: Typer's help
+    would take `[train]` for a style and drop it."""
+    text = escape(info.description or "")
     default = info.default
     if default is None:
         return text

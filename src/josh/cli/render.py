@@ -61,10 +61,19 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
             f"{trees['average_nodes']:.1f} a tree, largest {trees['largest']:,})",
         )
     if summary.get("text_tool_calls"):
-        table.add_row("tool calls written as text", f"{summary['text_tool_calls']:,}")
+        table.add_row("tool calls written as text", _text_tool_calls(summary))
     if summary.get("wall_s") is not None:
         table.add_row("wall time", f"{summary['wall_s']:.1f} s")
     return table
+
+
+def _text_tool_calls(summary: dict[str, Any]) -> str:
+    """How many tool calls the agent wrote as text, and the flag that runs them when they were spoken."""
+    count, spoken = summary["text_tool_calls"], summary.get("text_tool_calls_spoken", 0)
+    if not spoken:
+        return f"{count:,} (run as tool calls)"
+    shown = f"{count:,}" if spoken == count else f"{count:,} ({spoken:,} of them)"
+    return f"{shown} spoken to the customer: --parse-text-tool-calls runs them as tool calls"
 
 
 def detail_tables(summary: dict[str, Any]) -> list[Table]:

@@ -22,14 +22,13 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import BaseModel
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from josh.benchmarks.benchmark import Benchmark
 from josh.benchmarks.jobs import left_out_tasks, pending_jobs, select_tasks
 from josh.benchmarks.toolwoz import Endpoints, check_keys, discover_models, preflight
 from josh.benchmarks.toolwoz_config import SCRIPTED, RunOptions
 from josh.cli.console import err, out, report
-from josh.cli.live import LiveTotals
+from josh.cli.live import LiveTotals, live_progress
 from josh.cli.options import ADAPTATIONS_KEY, config_for_file, resolve, with_options
 from josh.cli.render import print_summary
 from josh.errors import JoshError
@@ -276,16 +275,12 @@ async def _run(
     started = time.perf_counter()
     totals = LiveTotals(previous.records if previous else ())
     outcome = RunOutcome("error")
-    with Progress(
-        BarColumn(bar_width=12), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.description}"),
-        console=err, transient=False,
-    ) as progress:  # fmt: skip
-        remaining = len(pending_jobs(env, job.cfg, writer, retry_errors=job.retry_errors))
-        bar = progress.add_task(totals.line(), total=total, completed=total - remaining)
+    remaining = len(pending_jobs(env, job.cfg, writer, retry_errors=job.retry_errors))
+    with live_progress(err, job.command, job.kind, total, total - remaining, totals) as advance:
 
         def on_record(record: dict[str, Any]) -> None:
             totals.add(record)
-            progress.update(bar, advance=1, description=totals.line())
+            advance()
 
         try:
             await job.work(env, endpoints, writer, on_record)

@@ -19,7 +19,8 @@ from josh.errors import JoshError
 from josh.train.config import KINDS, SOURCES, Kind, TrainConfig, options_for
 
 train_app = typer.Typer(
-    help="Train a LoRA adapter on `josh export` data with TRL (SFT, KTO, DPO); needs the [train] extra. "
+    help="Train a LoRA adapter on `josh export` data with TRL (SFT, KTO, DPO); needs the \\[train] extra "
+    "(pip install torch==2.13.0 && pip install 'josh-toolkit\\[train]'). "
     "Many GPUs or machines: `accelerate launch -m josh.cli.main train ...`.",
     no_args_is_help=True,
 )

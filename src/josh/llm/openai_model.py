@@ -17,6 +17,7 @@ server reports one total, and this keeps sums over replies exact.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -55,6 +56,9 @@ DEFAULT_API_KEY = "EMPTY"  # local servers (vLLM, llama.cpp) accept any key; the
 CHECK_TIMEOUT = 15.0  # seconds a preflight `check` waits at most
 _DETAIL_CHARS = 300
 _MASK = "***"
+# Shorter keys ("x", "EMPTY", "sk-1") are the dummies local servers accept, not secrets: masking them would
+# garble every message that contains their letters.
+_MIN_SECRET_CHARS = 8
 _CONTEXT_LENGTH = re.compile(
     r"context[ _]length|context window|context size|maximum context|too many tokens|prompt is too long",
     re.I,
@@ -260,15 +264,19 @@ def classify(
 
     Failures that concern the endpoint as a whole, whatever the conversation (HTTP 401, 403, 404, a 429 for
     exhausted quota), are `EndpointError`; the other fatal ones (context too long, another 400) concern one
-    conversation. The message names the endpoint and the likely fix; `api_key`, when given, is masked out.
+    conversation. The message names the endpoint and the likely fix; `api_key`, when it can be a secret, is
+    masked out of what the server or the network said (never out of josh's own words).
     """
     if isinstance(exc, LLMError):
         return exc
-    error_type, message = _classify(exc, base_url.rstrip("/"), model)
-    return error_type(_mask(message, api_key))
+    error_type, message = _classify(exc, base_url.rstrip("/"), model, lambda text: _mask(text, api_key))
+    return error_type(message)
 
 
-def _classify(exc: BaseException, base_url: str, model: str) -> tuple[type[LLMError], str]:
+def _classify(
+    exc: BaseException, base_url: str, model: str, foreign: Callable[[str], str]
+) -> tuple[type[LLMError], str]:
+    """The error type and message; `foreign` cleans the text that came from elsewhere (server, network)."""
     endpoint = f"the endpoint {base_url}" if base_url else "the endpoint"
     server = base_url or "the server"
     model_name = repr(model) if model else "the model"
@@ -279,6 +287,7 @@ def _classify(exc: BaseException, base_url: str, model: str) -> tuple[type[LLMEr
         )
     if isinstance(exc, openai.APIConnectionError):
         reason, connecting = _connection_reason(exc)
+        reason = foreign(reason)
         if connecting:
             return (
                 RetryableLLMError,
@@ -286,19 +295,20 @@ def _classify(exc: BaseException, base_url: str, model: str) -> tuple[type[LLMEr
             )
         return RetryableLLMError, f"the connection to {server} failed ({reason})"
     if isinstance(exc, openai.APIStatusError):
-        return _classify_status(exc, endpoint, model_name)
+        return _classify_status(exc, endpoint, model_name, foreign)
     if isinstance(exc, openai.APIResponseValidationError | _MalformedResponseError | ValueError):
-        detail = _truncate(str(exc)) or type(exc).__name__
+        detail = foreign(_truncate(str(exc))) or type(exc).__name__
         expected = getattr(exc, "expected", "a chat completion")
         return RetryableLLMError, f"{endpoint} sent a response that is not {expected} ({detail})"
-    return FatalLLMError, f"unexpected error from {endpoint}: {type(exc).__name__}: {_truncate(str(exc))}"
+    detail = foreign(_truncate(str(exc)))
+    return FatalLLMError, f"unexpected error from {endpoint}: {type(exc).__name__}: {detail}"
 
 
 def _classify_status(
-    exc: openai.APIStatusError, endpoint: str, model_name: str
+    exc: openai.APIStatusError, endpoint: str, model_name: str, foreign: Callable[[str], str]
 ) -> tuple[type[LLMError], str]:
     status = exc.status_code
-    detail = _status_detail(exc)
+    detail = foreign(_status_detail(exc))
     if status == 401:
         return EndpointError, (
             f"{endpoint} rejected the API key (HTTP 401); check OPENAI_API_KEY or --api-key-env"
@@ -410,10 +420,19 @@ def _truncate(text: str) -> str:
     return text if len(text) <= _DETAIL_CHARS else text[: _DETAIL_CHARS - 1] + "…"
 
 
+@functools.lru_cache(maxsize=16)
+def _secret_pattern(api_key: str | None) -> re.Pattern[str] | None:
+    """`api_key` as a whole token (not inside a longer word or key), or None when it cannot be a secret:
+    no key, the default, or one shorter than `_MIN_SECRET_CHARS`."""
+    if not api_key or api_key == DEFAULT_API_KEY or len(api_key) < _MIN_SECRET_CHARS:
+        return None
+    return re.compile(rf"(?<![A-Za-z0-9]){re.escape(api_key)}(?![A-Za-z0-9])")
+
+
 def _mask(text: str, api_key: str | None) -> str:
-    if api_key and api_key != DEFAULT_API_KEY:
-        return text.replace(api_key, _MASK)
-    return text
+    """`text` (from a server or the network) with every whole-token occurrence of a secret key masked."""
+    pattern = _secret_pattern(api_key)
+    return pattern.sub(_MASK, text) if pattern else text
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -779,8 +798,8 @@ class OpenAIChatModel:
 
     def _cause(self, exc: BaseException) -> BaseException | None:
         """`exc` to chain to, or None when its text would show the key (a server may echo it back)."""
-        key = self._api_key.value
-        if key != DEFAULT_API_KEY and any(key in str(error) for error in _exception_chain(exc)):
+        pattern = _secret_pattern(self._api_key.value)
+        if pattern is not None and any(pattern.search(str(error)) for error in _exception_chain(exc)):
             return None
         return exc
 

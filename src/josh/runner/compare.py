@@ -10,13 +10,31 @@ import itertools
 import random
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from josh.runner.summary import bootstrap_ci, latest_by_key, record_reward
 
 EXACT_UP_TO = 16  # tasks; beyond this the permutation test samples sign flips
 PERMUTATIONS = 20_000
 BOOTSTRAP = 2_000
+RunKind = Literal["eval", "harvest"]
+KIND_NAMES: dict[RunKind, str] = {"eval": "an eval (conversations)", "harvest": "a harvest (JOSH trees)"}
+
+
+def run_kind(header: dict[str, Any], records: Iterable[dict[str, Any]]) -> RunKind | None:
+    """What wrote a run file: `josh eval` or `josh harvest`, from the header's command ("eval tau2"), else
+    from the records (a tree has nodes); None when neither tells. Only runs of one kind compare: an eval's
+    reward is one conversation's, a harvest's a whole search tree's."""
+    command = header.get("command")
+    verb = command.split(" ", 1)[0] if isinstance(command, str) else None
+    if verb in ("eval", "harvest"):
+        return verb  # type: ignore[return-value]
+    for record in records:
+        if "nodes" in record:
+            return "harvest"
+        if "termination" in record or "calls" in record:
+            return "eval"
+    return None
 
 
 def task_rewards(records: Iterable[dict[str, Any]]) -> dict[str, float]:

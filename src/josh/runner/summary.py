@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from josh.agents.text_tool_calls import TEXT_TOOL_CALL_NOTE
+from josh.agents.text_tool_calls import SPOKEN_NOTE_END, TEXT_TOOL_CALL_NOTE
 from josh.types import goal_tool
 
 
@@ -95,6 +95,12 @@ def summarize(records: Iterable[dict[str, Any]], *, wall_s: float | None = None)
     rows = latest_by_key(records)
     scored = [r for r in rows if r.get("status") == "success" and r.get("reward") is not None]
     errors = [r for r in rows if r.get("status") != "success"]
+    text_calls = [
+        note
+        for r in rows
+        for note in r.get("notes") or []
+        if isinstance(note, str) and TEXT_TOOL_CALL_NOTE in note
+    ]
     rewards = [record_reward(r) for r in rows]
 
     by_task: dict[str, list[float]] = defaultdict(list)
@@ -171,12 +177,8 @@ def summarize(records: Iterable[dict[str, Any]], *, wall_s: float | None = None)
         "error_messages": dict(Counter(_first_line(r.get("error")) for r in errors).most_common(5)),
         "tokens": tokens,
         "cost_usd": {**cost, "total": _sum_or_none([cost["agent"], cost["user"]])},
-        "text_tool_calls": sum(
-            TEXT_TOOL_CALL_NOTE in note
-            for r in rows
-            for note in r.get("notes") or []
-            if isinstance(note, str)
-        ),
+        "text_tool_calls": len(text_calls),
+        "text_tool_calls_spoken": sum(note.endswith(SPOKEN_NOTE_END) for note in text_calls),
         "cached_calls": _count_calls(rows, cached=True),
         "failed_calls": _count_calls(rows, failed=True),
         "model_calls": {role: sum(_model_calls(r, role) for r in rows) for role in ("agent", "user")},
