@@ -113,7 +113,7 @@ def test_a_hub_id_is_a_base_model(adapter: Path, tmp_path: Path, monkeypatch: py
         ("hf:", "names no model folder"),
         ("hf:+x", "names no model folder"),
         ("hf:{missing}", "no model folder"),
-        ("hf:just-a-name", "local folders or Hub ids ORG/NAME"),
+        ("hf:just-a-name", "local folders, GGUF files or Hub ids ORG/NAME"),
         ("hf:{tiny}+{missing}", "no folder"),
         ("hf:{tiny}+{tiny}", "holds no adapter_config.json"),
         ("hf:{adapter}", "it is a PEFT adapter: write hf:BASE+ADAPTER"),
@@ -244,6 +244,40 @@ def test_the_adapter_changes_the_model(model: HFChatModel, tiny: Path, adapter: 
     assert not torch.allclose(base_logits, tuned_logits, atol=1e-3)
     [[base_reply], [tuned_reply]] = [chat(model, {"max_tokens": 24})[0], chat(tuned, {"max_tokens": 24})[0]]
     assert base_reply.content != tuned_reply.content
+
+
+def test_the_papers_inference_switches(model: HFChatModel, tiny: Path, adapter: Path) -> None:
+    """An unmerged adapter gives the merged one's outputs (the paper does not merge); without the generation
+    prompt, the rendered prompt lacks the assistant's header (the paper's `apply_chat_template`); 4-bit
+    loading on a CPU is one clear error (bitsandbytes needs CUDA)."""
+    merged = HFChatModel(f"hf:{tiny}+{adapter}")
+    apart = HFChatModel(f"hf:{tiny}+{adapter}", merge_adapter=False)
+    assert isinstance(apart.model, peft.PeftModel) and not isinstance(merged.model, peft.PeftModel)
+    assert "(not merged)" in apart.describe()
+    ids = torch.tensor([model.tokenizer("I need a hotel in the centre.")["input_ids"]])
+    with torch.inference_mode():
+        assert torch.allclose(merged.model(ids).logits, apart.model(ids).logits, atol=1e-4)
+    bare = HFChatModel(f"hf:{tiny}", generation_prompt=False)
+    assert "without the generation prompt" in bare.describe()
+    prompts = {}
+    for name, each in (("with", model), ("without", bare)):
+        job = type("Job", (), {"messages": [{"role": "user", "content": "hi"}], "tools": None, "max_tokens": 8})()
+        each._prepare(job)
+        prompts[name] = each.tokenizer.decode(job.prompt)
+    assert prompts["with"].startswith(prompts["without"]) and prompts["with"] != prompts["without"]
+    assert prompts["with"][len(prompts["without"]) :].strip().endswith("assistant")
+    with pytest.raises(JoshError, match="4-bit loading needs a CUDA GPU"):
+        HFChatModel(f"hf:{tiny}", load_in_4bit=True, device="cpu")
+
+
+def test_a_gguf_file_is_a_base_model(tiny: Path, adapter: Path, tmp_path: Path) -> None:
+    gguf = tmp_path / "models+q" / "SmolLM2.Q4_1.gguf"  # a '+' in its folder's name too
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"GGUF")
+    assert parse_hf_spec(f"hf:{gguf}") == (gguf, None)
+    assert parse_hf_spec(f"hf:{gguf}+{adapter}") == (gguf, adapter)
+    with pytest.raises(JoshError, match="no model folder or GGUF file"):
+        parse_hf_spec(f"hf:{tmp_path / 'missing.gguf'}")
 
 
 def test_concurrent_calls_share_batches_and_each_gets_its_own_rows(

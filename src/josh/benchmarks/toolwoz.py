@@ -229,7 +229,13 @@ def open_endpoints(
         base, adapter = parse_hf_spec(spec)
         key = (base.resolve() if isinstance(base, Path) else base, adapter.resolve() if adapter else None)
         if key not in local:
-            local[key] = HFChatModel(spec, max_batch_size=config.hf_batch_size)
+            local[key] = HFChatModel(
+                spec,
+                max_batch_size=config.hf_batch_size,
+                load_in_4bit=config.hf_4bit,
+                merge_adapter=config.hf_merge_adapter,
+                generation_prompt=config.hf_generation_prompt,
+            )
         return local[key]
 
     agent_key = _key(config.api_key_env)

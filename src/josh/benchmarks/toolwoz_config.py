@@ -197,6 +197,26 @@ class RunOptions(MockOptions):
         THROUGHPUT,
         ge=1,
     )
+    hf_4bit: bool = _opt(
+        False,
+        "hf: models: load the base model in 4 bits (NF4, double quantisation, bfloat16 compute), as the "
+        "paper's inference does; needs a CUDA GPU and bitsandbytes. Default: the full precision (bfloat16 on a "
+        "GPU, float32 on a CPU).",
+        AGENT,
+    )
+    hf_merge_adapter: bool = _opt(
+        True,
+        "hf: models with an adapter: merge it into the weights (faster). --no-hf-merge-adapter keeps it apart, "
+        "as the paper's inference does.",
+        AGENT,
+    )
+    hf_generation_prompt: bool = _opt(
+        True,
+        "hf: models: end the rendered chat template with the assistant's header (add_generation_prompt). "
+        "--no-hf-generation-prompt renders it without, as the paper's inference does (the model writes the "
+        "header itself).",
+        AGENT,
+    )
     cache_dir: str | None = _opt(
         None, "Cache model responses in this folder: an identical rerun costs nothing and needs no endpoint.",
         THROUGHPUT,
@@ -258,7 +278,9 @@ class RunOptions(MockOptions):
 
     # Options added after run files were written: hashed only when set away from their default, so a run
     # begun before they existed keeps its hash (and --resume goes on) while they hold their default.
-    HASHED_WHEN_SET: ClassVar[frozenset[str]] = frozenset({"finish", "user_tool_rounds"})
+    HASHED_WHEN_SET: ClassVar[frozenset[str]] = frozenset({
+        "finish", "user_tool_rounds", "hf_4bit", "hf_merge_adapter", "hf_generation_prompt",
+    })  # fmt: skip
 
     def result_fields(self) -> dict[str, Any]:
         """The options that change a conversation's result: what the config hash (and resume) checks."""

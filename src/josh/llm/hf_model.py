@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import re
 import threading
@@ -67,6 +68,7 @@ DEFAULT_MAX_TOKENS = 512
 DEFAULT_MAX_BATCH_SIZE = 32
 TOP_K, TOP_P = 50, 0.95  # the paper's sampling
 ADAPTER_CONFIG = "adapter_config.json"
+GGUF_SUFFIX = ".gguf"
 TRAIN_EXTRA_HINT = (
     "install the training extra: pip install torch==2.13.0 (the CPU wheel or your CUDA build), then "
     "pip install 'josh-toolkit[train]'"
@@ -92,12 +94,27 @@ def _hub_id(text: str) -> bool:
     return bool(HUB_ID.fullmatch(text)) and not Path(text).expanduser().exists()
 
 
+def is_gguf(base: Path | str) -> bool:
+    """Whether a parsed base model is a GGUF file (loaded with transformers' `gguf_file=`, dequantized)."""
+    return isinstance(base, Path) and base.suffix.lower() == GGUF_SUFFIX and base.is_file()
+
+
+def pretrained_source(base: Path | str) -> tuple[Path | str, dict[str, str]]:
+    """What `from_pretrained` takes for a parsed base model: (folder or Hub id, extra keyword arguments). A
+    GGUF file is its folder plus `gguf_file=NAME` (the model and its tokenizer both come from the file)."""
+    if is_gguf(base):
+        assert isinstance(base, Path)
+        return base.parent, {"gguf_file": base.name}
+    return base, {}
+
+
 def parse_hf_spec(spec: str) -> tuple[Path | str, Path | None]:
     """`hf:BASE[+ADAPTER]` -> (base model, adapter folder or None).
 
-    The base is a local model folder (a `Path`, checked to hold `config.json`) or, when no such path exists, a
-    Hugging Face Hub id `ORG/NAME` (a `str`, downloaded into the Hub cache on first use, as
-    `from_pretrained` does). The adapter is a local folder holding `adapter_config.json`.
+    The base is a local model folder (a `Path`, checked to hold `config.json`), a local GGUF file (a `Path`
+    ending in `.gguf`: llama.cpp's format, which transformers loads dequantized; needs the `gguf` package) or,
+    when no such path exists, a Hugging Face Hub id `ORG/NAME` (a `str`, downloaded into the Hub cache on
+    first use, as `from_pretrained` does). The adapter is a local folder holding `adapter_config.json`.
     A `+` may occur inside a path: when the whole of `BASE[+ADAPTER]` is an existing folder it is the base
     model alone; otherwise the spec is split on the last `+` whose right side is an existing folder
     (`hf:models/a+b+runs/lora`, with a folder `runs/lora`, is the base `models/a+b` and the adapter
@@ -110,7 +127,7 @@ def parse_hf_spec(spec: str) -> tuple[Path | str, Path | None]:
     if not body or body.startswith("+"):
         raise JoshError(f"{spec!r} names no model folder; write hf:PATH or hf:PATH+ADAPTER")
     base_text, adapter = body, None
-    if not Path(body).expanduser().is_dir():
+    if not Path(body).expanduser().is_dir() and not is_gguf(Path(body).expanduser()):
         cuts = [i for i, char in enumerate(body) if char == "+"]
         for cut in reversed(cuts):
             right = Path(body[cut + 1 :]).expanduser()
@@ -127,14 +144,16 @@ def parse_hf_spec(spec: str) -> tuple[Path | str, Path | None]:
                 )
             if not _hub_id(body):
                 raise JoshError(
-                    f"{spec}: no model folder {body!r}; hf: models are local folders or Hub ids ORG/NAME "
-                    "(e.g. hf:meta-llama/Meta-Llama-3-8B-Instruct)"
+                    f"{spec}: no model folder or GGUF file {body!r}; hf: models are local folders, GGUF files "
+                    "or Hub ids ORG/NAME (e.g. hf:meta-llama/Meta-Llama-3-8B-Instruct)"
                 )
     base = Path(base_text).expanduser()
-    if not base.is_dir():
+    if is_gguf(base):
+        hub: Path | str = base
+    elif not base.is_dir():
         if not _hub_id(base_text):
-            raise JoshError(f"{spec}: no model folder {base_text!r} (nor a Hub id ORG/NAME)")
-        hub: Path | str = base_text
+            raise JoshError(f"{spec}: no model folder {base_text!r} (nor a GGUF file, nor a Hub id ORG/NAME)")
+        hub = base_text
     elif not (base / "config.json").is_file():
         hint = " (it is a PEFT adapter: write hf:BASE+ADAPTER)" if (base / ADAPTER_CONFIG).is_file() else ""
         raise JoshError(f"{spec}: {base} holds no config.json, so it is not a model folder{hint}")
@@ -281,6 +300,11 @@ class HFChatModel:
     on a CPU) reads each prompt of a batch alone and generates the batch together with josh's own loop (see
     `_decode`; `generate` after `_prefill` where the loop cannot take the model); off, a batch is one padded
     `generate` (the GPU's way).
+
+    The paper's own inference differs in three ways, each one switch away: `load_in_4bit` loads the base model
+    in 4 bits (NF4, double quantisation, bfloat16 compute; bitsandbytes on a CUDA GPU), `merge_adapter=False`
+    keeps the adapter apart instead of merging it into the weights, and `generation_prompt=False` renders
+    the chat template without the assistant header (the model then writes it itself).
     """
 
     def __init__(
@@ -292,6 +316,9 @@ class HFChatModel:
         dtype: str | None = None,
         context_length: int | None = None,
         prefill_alone: bool | None = None,
+        load_in_4bit: bool = False,
+        merge_adapter: bool = True,
+        generation_prompt: bool = True,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
@@ -304,13 +331,19 @@ class HFChatModel:
         torch = self._torch
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.dtype = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
+        self.load_in_4bit, self.merge_adapter = load_in_4bit, merge_adapter
+        self.generation_prompt = generation_prompt
+        source, gguf = pretrained_source(self.base_path)
+        if gguf and importlib.util.find_spec("gguf") is None:
+            raise JoshError(f"{spec}: loading a GGUF file needs the gguf package: {TRAIN_EXTRA_HINT}")
+        options: dict[str, Any] = {"dtype": getattr(torch, self.dtype), **gguf}
+        if load_in_4bit:
+            options["quantization_config"] = four_bit_config(transformers, torch, self.device, spec)
         bars = transformers.utils.logging.is_progress_bar_enabled()
         transformers.utils.logging.disable_progress_bar()  # josh's own screen says what is loading
         try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.base_path)
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                self.base_path, dtype=getattr(torch, self.dtype)
-            )
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(source, **gguf)
+            model = transformers.AutoModelForCausalLM.from_pretrained(source, **options)
         except (OSError, ValueError, KeyError) as exc:
             raise JoshError(f"{spec}: cannot load the model in {self.base_path}: {exc}") from None
         finally:
@@ -321,12 +354,14 @@ class HFChatModel:
         if self.adapter_path is not None:
             peft = _import_train_extra(needs_peft=True)[2]
             try:
-                model = peft.PeftModel.from_pretrained(model, self.adapter_path).merge_and_unload()
+                model = peft.PeftModel.from_pretrained(model, self.adapter_path)
+                if merge_adapter:
+                    model = model.merge_and_unload()
             except (OSError, ValueError, KeyError, RuntimeError) as exc:
                 raise JoshError(
                     f"{spec}: cannot apply the adapter in {self.adapter_path} to {self.base_path}: {exc}"
                 ) from None
-        self.model = model.to(self.device).eval()
+        self.model = (model if load_in_4bit else model.to(self.device)).eval()  # 4-bit weights are placed
         self.context_length = context_length or _context_length(self.model, self.tokenizer)
         self.prefill_alone = not self.device.startswith("cuda") if prefill_alone is None else prefill_alone
         # The context is checked here, with a clear error; the tokenizer need not warn of long prompts.
@@ -348,10 +383,14 @@ class HFChatModel:
 
     def describe(self) -> str:
         """One line for the screen: where it runs and how it batches."""
-        adapter = f" + adapter {self.adapter_path}" if self.adapter_path else ""
+        adapter = ""
+        if self.adapter_path:
+            adapter = f" + adapter {self.adapter_path}{'' if self.merge_adapter else ' (not merged)'}"
+        precision = f"4-bit NF4, {self.dtype} compute" if self.load_in_4bit else self.dtype
+        template = "" if self.generation_prompt else ", chat template without the generation prompt"
         return (
-            f"{self.base_path}{adapter}, in-process on {self.device} ({self.dtype}), batches of up to "
-            f"{self.max_batch_size} rows, context {self.context_length:,} tokens"
+            f"{self.base_path}{adapter}, in-process on {self.device} ({precision}), batches of up to "
+            f"{self.max_batch_size} rows, context {self.context_length:,} tokens{template}"
         )
 
     async def check(self) -> None:
@@ -465,7 +504,7 @@ class HFChatModel:
     def _prepare(self, job: _Job) -> None:
         try:
             rendered = self.tokenizer.apply_chat_template(
-                job.messages, tools=job.tools, add_generation_prompt=True, tokenize=True
+                job.messages, tools=job.tools, add_generation_prompt=self.generation_prompt, tokenize=True
             )
         except Exception as exc:  # a template may raise on any message order it does not support
             raise FatalLLMError(f"the chat template of {self.name} refused the messages: {exc}") from None
@@ -782,6 +821,21 @@ def _import_train_extra(*, needs_peft: bool) -> tuple[Any, Any, Any]:
         except ImportError:
             raise JoshError(f"an hf: model with an adapter needs peft: {TRAIN_EXTRA_HINT}") from None
     return torch, transformers, peft
+
+
+def four_bit_config(transformers: Any, torch: Any, device: str, what: str) -> Any:
+    """The paper's 4-bit loading (NF4, double quantisation, bfloat16 compute) as a `BitsAndBytesConfig`; a
+    `JoshError` naming the fix where it cannot run (bitsandbytes needs a CUDA GPU)."""
+    if not device.startswith("cuda"):
+        raise JoshError(f"{what}: 4-bit loading needs a CUDA GPU (bitsandbytes); this runs on {device}")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise JoshError(f"{what}: 4-bit loading needs bitsandbytes: pip install bitsandbytes")
+    return transformers.BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
 
 
 def _context_length(model: Any, tokenizer: Any) -> int:
