@@ -88,10 +88,17 @@ def paired(base: Iterable[dict[str, Any]], trained: Iterable[dict[str, Any]]) ->
     return result
 
 
-def build_report(model: str, method: str, runs: Sequence[RoundRun]) -> dict[str, Any]:
-    """The report's data (what report.json holds)."""
+def build_report(
+    model: str,
+    method: str,
+    runs: Sequence[RoundRun],
+    details: Sequence[dict[str, Any]] = (),
+    wall_s: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """The report's data (what report.json holds). `details`: what each round did (`round_details`);
+    `wall_s`: each stage's wall time by its name."""
     base = runs[0]
-    return {
+    report = {
         "model": model,
         "method": method,
         "rounds": [
@@ -102,7 +109,82 @@ def build_report(model: str, method: str, runs: Sequence[RoundRun]) -> dict[str,
             str(run.round): paired(base.records, run.records) for run in runs if run.round != base.round
         },
         "test": "paired permutation test (two-sided) over per-task values; 95% bootstrap intervals over tasks",
+        "training": list(details),
+        "wall_s": dict(wall_s or {}),
     }
+    report["verdict"] = verdict(report)
+    return report
+
+
+SIGNIFICANT = 0.05
+
+
+def verdict(report: dict[str, Any]) -> str:
+    """A plain answer to "did training do anything?": the significant changes against the base model (or
+    that there were none), then what the last round's training did to its loss and its adapter."""
+    changes = []
+    for round_, domains in sorted(report["compared_with_base"].items(), key=lambda item: int(item[0])):
+        for domain, entry in domains.items():
+            for metric, label in METRICS.items():
+                p_value = entry.get(f"{metric}_p_value")
+                if p_value is not None and p_value < SIGNIFICANT:
+                    difference = entry[f"{metric}_difference"]
+                    changes.append(f"round {round_}, {domain}: {label} {difference:+.3f} (p {p_value:.3g})")
+    if not report["compared_with_base"]:
+        sentences = ["No trained round was evaluated yet."]
+    elif changes:
+        sentences = ["Significant changes against the base model (p < 0.05): " + "; ".join(changes) + "."]
+    else:
+        sentences = [
+            "Nothing changed significantly: no trained round differs from the base model at p < 0.05 in any "
+            "domain, on either metric."
+        ]
+    trained = [d for d in report.get("training", []) if d.get("train")]
+    if trained:
+        last = trained[-1]
+        losses, adapter = last["train"]["losses"], last.get("adapter") or {}
+        words = f"Round {last['round']}'s training ran {last['train'].get('steps') or 0} step(s)"
+        if losses:
+            words += f"; its loss went from {losses[0]:.4g} to {losses[-1]:.4g}"
+        if "update_norm" in adapter:
+            words += f"; its adapter changes the weights by {adapter['update_norm']:.4g} (Frobenius norm)"
+            if "moved" in adapter:
+                words += f", {adapter['moved']:.4g} of it this round"
+        sentences.append(words + ".")
+    return " ".join(sentences)
+
+
+def training_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """What each trained round did: harvest yield, examples, loss, adapter, tokens and cost, wall times."""
+    header = [
+        "round", "trees (golden / perfect)", "avg tree reward", "examples", "steps", "loss first -> last",
+        "adapter update (this round)", "tokens", "cost USD", "wall s (harvest / export / train / eval)",
+    ]  # fmt: skip
+    wall = report.get("wall_s", {})
+    rows = []
+    for entry in report.get("training", []):
+        if entry["round"] == 0:
+            continue
+        harvest, export, train = entry.get("harvest") or {}, entry.get("export") or {}, entry.get("train") or {}
+        adapter, evaluation = entry.get("adapter") or {}, entry.get("eval") or {}
+        losses = train.get("losses") or []
+        counts = ", ".join(f"{k} {v}" for k, v in (export.get("counts") or {}).items())
+        cost = [c for c in (harvest.get("cost_usd"), evaluation.get("cost_usd")) if c is not None]
+        times = [wall.get(f"round {entry['round']}: {kind}") for kind in ("harvest", "export", "train", "eval")]
+        rows.append([
+            str(entry["round"]),
+            f"{harvest.get('trees', 'n/a')} ({harvest.get('with_golden_path', 'n/a')} / {harvest.get('perfect', 'n/a')})",
+            "n/a" if harvest.get("average_tree_reward") is None else f"{harvest['average_tree_reward']:.3f}",
+            f"{export.get('examples', 'n/a')}" + (f" ({counts})" if counts else ""),
+            str(train.get("steps", "n/a")),
+            f"{losses[0]:.4g} -> {losses[-1]:.4g}" if losses else "n/a",
+            "n/a" if "update_norm" not in adapter
+            else f"{adapter['update_norm']:.4g}" + (f" ({adapter['moved']:.4g})" if "moved" in adapter else ""),
+            f"{harvest.get('tokens', 0) + evaluation.get('tokens', 0):,}",
+            f"{sum(cost):.2f}" if cost else "n/a",
+            " / ".join("n/a" if t is None else f"{t:.0f}" for t in times),
+        ])  # fmt: skip
+    return header, rows
 
 
 def _ci(values: Sequence[float] | None) -> str:
@@ -158,7 +240,21 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{overall['average_reward']:.3f} {_ci(overall['average_reward_ci95'])} | "
                 f"{overall['success_rate']:.3f} {_ci(overall['success_rate_ci95'])} |"
             )
-    lines += ["", f"{report['test']}. Errors count as reward 0.", ""]
+    lines += ["", f"{report['test']}. Errors count as reward 0.", "", f"**{report['verdict']}**", ""]
+    header, rows = training_rows(report)
+    if rows:
+        lines += [
+            "## What each round did",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join("---" for _ in header) + "|",
+            *("| " + " | ".join(row) + " |" for row in rows),
+            "",
+            "Tokens and cost: the round's harvest and evaluation. The adapter update is the Frobenius norm of "
+            "the LoRA update of every adapted weight; in brackets, the part this round added to the previous "
+            "round's adapter.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -173,8 +269,16 @@ def plot_png(report: dict[str, Any]) -> bytes:
 
     rounds = [entry["round"] for entry in report["rounds"]]
     domains = list(report["rounds"][0]["metrics"])
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for axis, (metric, label) in zip(axes, METRICS.items(), strict=True):
+    curves = [(d["round"], d["train"]["losses"]) for d in report.get("training", []) if (d.get("train") or {}).get("losses")]
+    figure, axes = plt.subplots(1, 3 if curves else 2, figsize=(16 if curves else 11, 4.2))
+    if curves:
+        for round_, losses in curves:
+            axes[2].plot(range(1, len(losses) + 1), losses, marker="o", markersize=3, label=f"round {round_}")
+        axes[2].set_title("training loss")
+        axes[2].set_xlabel("logged step")
+        axes[2].grid(alpha=0.3)
+        axes[2].legend(fontsize=8, loc="best")
+    for axis, (metric, label) in zip(axes, METRICS.items(), strict=False):
         for index, domain in enumerate(domains):
             points = [(r["round"], r["metrics"][domain]) for r in report["rounds"] if domain in r["metrics"]]
             xs = [x + (index - len(domains) / 2) * 0.02 for x, _ in points]  # keep error bars apart
@@ -209,6 +313,12 @@ def html_page(report: dict[str, Any], png: bytes, viewer_links: dict[int, str]) 
         f'<li>round {r}: <a href="{esc(href)}">conversations</a> ({esc(report["rounds"][i]["model"])})</li>'
         for i, (r, href) in enumerate(sorted(viewer_links.items()))
     )
+    header, rows = training_rows(report)
+    details = ""
+    if rows:
+        details = "<h2>What each round did</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header)
+        details += "</tr>" + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+        details += "</table>"
     image = base64.b64encode(png).decode("ascii")
     return f"""<!doctype html>
 <html><head><meta charset="utf-8">
@@ -220,6 +330,8 @@ img{{max-width:100%}}</style></head><body>
 <h1>Self-training loop: {esc(report["model"])} ({esc(report["method"])})</h1>
 {table}
 <p>{esc(report["test"])}. Errors count as reward 0.</p>
+<p><b>{esc(report["verdict"])}</b></p>
+{details}
 <img alt="average reward and 100% success rate per domain, every round" src="data:image/png;base64,{image}">
 <h2>Conversations</h2><ul>{links}</ul>
 </body></html>
