@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from josh.errors import JoshError, did_you_mean
+from josh.loop.child_process import PARENT_PID_ENV
 from josh.loop.config import LoopConfig
 from josh.runner import read_run
 
@@ -211,6 +212,8 @@ def josh_command(args: Sequence[str]) -> list[str]:
 
 
 def child_env() -> dict[str, str]:
+    """The stage's environment: this one, unbuffered, naming the loop so that the child dies with it."""
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env[PARENT_PID_ENV] = str(os.getpid())
     return env
