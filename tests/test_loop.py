@@ -160,8 +160,10 @@ def test_harvest_may_name_its_own_model(tmp_path: Path) -> None:
         ("model: m\ntrain: {data: x}\n", "'train' sets data, which the loop sets itself"),
         ("model: m\neval: {base-url: http://x}\n", "'eval' sets base-url"),
         ("model: m\nexport: {reference-trees: true}\n", "'export' sets reference-trees"),
-        ("model: m\nexport: {selection: x}\n", "'export' has unknown option selection"),
-        ("model: m\nrunds: 2\n", "'runds': Extra inputs are not permitted"),
+        ("model: m\nexport: {beam: 8}\n", "'export' has unknown option 'beam'; its one option is"),
+        ("model: m\nexport: {reference-selectio: x}\n", "'reference-selectio' (did you mean 'reference-selection'?)"),
+        ("model: m\nrunds: 2\n", "'runds': not a key of the loop config (did you mean 'rounds'?)"),
+        ("model: m\nmethd: kto\n", "'methd': not a key of the loop config (did you mean 'method'?)"),
         ("- a list\n", "must hold a mapping"),
         ("model: [unclosed\n", "cannot read the loop config"),
     ],
@@ -180,6 +182,34 @@ def test_stage_options_are_checked_before_any_work(tmp_path: Path) -> None:
         caught.value
     )
     assert not (tmp_path / "loop").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("common: {max-turn: 3}", "eval options (common + eval): 'max-turn': not an option of `josh eval toolwoz` "
+         "(did you mean 'max-turns'?)"),
+        ("eval: {max-turn: 3}", "(did you mean 'max-turns'?)"),
+        ("harvest: {bem: 8}", "harvest options (common + harvest): 'bem': not an option of `josh harvest toolwoz` "
+         "(did you mean 'beam'?)"),
+        ("train: {lora-rr: 16}", "train options: 'lora-rr': not an option of `josh train kto` (did you mean 'lora-r'?)"),
+        ("train: {learning-rate: -1}", "train options: 'learning-rate': Input should be greater than 0"),
+        ("method: sft\ntrain: {beta: 0.1}", "train options: beta applies to kto and dpo only, not sft"),
+        ("train: {batch-size: 1}", "--batch-size must be 2 or more for KTO"),
+    ],
+)  # fmt: skip
+def test_misspelt_or_refused_stage_options_fail_before_any_stage_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str
+) -> None:
+    """Every stage's options, the train stage's too, are checked against its command's own before the first
+    stage runs (the eval of round 0 takes minutes): a misspelt key gets the closest option's name."""
+    ran: list[str] = []
+    monkeypatch.setattr(loop_run, "run_stage", lambda stage, say: ran.append(stage.kind))
+    config = load_loop_config(_write_config(tmp_path, f"model: m\n{text}\n"))
+    with pytest.raises(JoshError) as caught:
+        loop_run.run_loop(config, lambda _: None, source=tmp_path / "loop.yaml")
+    assert message in str(caught.value)
+    assert ran == [] and not (tmp_path / "loop").exists()
 
 
 def test_run_finished_reads_the_status_line(tmp_path: Path) -> None:

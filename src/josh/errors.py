@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class JoshError(Exception):
     """An error the user can fix; its message says how."""
@@ -22,3 +25,11 @@ class ProtocolViolation(Exception):  # noqa: N818 - a violation is what it is, n
     """A model's output that crashes the paper's reference implementation (which then scores the
     conversation 0). Raised only under strict errors; the rollout ends the conversation there with reward 0
     (termination `agent_error`). Not a user error: it is part of the simulation."""
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """` (did you mean 'max-turns'?)` after an unknown name when a known one is close, else nothing: the one
+    suggester of every config file's keys. Names are compared as written in files (dashes, not underscores)."""
+    names = [k.replace("_", "-") for k in known]
+    close = difflib.get_close_matches(name.replace("_", "-"), names, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from josh.cli.console import err, fail, user_errors
+from josh.cli.run_flow import EXIT_INTERRUPTED
 from josh.loop.config import load_loop_config
 from josh.loop.run import StageFailed, run_loop
 
@@ -27,6 +32,8 @@ def loop(
     harvest), `eval`, `harvest` (a `model` there harvests with another model, e.g. a teacher), `export`
     and `train`. Each stage is one josh command, printed before it runs; a stage whose output is complete
     is skipped, so running the same command again after a crash or Ctrl-C continues where it stopped.
+    Ctrl-C or SIGTERM stops the running stage too, then exits 130; on Linux a stage dies with the loop
+    even when the loop is killed outright.
 
     Writes, in the loop's folder (`out`, default: beside the config, named after it): round-N/ with each
     stage's options and output, and report.json, report.md, report.png and report.html: before/after
@@ -39,8 +46,34 @@ def loop(
         err.print(message, soft_wrap=True)
 
     try:
-        run_loop(config, say, source=config_path, only_plan=plan)
+        with _sigterm_interrupts():
+            run_loop(config, say, source=config_path, only_plan=plan)
     except StageFailed as exc:
         raise fail(str(exc), exc.code) from None
+    except KeyboardInterrupt:  # the running stage has been stopped (run_stage)
+        err.print(
+            f"[yellow]interrupted[/yellow]: run the same `josh loop {escape(str(config_path))}` again to continue "
+            "(finished stages are skipped)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     if not plan:
         typer.echo(f"loop finished: {config.out}")
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops the loop as Ctrl-C does (its stage stopped, exit 130), not on the spot."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: no handlers there
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -7,6 +7,7 @@ import typer
 from josh import __version__
 from josh.cli import data_cmd, eval_cmd, export_cmd, harvest_cmd, loop_cmd, score_cmd, train_cmd, view_cmd
 from josh.cli.console import setup_logging
+from josh.loop.child_process import die_with_parent
 
 app = typer.Typer(
     name="josh",
@@ -55,6 +56,7 @@ def _root(
 
 
 def main() -> None:
+    die_with_parent()  # a stage of `josh loop` ends with the loop, however the loop ends
     app()
 
 

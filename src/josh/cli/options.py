@@ -9,7 +9,6 @@ in any error.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import inspect
 import types
@@ -23,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from rich.markup import escape
 
-from josh.errors import JoshError
+from josh.errors import JoshError, did_you_mean
 
 M = TypeVar("M", bound=BaseModel)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -138,11 +137,7 @@ def resolve(config: type[M], typed: dict[str, Any], config_file: Path | None = N
     from_file = load_config_file(config_file) if config_file is not None else {}
     unknown = sorted(set(from_file) - set(config.model_fields))
     if unknown:
-        names = [k.replace("_", "-") for k in config.model_fields]
-        hints = []
-        for key in unknown:
-            close = difflib.get_close_matches(key.replace("_", "-"), names, n=1)
-            hints.append(f"'{key.replace('_', '-')}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        hints = [f"'{key.replace('_', '-')}'" + did_you_mean(key, config.model_fields) for key in unknown]
         raise JoshError(
             f"{config_file}: unknown option {', '.join(hints)}; keys are the flag names of --help"
         )

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from josh.errors import JoshError
+from josh.errors import JoshError, did_you_mean
 
 Method = Literal["sft", "kto", "dpo"]
 
@@ -99,7 +99,10 @@ def load_loop_config(path: Path) -> LoopConfig:
         problems = []
         for error in exc.errors():
             where = ".".join(str(part).replace("_", "-") for part in error["loc"])
-            problems.append(f"'{where}': {error['msg'].removeprefix('Value error, ')}")
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "not a key of the loop config" + did_you_mean(where, LoopConfig.model_fields)
+            problems.append(f"'{where}': {message}")
         raise JoshError(f"{path}: " + "; ".join(problems)) from None
     for stage, owned in LOOP_SETS.items():
         clash = sorted(set(config.section(stage)) & owned)
@@ -108,10 +111,8 @@ def load_loop_config(path: Path) -> LoopConfig:
             raise JoshError(f"{path}: '{stage}' sets {names}, which the loop sets itself: remove it")
     unknown = sorted(set(config.export) - EXPORT_OPTIONS)
     if unknown:
-        raise JoshError(
-            f"{path}: 'export' has unknown option {', '.join(k.replace('_', '-') for k in unknown)} "
-            "(known: reference-selection)"
-        )
+        hints = ", ".join(f"'{k.replace('_', '-')}'" + did_you_mean(k, EXPORT_OPTIONS) for k in unknown)
+        raise JoshError(f"{path}: 'export' has unknown option {hints}; its one option is reference-selection")
     # Absolute, so that the model specs recorded in each stage's run file do not depend on where the loop
     # was started from (a resumed eval checks that its options are unchanged).
     out = path.with_suffix("") if config.out is None else path.parent / config.out

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from josh.errors import JoshError
+from josh.loop.child_process import stop_child
 from josh.loop.config import LoopConfig
 from josh.loop.report import RoundRun, build_report, write_report
 from josh.loop.stages import (
@@ -40,7 +41,12 @@ def run_stage(stage: Stage, say: Say) -> None:
     """Run one stage's command in a child process, its output on this terminal."""
     write_options(stage)
     say(f"[bold]{stage.name}[/bold]: {stage.command()}")
-    code = subprocess.run(josh_command(stage.args), env=child_env(), check=False).returncode
+    child = subprocess.Popen(josh_command(stage.args), env=child_env())
+    try:
+        code = child.wait()
+    except BaseException:  # Ctrl-C, or SIGTERM (which `josh loop` raises as KeyboardInterrupt)
+        stop_child(child)
+        raise
     if code == 3:
         say(f"{stage.name}: some conversations ended in an error (counted as reward 0); going on")
     if code not in CONTINUE_EXIT_CODES:

@@ -30,7 +30,8 @@ from typing import Any
 
 import yaml
 
-from josh.errors import JoshError
+from josh.errors import JoshError, did_you_mean
+from josh.loop.child_process import PARENT_PID_ENV
 from josh.loop.config import LoopConfig
 from josh.runner import read_run
 
@@ -134,29 +135,47 @@ def plan(config: LoopConfig) -> list[Stage]:
 
 
 def check_options(stages: Sequence[Stage], where: Path) -> None:
-    """Fail before any work on an eval or harvest option its command would refuse (the train options are
-    checked by `josh train` itself)."""
-    from pydantic import ValidationError
+    """Fail before any work on an option a stage's command would refuse: eval and harvest (common + own
+    section) and train, each against its command's own config, a misspelt key with the closest name."""
+    from pydantic import BaseModel, ValidationError
 
     from josh.benchmarks.toolwoz_config import ToolWOZEvalConfig
     from josh.benchmarks.toolwoz_harvest_config import ToolWOZHarvestConfig
+    from josh.train.config import TrainConfig
 
-    configs = {"eval": ToolWOZEvalConfig, "harvest": ToolWOZHarvestConfig}
+    configs: dict[str, type[BaseModel]] = {
+        "eval": ToolWOZEvalConfig, "harvest": ToolWOZHarvestConfig, "train": TrainConfig,
+    }  # fmt: skip
     for stage in stages:
         if stage.kind not in configs:
             continue
-        try:
-            configs[stage.kind].model_validate(stage.options)
-        except ValidationError as exc:
-            command = f"josh {' '.join(stage.args[:2])}"
-            problems = []
-            for error in exc.errors():
-                key = ".".join(str(p).replace("_", "-") for p in error["loc"])
-                message = error["msg"].removeprefix("Value error, ")
-                if error["type"] == "extra_forbidden":
-                    message = f"not an option of `{command}`"
-                problems.append(f"'{key}': {message}")
-            raise JoshError(f"{where}: {stage.kind} options (common + {stage.kind}): " + "; ".join(problems)) from None
+        config = configs[stage.kind]
+        command = f"josh {' '.join(stage.args[:2])}"
+        sections = f" (common + {stage.kind})" if stage.kind in ("eval", "harvest") else ""
+        problems = [  # misspelt keys first: a validator may otherwise stop at another problem
+            f"'{key.replace('_', '-')}': not an option of `{command}`" + did_you_mean(key, config.model_fields)
+            for key in sorted(set(stage.options) - set(config.model_fields))
+        ]
+        if not problems:
+            try:
+                config.model_validate({**stage.options, **_set_by_loop(stage)})
+            except ValidationError as exc:
+                for error in exc.errors():
+                    key = ".".join(str(p).replace("_", "-") for p in error["loc"])
+                    message = error["msg"].removeprefix("Value error, ")
+                    problems.append(f"'{key}': {message}" if key else message)
+        if problems:
+            raise JoshError(f"{where}: {stage.kind} options{sections}: " + "; ".join(problems))
+
+
+def _set_by_loop(stage: Stage) -> dict[str, Any]:
+    """The options a train stage gets on its command line (its kind, --data, --model, --out, ...), so that
+    its options are checked as `josh train` will check them."""
+    if stage.kind != "train":
+        return {}
+    flags = dict(zip(stage.args[2::2], stage.args[3::2], strict=True))
+    flags.pop("--config", None)
+    return {"kind": stage.args[1], **{flag[2:].replace("-", "_"): value for flag, value in flags.items()}}
 
 
 def write_options(stage: Stage) -> None:
@@ -193,6 +212,8 @@ def josh_command(args: Sequence[str]) -> list[str]:
 
 
 def child_env() -> dict[str, str]:
+    """The stage's environment: this one, unbuffered, naming the loop so that the child dies with it."""
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env[PARENT_PID_ENV] = str(os.getpid())
     return env
