@@ -282,6 +282,10 @@ def test_a_failed_stage_stops_the_loop_and_a_rerun_skips_what_is_done(
     assert report["compared_with_base"]["1"][ALL]["average_reward_difference"] == 1.0
     assert {f.name for f in files} >= {"report.png", "report.html"}
     assert (tmp_path / "loop" / "round-1" / "eval.html").exists()  # the conversations' viewer
+    # every stage that ran has its wall time, the failed train's first run and its rerun added together
+    assert set(report["wall_s"]) == {f"round {r}: {k}" for r, k in [(0, "eval"), (1, "harvest"), (1, "export"),
+                                                                  (1, "train"), (1, "eval")]}
+    assert [d["round"] for d in report["training"]] == [0, 1] and "verdict" in report
 
 
 def test_the_papers_loop_config_is_valid() -> None:

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from josh.errors import JoshError
 from josh.loop.child_process import stop_child
 from josh.loop.config import LoopConfig
+from josh.loop.diagnostics import add_stage_time, round_details, stage_times
 from josh.loop.report import RoundRun, build_report, write_report
 from josh.loop.stages import (
     CONTINUE_EXIT_CODES,
     Stage,
+    adapter_of,
     check_export,
     check_options,
     child_env,
     josh_command,
     model_spec,
     plan,
+    round_dir,
     write_options,
 )
 from josh.runner import read_run
@@ -35,6 +39,11 @@ class StageFailed(JoshError):
             "continue (finished stages are skipped)"
         )
         self.code = code
+
+
+def stage_key(stage: Stage) -> str:
+    """A stage's name in timings.json: `round N: KIND`."""
+    return f"round {stage.round}: {stage.kind}"
 
 
 def run_stage(stage: Stage, say: Say) -> None:
@@ -67,7 +76,11 @@ def run_loop(config: LoopConfig, say: Say, *, source: Path, only_plan: bool = Fa
         if done:
             say(f"{stage.name}: done, skipped ({stage.output})")
         else:
-            run_stage(stage, say)
+            started = time.monotonic()
+            try:
+                run_stage(stage, say)
+            finally:  # an interrupted stage's time counts too: a resumed stage adds up in timings.json
+                add_stage_time(config.out, stage_key(stage), time.monotonic() - started)
         if stage.kind == "export":
             check_export(stage, config.method)
     if only_plan:
@@ -91,6 +104,8 @@ def report(config: LoopConfig, stages: list[Stage], say: Say) -> list[Path]:
         viewer = stage.output.with_suffix(".html")
         write_viewer(stage.output, viewer)
         links[stage.round] = str(viewer.relative_to(config.out))
-    files = write_report(config.out, build_report(config.model, config.method, runs), links)
+    details = [round_details(round_dir(config, r.round), r.round, adapter_of(config, r.round - 1)) for r in runs]
+    data = build_report(config.model, config.method, runs, details, stage_times(config.out))
+    files = write_report(config.out, data, links)
     say(f"report: {', '.join(str(f) for f in files)}")
     return files
