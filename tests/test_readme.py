@@ -55,3 +55,10 @@ def test_the_two_setup_commands_are_the_ones_ci_runs() -> None:
 def test_the_readme_names_every_option(command: tuple[str, ...]) -> None:
     missing = [flag for flag in options(*command) if flag not in README]
     assert not missing, f"josh {' '.join(command)}: the README does not mention {missing}"
+
+
+def test_the_readme_points_at_nothing_outside_the_repository() -> None:
+    """A user's clone has nothing beside it: no `../` paths, and the scripts the README names are here."""
+    assert re.findall(r"\.\./\S+", README) == []
+    scripts = re.findall(r"scripts/[\w.]+\.py", README)
+    assert scripts and all((ROOT / script).is_file() for script in scripts), scripts
