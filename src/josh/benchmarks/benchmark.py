@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from josh.benchmarks.setup import TaskSetups
 from josh.benchmarks.toolwoz import Endpoints
 from josh.benchmarks.toolwoz_config import RunOptions
 from josh.mock import MockScript
@@ -24,6 +25,10 @@ class Benchmark(Protocol):
 
     def check(self, cfg: RunOptions) -> None:
         """Fail now, with `JoshError`, on what would fail mid-run (e.g. prompts that cannot be read)."""
+        ...
+
+    def setups(self, cfg: RunOptions, env: Any) -> TaskSetups:
+        """The agent and each (task, trial)'s session, customer and goals, as the run builds them."""
         ...
 
     def open_endpoints(self, cfg: RunOptions, env: Any) -> Endpoints:

@@ -136,6 +136,10 @@ class Tau2Benchmark:
         if cfg.prompts == "tau2":
             agent_system_prompt("tau2", "")  # tau2's text is read from its files: a problem shows now
 
+    def setups(self, cfg: RunOptions, env: Tau2Environment) -> Tau2Setups:
+        assert isinstance(cfg, Tau2RunOptions)
+        return Tau2Setups(cfg, env)
+
     def open_endpoints(self, cfg: RunOptions, env: Tau2Environment) -> Endpoints:
         return open_endpoints(cfg, env, script=tau2_script)
 

@@ -340,6 +340,9 @@ class ToolWOZBenchmark:
             cfg.prompts
         )  # the paper's text comes from the wheel: a problem shows now, not mid-run
 
+    def setups(self, cfg: RunOptions, env: ToolWOZEnvironment) -> ToolWOZSetups:
+        return ToolWOZSetups(cfg, env, toolwoz_prompts(cfg.prompts))
+
     def open_endpoints(self, cfg: RunOptions, env: ToolWOZEnvironment) -> Endpoints:
         return open_endpoints(cfg, env)
 

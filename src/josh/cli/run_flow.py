@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from rich.markup import escape
 
 from josh.benchmarks.benchmark import Benchmark
+from josh.benchmarks.context_check import check_context
 from josh.benchmarks.jobs import left_out_tasks, pending_jobs, select_tasks
 from josh.benchmarks.toolwoz import Endpoints, check_keys, discover_models, preflight
 from josh.benchmarks.toolwoz_config import SCRIPTED, RunOptions
@@ -32,7 +33,7 @@ from josh.cli.live import LiveTotals, live_progress
 from josh.cli.options import ADAPTATIONS_KEY, config_for_file, resolve, with_options
 from josh.cli.render import print_summary
 from josh.errors import JoshError
-from josh.llm.base import EndpointError
+from josh.llm.base import EndpointError, is_context_overflow
 from josh.llm.hf_model import is_hf_spec
 from josh.runner import RunContents, RunWriter, open_run, read_run, summarize
 from josh.runner.runfile import check_writable
@@ -206,7 +207,8 @@ def execute(job: RunJob) -> None:
         )
         return writer, previous
 
-    outcome = asyncio.run(_run(job, env, endpoints, open_writer, total))
+    first_task = task_ids[0] if task_ids and not cfg.dry_run and cfg.model != SCRIPTED else None
+    outcome = asyncio.run(_run(job, env, endpoints, open_writer, total, first_task))
     contents = read_run(out_path)
     records = latest_by_key(contents.records)
     write_config(out_path, cfg, endpoints)  # now with what the run learnt of its endpoints
@@ -232,14 +234,33 @@ def execute(job: RunJob) -> None:
             soft_wrap=True,
         )
         raise typer.Exit(EXIT_ENDPOINT_DOWN)
-    errors = sum(r.get("status") != "success" for r in records)
-    if errors:
-        err.print(
-            f"{errors:,} of {len(records):,} {job.kind} ended in an error (counted as reward 0); run them again "
-            f"with {again} --retry-errors",
-            soft_wrap=True,
-        )
+    failed = [r for r in records if r.get("status") != "success"]
+    if failed:
+        err.print(errors_line(failed, len(records), job.kind, again), soft_wrap=True)
         raise typer.Exit(EXIT_CONVERSATION_ERRORS)
+
+
+def errors_line(failed: list[dict[str, Any]], total: int, kind: str, again: str) -> str:
+    """The closing line of a run with errors: how many, and what would help. Running them again helps a
+    passing failure; a context overflow would repeat as it is, so for those it names the fix first."""
+    overflow = sum(is_context_overflow(r.get("error")) for r in failed)
+    head = f"{len(failed):,} of {total:,} {kind} ended in an error (counted as reward 0)"
+    retry = f"{again} --retry-errors"
+    if not overflow:
+        return f"{head}; run them again with {retry}"
+    fix = (
+        "give the server a larger context (llama.cpp: -c / --ctx-size, per slot; vLLM: --max-model-len) or "
+        "use a model with a longer one"
+    )
+    if overflow == len(failed):
+        return (
+            f"{head}: they outgrew the model's context window, and running them as they are would repeat "
+            f"that: {fix}; then {retry} runs them again"
+        )
+    return (
+        f"{head}: {overflow:,} outgrew the model's context window (running them as they are would repeat "
+        f"that: {fix}); run them again with {retry}"
+    )
 
 
 def write_config(out_path: Path, cfg: RunOptions, endpoints: Endpoints) -> None:
@@ -257,9 +278,11 @@ async def _run(
     endpoints: Endpoints,
     open_writer: Callable[[], tuple[RunWriter, RunContents | None]],
     total: int,
+    first_task: str | None,
 ) -> RunOutcome:
-    """Preflight the endpoints (before any file is written; skipped when a response cache may answer
-    everything), then run. Ctrl-C and SIGTERM stop it the same way: finished work is kept."""
+    """Preflight the endpoints and check that `first_task`'s first prompts fit their context (before any
+    file is written; skipped when a response cache may answer everything, or without a task), then run.
+    Ctrl-C and SIGTERM stop it the same way: finished work is kept."""
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()
     assert main is not None
@@ -268,6 +291,8 @@ async def _run(
     try:
         if job.cfg.cache_dir is None:
             await preflight(endpoints)
+            if first_task is not None:
+                await check_context(job.benchmark.setups(job.cfg, env), endpoints, first_task)
         writer, previous = open_writer()
     except BaseException:
         await endpoints.aclose()

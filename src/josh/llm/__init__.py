@@ -3,6 +3,7 @@ only when one is loaded) and scripted test models."""
 
 from josh.llm.base import (
     ChatModel,
+    ContextLengthError,
     EndpointDownError,
     EndpointError,
     FatalLLMError,
@@ -11,6 +12,7 @@ from josh.llm.base import (
 )
 from josh.llm.breaker import EndpointBreaker
 from josh.llm.cache import ResponseCache
+from josh.llm.context import ContextWindow, PromptSize
 from josh.llm.hf_model import HFChatModel, parse_hf_spec
 from josh.llm.ledger import CallLedger
 from josh.llm.openai_model import OpenAIChatModel
@@ -21,6 +23,8 @@ from josh.llm.siblings import SiblingGroup, SiblingModel
 __all__ = [
     "CallLedger",
     "ChatModel",
+    "ContextLengthError",
+    "ContextWindow",
     "EndpointBreaker",
     "EndpointDownError",
     "EndpointError",
@@ -28,6 +32,7 @@ __all__ = [
     "HFChatModel",
     "LLMError",
     "OpenAIChatModel",
+    "PromptSize",
     "ResponseCache",
     "RetryPolicy",
     "RetryableLLMError",

@@ -25,6 +25,17 @@ class FatalLLMError(LLMError):
     """
 
 
+class ContextLengthError(FatalLLMError):
+    """The request does not fit the model's context window (a server's "maximum context length", llama.cpp's
+    "exceeds the available context size"): the same conversation would fail the same way if run again; a
+    larger context, or a shorter conversation, is what helps."""
+
+
+def is_context_overflow(error: str | None) -> bool:
+    """Whether a recorded error (a record's `error`, `"ContextLengthError: ..."`) is a context overflow."""
+    return bool(error) and str(error).startswith(f"{ContextLengthError.__name__}:")
+
+
 class EndpointError(FatalLLMError):
     """The endpoint as a whole is unusable (key rejected, access refused, no such model or route, quota used
     up): every conversation would fail alike, so a run should stop rather than record one error per task."""

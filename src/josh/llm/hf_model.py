@@ -52,7 +52,8 @@ from pathlib import Path
 from typing import Any
 
 from josh.errors import JoshError
-from josh.llm.base import EndpointError, FatalLLMError, LLMError
+from josh.llm.base import ContextLengthError, EndpointError, FatalLLMError, LLMError
+from josh.llm.context import ContextWindow, PromptSize
 from josh.types import (
     AssistantMessage,
     Message,
@@ -397,6 +398,23 @@ class HFChatModel:
         """Preflight: the model was loaded when this object was made, so it is ready."""
         return None
 
+    async def context_window(self) -> ContextWindow:
+        """The model's context (see `context_length`)."""
+        return ContextWindow(
+            self.context_length,
+            "its max_position_embeddings, or its tokenizer's model_max_length",
+            "use a model with a longer context",
+        )
+
+    async def prompt_size(
+        self, messages: Sequence[Message], tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> PromptSize:
+        """The tokens of a request's prompt: the chat template applied as `chat` does, then the tokenizer."""
+        rendered = self._render(
+            [to_template(message) for message in messages], [dict(tool) for tool in tools] if tools else None
+        )
+        return PromptSize(len(rendered), "counted by the model's tokenizer and chat template")
+
     async def chat(
         self,
         messages: Sequence[Message],
@@ -501,18 +519,22 @@ class HFChatModel:
             for job, replies in zip(group, results, strict=True):
                 _settle(job, replies)
 
-    def _prepare(self, job: _Job) -> None:
+    def _render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> list[int]:
+        """A prompt's token ids: the chat template applied to the messages and tools."""
         try:
             rendered = self.tokenizer.apply_chat_template(
-                job.messages, tools=job.tools, add_generation_prompt=self.generation_prompt, tokenize=True
+                messages, tools=tools, add_generation_prompt=self.generation_prompt, tokenize=True
             )
         except Exception as exc:  # a template may raise on any message order it does not support
             raise FatalLLMError(f"the chat template of {self.name} refused the messages: {exc}") from None
         ids = rendered["input_ids"] if isinstance(rendered, Mapping) else rendered
-        job.prompt = [int(token) for token in ids]
+        return [int(token) for token in ids]
+
+    def _prepare(self, job: _Job) -> None:
+        job.prompt = self._render(job.messages, job.tools)
         room = self.context_length - len(job.prompt)
         if room < 1:
-            raise FatalLLMError(
+            raise ContextLengthError(
                 f"the conversation is longer than the context window of {self.name} (context too long: "
                 f"{len(job.prompt):,} prompt tokens, context {self.context_length:,}); shorten it (fewer turns, "
                 "smaller max_tokens) or use a model with a longer context"

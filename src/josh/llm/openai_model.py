@@ -29,11 +29,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, TypeGuard, TypeVar
 
+import httpx
 import openai
 
-from josh.llm.base import EndpointError, FatalLLMError, LLMError, RetryableLLMError
+from josh.llm.base import ContextLengthError, EndpointError, FatalLLMError, LLMError, RetryableLLMError
 from josh.llm.breaker import EndpointBreaker
 from josh.llm.cache import ResponseCache
+from josh.llm.context import ContextWindow, PromptSize
 from josh.llm.pricing import cost
 from josh.llm.retry import RetryPolicy, retry_after_seconds
 from josh.types import (
@@ -59,6 +61,11 @@ _MASK = "***"
 # Shorter keys ("x", "EMPTY", "sk-1") are the dummies local servers accept, not secrets: masking them would
 # garble every message that contains their letters.
 _MIN_SECRET_CHARS = 8
+_LLAMA_CPP_FIX = (
+    "restart llama.cpp's server with a larger -c / --ctx-size (shared by its --parallel slots: each gets "
+    "ctx-size / parallel) or use a model with a longer context"
+)
+_VLLM_FIX = "restart vLLM with a larger --max-model-len, or use a model with a longer context"
 _CONTEXT_LENGTH = re.compile(
     r"context[ _]length|context window|context size|maximum context|too many tokens|prompt is too long",
     re.I,
@@ -324,9 +331,10 @@ def _classify_status(
             "check the model name and --base-url (it usually ends in /v1)"
         )
     if status == 400 and (exc.code == "context_length_exceeded" or _CONTEXT_LENGTH.search(detail)):
-        return FatalLLMError, (
+        return ContextLengthError, (
             f"the conversation is longer than the context window of {model_name} (HTTP 400: {detail}); "
-            "shorten it (fewer turns, smaller max_tokens) or use a model with a longer context"
+            "give the server a larger context (llama.cpp: -c / --ctx-size; vLLM: --max-model-len), use a "
+            "model with a longer one, or shorten the conversation (fewer turns, smaller max_tokens)"
         )
     if status == 429:
         if exc.code == "insufficient_quota" or "current quota" in detail.lower():
@@ -627,6 +635,89 @@ class OpenAIChatModel:
 
         return await self._with_retries(once)
 
+    async def context_window(self) -> ContextWindow | None:
+        """The context the server gives this model, where it says: llama.cpp's context per slot (`/props`
+        `default_generation_settings.n_ctx`, else its `/v1/models` `meta.n_ctx`, else the model's
+        `n_ctx_train`), vLLM's `max_model_len` (`/v1/models`). None when the server does not say (OpenAI) or
+        cannot be asked: this is a best-effort look, never an error."""
+        listing = await self._get_json(f"{self.base_url}/models")
+        entries = listing.get("data") if isinstance(listing, Mapping) else None
+        if not isinstance(entries, list):
+            return None
+        entries = [entry for entry in entries if isinstance(entry, Mapping)]
+        named = [entry for entry in entries if entry.get("id") == self.name]
+        entry = named[0] if named else entries[0] if len(entries) == 1 else None
+        if entry is None:
+            return None
+        meta = entry.get("meta")
+        if isinstance(meta, Mapping):  # llama.cpp's server
+            props = await self._get_json(f"{self._server_root}/props")
+            settings = props.get("default_generation_settings") if isinstance(props, Mapping) else None
+            found = [
+                (_count(settings.get("n_ctx") if isinstance(settings, Mapping) else None), "per slot"),
+                (_count(meta.get("n_ctx")), "per slot"),
+                (_count(meta.get("n_ctx_train")), "the model's training context"),
+            ]
+            for tokens, source in found:
+                if tokens is not None:
+                    return ContextWindow(tokens, f"llama.cpp, {source}", _LLAMA_CPP_FIX)
+            return None
+        tokens = _count(entry.get("max_model_len"))
+        if tokens is not None:  # vLLM
+            return ContextWindow(tokens, "vLLM's max_model_len", _VLLM_FIX)
+        return None
+
+    async def prompt_size(
+        self, messages: Sequence[Message], tools: Sequence[Mapping[str, Any]] | None = None
+    ) -> PromptSize | None:
+        """The tokens of a request's prompt as the server counts them: its chat template applied, then its
+        tokenizer (vLLM: `/tokenize` with the messages; llama.cpp: `/apply-template`, then `/tokenize`).
+        None when the server has no such routes."""
+        wire = self._server_messages([to_wire(message) for message in messages])
+        chat: dict[str, Any] = {"messages": wire}
+        if tools:
+            chat["tools"] = [dict(tool) for tool in tools]
+        counted = "counted by the server's tokenizer and chat template"
+        root = self._server_root
+        vllm = await self._post_json(
+            f"{root}/tokenize", {"model": self.name, **chat, "add_generation_prompt": True}
+        )
+        tokens = _count(vllm.get("count")) if isinstance(vllm, Mapping) else None
+        if tokens is not None:
+            return PromptSize(tokens, counted)
+        rendered = await self._post_json(f"{root}/apply-template", chat)
+        prompt = rendered.get("prompt") if isinstance(rendered, Mapping) else None
+        if isinstance(prompt, str) and prompt:
+            ids = await self._post_json(f"{root}/tokenize", {"content": prompt, "add_special": True})
+            listed = ids.get("tokens") if isinstance(ids, Mapping) else None
+            if isinstance(listed, list) and listed:
+                return PromptSize(len(listed), counted)
+        return None
+
+    @property
+    def _server_root(self) -> str:
+        """The server's own routes (llama.cpp's `/props`, vLLM's `/tokenize`) sit beside `/v1`."""
+        return self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+
+    async def _get_json(self, url: str) -> Any:
+        return await self._side_request("GET", url)
+
+    async def _post_json(self, url: str, body: dict[str, Any]) -> Any:
+        return await self._side_request("POST", url, body)
+
+    async def _side_request(self, method: str, url: str, body: dict[str, Any] | None = None) -> Any:
+        """A request to a route the SDK does not know, once; its JSON, or None on any failure."""
+        headers = {"Authorization": f"Bearer {self._api_key.value}"}
+        try:
+            async with httpx.AsyncClient(timeout=min(self.timeout, CHECK_TIMEOUT)) as client:
+                response = await client.request(method, url, json=body, headers=headers)
+            if response.status_code != 200:
+                return None
+            return response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            log.info("%s %s: %s", method, url, _mask(_truncate(str(exc)), self._api_key.value))
+            return None
+
     async def _complete(self, params: dict[str, Any], headers: dict[str, str]) -> list[AssistantMessage]:
         """One request with retries, in the wire form this instance uses (see `trailing_as_user`).
 
@@ -802,6 +893,11 @@ class OpenAIChatModel:
         if pattern is not None and any(pattern.search(str(error)) for error in _exception_chain(exc)):
             return None
         return exc
+
+
+def _count(value: Any) -> int | None:
+    """A positive token count the server sent, else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _sort_index(index: Any) -> int:

@@ -57,10 +57,13 @@ _CORPUS = [
 ]
 
 
-def build_tiny_model(out: Path, *, seed: int = 0, vocab_size: int = 512, hidden_size: int = 64) -> Path:
+def build_tiny_model(
+    out: Path, *, seed: int = 0, vocab_size: int = 512, hidden_size: int = 64, context: int = 4096
+) -> Path:
     """Write a tiny random Llama and its tokenizer to `out` (loadable with `from_pretrained`); return `out`.
 
-    Deterministic for a given `seed`. Takes about a second on a CPU."""
+    `context` is its `max_position_embeddings` and its tokenizer's `model_max_length`. Deterministic for a
+    given `seed`. Takes about a second on a CPU."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -84,7 +87,7 @@ def build_tiny_model(out: Path, *, seed: int = 0, vocab_size: int = 512, hidden_
         pad_token="<|endoftext|>",
         unk_token="<|endoftext|>",
         chat_template=CHAT_TEMPLATE,
-        model_max_length=4096,
+        model_max_length=context,
     )
     tokenizer.save_pretrained(out)
 
@@ -96,7 +99,7 @@ def build_tiny_model(out: Path, *, seed: int = 0, vocab_size: int = 512, hidden_
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=4096,
+        max_position_embeddings=context,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
