@@ -20,6 +20,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from josh.train.truncation import Truncation
+
 Kind = Literal["sft", "kto", "dpo"]
 KINDS: tuple[Kind, ...] = ("sft", "kto", "dpo")
 Scheduler = Literal[
@@ -89,7 +91,7 @@ SOURCES: dict[Kind, str] = {
 SOURCE_EXCEPTIONS: dict[Kind, dict[str, str]] = {
     "dpo": {"beta": "TRL's default"},
     "kto": {
-        "max_length": f"{KTO_SCRIPT}; its max_prompt_length 5000 has no TRL 1.16 counterpart",
+        "max_length": f"{KTO_SCRIPT}; its max_prompt_length 5000 has no TRL 1.16 counterpart: see --truncation",
         "batch_size": f"{KTO_SCRIPT} has 1 x 8; TRL 1.16's KTO needs 2 or more, so 2 x 4",
         "grad_accum": f"{KTO_SCRIPT} has 1 x 8; TRL 1.16's KTO needs 2 or more, so 2 x 4",
     },
@@ -138,10 +140,18 @@ class TrainConfig(BaseModel):
     )
     max_length: int | None = _opt(
         None,
-        "Longest example in tokens; longer ones are truncated (TRL), and an example whose completion is cut "
-        "off entirely is dropped.",
+        "Longest example in tokens (prompt and completion together, as the chat template renders them with "
+        "the tools); longer ones are fitted as --truncation says.",
         DATA,
         ge=16,
+    )
+    truncation: Truncation = _opt(
+        "keep-end",
+        "An example longer than --max-length: keep-end cuts the start of its prompt and keeps the completion "
+        "whole, as the paper's TRL did (SFT: cuts the conversation's start, keeps its last replies whole); "
+        "keep-start leaves it to TRL 1.16, which cuts its end and drops a KTO/DPO example whose prompt alone "
+        "fills --max-length; drop leaves it out. Counted, printed and recorded either way.",
+        DATA,
     )
 
     # -- LoRA ----------------------------------------------------------------------------------------------

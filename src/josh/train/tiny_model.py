@@ -3,7 +3,8 @@
 Tests, benchmarks and `josh loop` dry runs use it where a real model would be far too slow on a CPU: a
 byte-level BPE trained with `tokenizers` on a few ToolWOZ-like sentences, wrapped in
 `PreTrainedTokenizerFast` with a ChatML chat template that renders tools and tool calls and carries
-`{% generation %}` markers (TRL's assistant-only loss needs them), and a two-layer Llama.
+`{% generation %}` markers (TRL's assistant-only loss needs them), and a two-layer Llama whose context
+(`CONTEXT`, 8,192 tokens) holds the paper's `--max-length` 5256, so that `josh train` runs with its defaults.
 
 Tool calls follow the Hermes convention (`<tool_call>{"name": ..., "arguments": {...}}</tool_call>` in the
 assistant's text), which is also what the `hf:` backend parses back out of generated text.
@@ -44,6 +45,7 @@ CHAT_TEMPLATE = """{%- if tools %}<|im_start|>system
 {%- if add_generation_prompt %}<|im_start|>assistant
 {% endif %}"""
 
+CONTEXT = 8192
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>"]
 
 _CORPUS = [
@@ -84,7 +86,7 @@ def build_tiny_model(out: Path, *, seed: int = 0, vocab_size: int = 512, hidden_
         pad_token="<|endoftext|>",
         unk_token="<|endoftext|>",
         chat_template=CHAT_TEMPLATE,
-        model_max_length=4096,
+        model_max_length=CONTEXT,
     )
     tokenizer.save_pretrained(out)
 
@@ -96,7 +98,7 @@ def build_tiny_model(out: Path, *, seed: int = 0, vocab_size: int = 512, hidden_
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=4096,
+        max_position_embeddings=CONTEXT,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

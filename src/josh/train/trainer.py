@@ -5,10 +5,13 @@ Layout of the output folder OUT:
 - `OUT/adapter/`: the final LoRA adapter (PEFT `save_pretrained`: adapter_config.json,
   adapter_model.safetensors), loadable with `PeftModel.from_pretrained(base, OUT/adapter)`;
 - `OUT/train_config.json`: the resolved config (every default filled in, in the `--config` vocabulary) and,
-  under `recorded`, what the run learnt: library versions, the optimiser and precision used, its status, the
-  last step and the losses logged;
+  under `recorded`, what the run learnt: library versions, the optimiser and precision used, the data (how many
+  examples were truncated to `max_length`, how many dropped and why), its status, the last step and the
+  losses logged;
 - `OUT/checkpoints/checkpoint-N/`: TRL checkpoints every `save_steps`; a rerun with the same OUT resumes from
   the last one.
+
+The data's length is checked with the tokenizer, before the model loads (`josh.train.truncation`).
 
 Under `accelerate launch` every process trains and only the main one writes the config and the adapter (TRL
 and accelerate do the rest). The training stack (torch, transformers, trl, peft, datasets) is imported when
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import logging
 import math
 import re
 import shutil
@@ -30,6 +34,9 @@ from typing import Any
 
 from josh.errors import JoshError
 from josh.train.config import TrainConfig
+from josh.train.truncation import FitReport, fit_examples
+
+log = logging.getLogger(__name__)
 
 ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
@@ -57,6 +64,7 @@ class TrainResult:
     config_path: Path  # OUT/train_config.json
     resumed_from: Path | None  # the checkpoint this run continued from, if any
     already_done: bool = False  # OUT held this very run, finished: nothing was trained
+    data: FitReport | None = None  # what fitting the examples to max_length did (None if nothing was trained)
 
 
 @dataclass
@@ -70,6 +78,7 @@ class TrainProgress:
 
 
 OnProgress = Callable[[TrainProgress], None]
+OnData = Callable[[FitReport], None]
 
 
 def check_stack() -> None:
@@ -151,6 +160,31 @@ def to_dataset(rows: list[dict[str, Any]], config: TrainConfig) -> Any:
     # KTO reads its batches in order (its KL term pairs neighbours); the export is in tree order, so shuffle
     # once, as the paper's script did.
     return dataset.shuffle(seed=config.seed) if config.kind == "kto" else dataset
+
+
+def fit_dataset(dataset: Any, config: TrainConfig, tokenizer: Any) -> tuple[Any, FitReport]:
+    """The dataset with every example fitted to `config.max_length` as `config.truncation` says
+    (`josh.train.truncation`), measured on the rows as TRL will read them; and what was done. Refuses a result
+    TRL cannot train on: no example left, or (KTO) one label only."""
+    from datasets import Dataset
+
+    kept, report = fit_examples(dataset.to_list(), config.kind, tokenizer, config.max_length, config.truncation)
+    path = config.training_data()
+    if not kept:
+        other = "" if config.truncation == "keep-end" else ", or use --truncation keep-end"
+        raise JoshError(
+            f"no example of {path} fits in --max-length {config.max_length} tokens ("
+            + "; ".join(f"{n:,}: {why}" for why, n in report.dropped_why.items())
+            + f"): raise --max-length{other}"
+        )
+    if config.kind == "kto" and len({row["label"] for row in kept}) < 2:
+        only = "desirable (true)" if kept[0]["label"] else "undesirable (false)"
+        raise JoshError(
+            f"only {only} examples of {path} fit in --max-length {config.max_length} tokens "
+            f"({report.dropped:,} dropped): KTO needs both labels; raise --max-length or use --truncation keep-end"
+        )
+    # the same features: a message key that only dropped examples had is still there (as None), as TRL read it
+    return Dataset.from_list(kept, features=dataset.features), report
 
 
 # -- what is already in OUT --------------------------------------------------------------------------------
@@ -440,13 +474,15 @@ def _losses(log_history: list[dict[str, Any]]) -> list[float]:
     return [float(entry["loss"]) for entry in log_history if "loss" in entry]
 
 
-def train(config: TrainConfig, *, on_progress: OnProgress | None = None, force: bool = False) -> TrainResult:
+def train(config: TrainConfig, *, on_progress: OnProgress | None = None, on_data: OnData | None = None,
+          force: bool = False) -> TrainResult:  # fmt: skip
     """Train a LoRA adapter as `config` says and save it to OUT/adapter (see the module's docstring).
 
     Rerunning with the same OUT resumes from the last checkpoint; if OUT already holds this very run,
     finished, nothing is trained (`TrainResult.already_done`) unless `force`, which starts again from scratch.
     `on_progress` is called on the main process at each step, with the last logged loss; with it, TRL's own
-    progress bar and printed log lines are off."""
+    progress bar and printed log lines are off. `on_data` is called on the main process, before the model
+    loads, with what fitting the examples to `max_length` did."""
     check_stack()
     state = process_state()
     out = config.out
@@ -462,9 +498,13 @@ def train(config: TrainConfig, *, on_progress: OnProgress | None = None, force: 
     precision = choose_precision(config.precision)
     check_qlora(config)
     tokenizer = _load_tokenizer(config)
+    dataset, report = fit_dataset(to_dataset(rows, config), config, tokenizer)
+    if state.is_main_process and on_data is not None:
+        on_data(report)
     recorded: dict[str, Any] = {"status": "started", "optim": optim, "precision": precision,
                                 "processes": state.num_processes, "versions": _versions(),
-                                "resumed_from": str(resume) if resume else None}  # fmt: skip
+                                "resumed_from": str(resume) if resume else None,
+                                "data": report.record()}  # fmt: skip
     if state.is_main_process:
         if force:
             for stale in (out / CHECKPOINTS_DIR, adapter_dir):
@@ -475,16 +515,12 @@ def train(config: TrainConfig, *, on_progress: OnProgress | None = None, force: 
     model, lora = _peft_model(config, _load_model(config, precision))
     args = _trl_args(config, optim, precision, distributed=state.num_processes > 1, quiet=on_progress is not None)
     callbacks = [_progress_callback(on_progress)] if on_progress else []
-    trainer = _build_trainer(config, args, model, lora, tokenizer, to_dataset(rows, config), callbacks)
+    trainer = _build_trainer(config, args, model, lora, tokenizer, dataset, callbacks)
     if on_progress is not None:  # the caller shows progress: no tqdm bar, and no log dicts printed instead
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-    if len(trainer.train_dataset) == 0:
-        raise JoshError(
-            f"no example of {config.training_data()} fits in --max-length {config.max_length} tokens (each "
-            "one's completion would be cut off entirely): raise --max-length"
-        )
+    _check_trl_kept(config, trainer, report, recorded)
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     losses = _losses(trainer.state.log_history)
     if any(not math.isfinite(loss) for loss in losses):
@@ -497,4 +533,19 @@ def train(config: TrainConfig, *, on_progress: OnProgress | None = None, force: 
         recorded.update(status="finished", global_step=output.global_step, losses=losses)
         _record(config, recorded)
     state.wait_for_everyone()
-    return TrainResult(adapter_dir, output.global_step, losses, config_path, resume)
+    return TrainResult(adapter_dir, output.global_step, losses, config_path, resume, data=report)
+
+
+def _check_trl_kept(config: TrainConfig, trainer: Any, report: FitReport, recorded: dict[str, Any]) -> None:
+    """TRL trains on every example josh fitted; should it drop some all the same (a template that renders a
+    prompt differently alone), say so and record it rather than lose them silently."""
+    count = len(trainer.train_dataset)
+    if count == 0:
+        raise JoshError(
+            f"TRL dropped every example of {config.training_data()} (each one's completion would be cut off "
+            f"entirely at --max-length {config.max_length}): raise --max-length"
+        )
+    if count < report.kept:
+        recorded["data"]["dropped_by_trl"] = report.kept - count
+        log.warning("TRL dropped %d of the %d examples fitted to --max-length %s", report.kept - count,
+                    report.kept, config.max_length)  # fmt: skip
