@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +293,15 @@ def test_accelerate_launch_trains_with_two_cpu_processes(
         "--no-gradient-checkpointing", "--logging-steps", "1",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    # OUT taken by another run: the main process finds it so and tells the other, and both stop (no hang)
+    from josh.runner.lock import RunLock
+
+    out.mkdir()
+    with RunLock.acquire(out / "train_config.json", command="train sft (another)"):
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode != 0 and not (out / "train_config.json").exists()
+    assert proc.stderr.count("is being written by another josh run") == 2, proc.stderr[-3000:]
+    assert proc.stderr.count("`train sft (another)`") == 2
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = json.loads((out / "train_config.json").read_text())
@@ -452,3 +462,85 @@ def test_data_too_long_for_max_length_is_refused_before_the_model_loads(
                                "--truncation", "drop"))  # fmt: skip
     assert "fits in --max-length 200" in line and "longer than --max-length" in line
     assert "--truncation keep-end" in line
+
+
+def test_a_run_file_or_trees_file_given_as_data_says_to_export_it(
+    exports: dict[str, Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "eval.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "josh.cli.main", "eval", "toolwoz", "--limit", "1", "--out", str(run)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    base = ["--model", str(tiny_model), "--out", str(tmp_path / "out")]
+    line = one_line_error(josh("train", "kto", "--data", str(run), *base))
+    assert "is a run file of `josh eval toolwoz`" in line and "josh export kto" in line and "josh harvest" in line
+    line = one_line_error(josh("train", "sft", "--data", str(exports["trees"]), *base))
+    assert "is a trees file of `josh harvest toolwoz`" in line
+    assert f"josh export sft {exports['trees']} -o DIR" in line
+
+
+def test_a_model_path_that_does_not_exist_is_no_such_folder(exports: dict[str, Path], tmp_path: Path) -> None:
+    for missing in (str(tmp_path / "nothing"), "./models/nothing", "~/no/such/model", "models/org/name"):
+        line = one_line_error(josh("train", "kto", "--data", str(exports["kto"]), "--model", missing,
+                                   "--out", str(tmp_path / "out")))  # fmt: skip
+        assert "no such folder: " in line and "Repo id" not in line, line
+    from josh.train.trainer import looks_like_a_path
+
+    assert not any(map(looks_like_a_path, ("meta-llama/Meta-Llama-3-8B-Instruct", "gpt2")))
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+    line = one_line_error(josh("train", "kto", "--data", str(exports["kto"]), "--model", "m",
+                               "--out", str(tmp_path / "out"), "--init-adapter", str(tmp_path)))  # fmt: skip
+    assert "not a LoRA adapter folder" in line
+
+
+def test_a_run_that_failed_before_training_is_recorded_and_does_not_block_a_rerun(
+    exports: dict[str, Path], tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from josh.train import trainer
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("out of memory")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, "_load_model", broken)
+        with pytest.raises(RuntimeError):
+            trainer.train(config("sft", exports, tiny_model, tmp_path))
+    recorded = json.loads((tmp_path / "train_config.json").read_text())["recorded"]
+    assert recorded["status"] == "failed" and recorded["error"] == "RuntimeError: out of memory"
+    assert recorded["global_step"] == 0
+    # other --data: nothing was trained there, so no --force is needed
+    other = tmp_path.parent / f"{tmp_path.name}-data"
+    shutil.copytree(exports["sft"], other)
+    result = trainer.train(config("sft", {"sft": other}, tiny_model, tmp_path, max_steps=1))
+    assert result.global_step == 1 and not result.already_done
+    assert json.loads((tmp_path / "train_config.json").read_text())["recorded"]["status"] == "finished"
+
+
+def test_a_second_trainer_on_the_same_out_is_refused_naming_the_first(
+    exports: dict[str, Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    from josh.runner.lock import RunLock
+
+    out = tmp_path / "out"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "josh.cli.main", "train", "sft", "--data", str(exports["sft"]),
+         "--model", str(tiny_model), "--out", str(out), "--max-steps", "100000", "--save-steps", "100000",
+         "--lora-r", "4", "--grad-accum", "1", "--max-length", "2048", "--no-gradient-checkpointing"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    try:
+        lock_file = out / "train_config.json.lock"
+        deadline = time.monotonic() + 240
+        while not (lock_file.exists() and f'"pid": {first.pid}' in lock_file.read_text()):
+            assert first.poll() is None, first.stderr.read() if first.stderr else ""
+            assert time.monotonic() < deadline, "the first trainer never took the lock"
+            time.sleep(0.2)
+        line = one_line_error(josh("train", "sft", "--data", str(exports["sft"]), "--model", str(tiny_model),
+                                   "--out", str(out)))  # fmt: skip
+        assert "being written by another josh run" in line and f"pid {first.pid}" in line
+        assert "`train sft`" in line and "since" in line
+    finally:
+        first.kill()  # the process this test started, by its own handle
+        first.wait(timeout=60)
+    RunLock.acquire(out / "train_config.json", command="test").release()  # the kernel dropped the lock

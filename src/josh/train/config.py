@@ -15,6 +15,7 @@ Fields that a kind does not use are None for it (setting one is an error, e.g. `
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -222,6 +223,12 @@ class TrainConfig(BaseModel):
     )
     logging_steps: int | None = _opt(None, "Log the loss every this many steps.", RUN, ge=1)
     seed: int | None = _opt(None, "Random seed.", RUN)
+
+    @field_validator("model")
+    @classmethod
+    def _expand_home(cls, value: str | None) -> str | None:
+        """`~/models/x` (quoted, so that no shell expanded it) is the folder; from_pretrained would not know."""
+        return os.path.expanduser(value) if value and value.startswith("~") else value
 
     @field_validator("target_modules", mode="before")
     @classmethod

@@ -6,16 +6,20 @@ Layout of the output folder OUT:
   adapter_model.safetensors), loadable with `PeftModel.from_pretrained(base, OUT/adapter)`;
 - `OUT/train_config.json`: the resolved config (every default filled in, in the `--config` vocabulary) and,
   under `recorded`, what the run learnt: library versions, the optimiser and precision used, the data (how many
-  examples were truncated to `max_length`, how many dropped and why), its status, the last step and the
-  losses logged;
+  examples were truncated to `max_length`, how many dropped and why), its status (`started`, `finished`, or
+  `failed` with the error), the last step and the losses logged;
 - `OUT/checkpoints/checkpoint-N/`: TRL checkpoints every `save_steps`; a rerun with the same OUT resumes from
-  the last one.
+  the last one;
+- `OUT/train_config.json.lock`: the lock a run holds on OUT (`josh.runner.lock`, as run files have): a second
+  run on the same OUT is refused, naming the holder.
 
-The data's length is checked with the tokenizer, before the model loads (`josh.train.truncation`).
+Everything that can be checked without the model is checked before it loads: the options, the model folder,
+the data (its kind, its columns, its labels) and, with the tokenizer, its length (`josh.train.truncation`).
 
-Under `accelerate launch` every process trains and only the main one writes the config and the adapter (TRL
-and accelerate do the rest). The training stack (torch, transformers, trl, peft, datasets) is imported when
-`train` runs, never when this module is imported.
+Under `accelerate launch` every process trains and only the main one takes the lock, writes the config and the
+adapter (TRL and accelerate do the rest): it takes the lock before the others go on, and if it cannot, every
+process stops with the same error. The training stack (torch, transformers, trl, peft, datasets) is imported
+when `train` runs, never when this module is imported.
 """
 
 from __future__ import annotations
@@ -25,14 +29,16 @@ import importlib.util
 import json
 import logging
 import math
+import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from josh.errors import JoshError
+from josh.runner.lock import RunLock, RunLockedError
 from josh.train.config import TrainConfig
 from josh.train.truncation import FitReport, fit_examples
 
@@ -114,6 +120,8 @@ def read_examples(config: TrainConfig) -> list[dict[str, Any]]:
             raise JoshError(f"{path}, line {number}: not JSON ({exc.msg}); re-export it") from None
         if not isinstance(row, dict):
             raise JoshError(f"{path}, line {number}: not a JSON object; re-export it")
+        if not rows and row.get("type") == "header":
+            raise JoshError(_run_file_message(path, str(row.get("command") or ""), kind))
         rows.append(row)
     if not rows:
         raise JoshError(f"{path} holds no examples: export trees that have some ({kind} examples)")
@@ -142,6 +150,19 @@ def read_examples(config: TrainConfig) -> list[dict[str, Any]]:
                 "and undesirable (label false) examples; harvest more trees, or train sft on successful ones"
             )
     return rows
+
+
+def _run_file_message(path: Path, command: str, kind: str) -> str:
+    """What to say of a josh run file given as training data: which command wrote it, and what to run."""
+    if command.startswith("harvest"):
+        return (
+            f"{path} is a trees file of `josh {command}`, not {kind} training data: export it first with "
+            f"`josh export {kind} {path} -o DIR` and pass --data DIR"
+        )
+    return (
+        f"{path} is a run file of `josh {command or '?'}`, not {kind} training data: export trees first "
+        f"(`josh harvest ... --out TREES`, then `josh export {kind} TREES -o DIR`) and pass --data DIR"
+    )
 
 
 def to_dataset(rows: list[dict[str, Any]], config: TrainConfig) -> Any:
@@ -207,6 +228,25 @@ def options_of(config: TrainConfig) -> dict[str, Any]:
     return {name.replace("_", "-"): value for name, value in config.model_dump(mode="json").items()}
 
 
+def looks_like_a_path(model: str) -> bool:
+    """Whether `--model` names a folder rather than a Hugging Face id (ORG/NAME or NAME): it starts with `/`,
+    `./`, `../` or `~`, has more than one `/`, or holds the OS's own separator."""
+    if model in (".", "..") or model.startswith(("/", "./", "../", "~", ".\\", "..\\")):
+        return True
+    return model.count("/") > 1 or any(sep in model for sep in (os.sep, os.altsep) if sep and sep != "/")
+
+
+def check_inputs(config: TrainConfig) -> None:
+    """The model and adapter folders exist (a path that does not is no Hugging Face id to download)."""
+    if looks_like_a_path(config.model) and not Path(config.model).exists():
+        raise JoshError(f"no such folder: {config.model} (--model: a local model folder or a Hugging Face id)")
+    if config.init_adapter is not None and not (config.init_adapter / "adapter_config.json").exists():
+        raise JoshError(
+            f"--init-adapter {config.init_adapter} is not a LoRA adapter folder (no adapter_config.json); "
+            "pass OUT/adapter of an earlier `josh train`"
+        )
+
+
 def last_checkpoint(out: Path) -> Path | None:
     """The newest OUT/checkpoints/checkpoint-N that holds a trainer state."""
     folder = out / CHECKPOINTS_DIR
@@ -221,10 +261,14 @@ def last_checkpoint(out: Path) -> Path | None:
 
 
 def _plan(config: TrainConfig, force: bool) -> tuple[dict[str, Any] | None, Path | None]:
-    """(the saved config if OUT holds this very run finished, the checkpoint to resume from)."""
+    """(the saved config if OUT holds this very run finished, the checkpoint to resume from). A folder with no
+    checkpoint and no adapter (a run that failed, or was killed, before its first checkpoint) is free: it holds
+    nothing a rerun with other options could mix with."""
     out = config.out
     saved = read_saved_config(out)
     if force or saved is None:
+        return None, None
+    if last_checkpoint(out) is None and not (out / ADAPTER_DIR).is_dir():
         return None, None
     options = {k: v for k, v in saved.items() if k != RECORDED_KEY}
     ours = options_of(config)
@@ -349,11 +393,6 @@ def _peft_model(config: TrainConfig, model: Any) -> tuple[Any, Any]:
     from peft import LoraConfig, PeftModel
 
     if config.init_adapter is not None:
-        if not (config.init_adapter / "adapter_config.json").exists():
-            raise JoshError(
-                f"--init-adapter {config.init_adapter} is not a LoRA adapter folder (no adapter_config.json); "
-                "pass OUT/adapter of an earlier `josh train`"
-            )
         return PeftModel.from_pretrained(model, str(config.init_adapter), is_trainable=True), None
     lora = LoraConfig(
         r=config.lora_r,
@@ -474,17 +513,68 @@ def _losses(log_history: list[dict[str, Any]]) -> list[float]:
     return [float(entry["loss"]) for entry in log_history if "loss" in entry]
 
 
+@contextlib.contextmanager
+def hold_out(config: TrainConfig, state: Any, command: str) -> Iterator[None]:
+    """Hold the lock on OUT (`OUT/train_config.json.lock`, `josh.runner.lock`) for the block: the main process
+    takes it and tells the others whether it could (under `accelerate launch` every process shares one OUT,
+    so only one takes it). Raises JoshError naming the holder, on every process, if another run holds it."""
+    lock: RunLock | None = None
+    refused: str | None = None
+    if state.is_main_process:
+        try:
+            config.out.mkdir(parents=True, exist_ok=True)
+            lock = RunLock.acquire(config.out / CONFIG_FILE, command=command)
+        except OSError as exc:
+            refused = f"cannot create --out {config.out}: {exc.strerror or exc}"
+        except JoshError as exc:
+            refused = str(exc)
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        refused = broadcast_object_list([refused], from_process=0)[0]
+    if refused is not None:
+        raise RunLockedError(refused)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _failure(exc: BaseException) -> str:
+    """What `recorded.error` says of the exception that ended a run."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    text = (str(exc).strip().splitlines() or [""])[0][:500]
+    return text if isinstance(exc, JoshError) else f"{type(exc).__name__}: {text}"
+
+
 def train(config: TrainConfig, *, on_progress: OnProgress | None = None, on_data: OnData | None = None,
-          force: bool = False) -> TrainResult:  # fmt: skip
+          force: bool = False, command: str | None = None) -> TrainResult:  # fmt: skip
     """Train a LoRA adapter as `config` says and save it to OUT/adapter (see the module's docstring).
 
     Rerunning with the same OUT resumes from the last checkpoint; if OUT already holds this very run,
     finished, nothing is trained (`TrainResult.already_done`) unless `force`, which starts again from scratch.
     `on_progress` is called on the main process at each step, with the last logged loss; with it, TRL's own
     progress bar and printed log lines are off. `on_data` is called on the main process, before the model
-    loads, with what fitting the examples to `max_length` did."""
+    loads, with what fitting the examples to `max_length` did. `command` is how the lock on OUT names this
+    run to another that finds it taken (default: `train KIND`)."""
     check_stack()
     state = process_state()
+    # everything that needs no model, and touches nothing in OUT, first
+    check_inputs(config)
+    optim = choose_optimiser(config.optim)
+    precision = choose_precision(config.precision)
+    check_qlora(config)
+    rows = read_examples(config)
+    tokenizer = _load_tokenizer(config)
+    with hold_out(config, state, command or f"train {config.kind}"):
+        return _train_holding_out(config, state, rows, tokenizer, optim, precision, on_progress, on_data, force)
+
+
+def _train_holding_out(config: TrainConfig, state: Any, rows: list[dict[str, Any]], tokenizer: Any, optim: str,
+                       precision: str, on_progress: OnProgress | None, on_data: OnData | None,
+                       force: bool) -> TrainResult:  # fmt: skip
     out = config.out
     adapter_dir, config_path = out / ADAPTER_DIR, out / CONFIG_FILE
     done, resume = _plan(config, force)
@@ -493,11 +583,6 @@ def train(config: TrainConfig, *, on_progress: OnProgress | None = None, on_data
         return TrainResult(adapter_dir, int(recorded.get("global_step", 0)),
                            [float(x) for x in recorded.get("losses", [])], config_path, None,
                            already_done=True)  # fmt: skip
-    rows = read_examples(config)
-    optim = choose_optimiser(config.optim)
-    precision = choose_precision(config.precision)
-    check_qlora(config)
-    tokenizer = _load_tokenizer(config)
     dataset, report = fit_dataset(to_dataset(rows, config), config, tokenizer)
     if state.is_main_process and on_data is not None:
         on_data(report)
@@ -512,19 +597,29 @@ def train(config: TrainConfig, *, on_progress: OnProgress | None = None, on_data
         _record(config, recorded)
     state.wait_for_everyone()
 
-    model, lora = _peft_model(config, _load_model(config, precision))
-    args = _trl_args(config, optim, precision, distributed=state.num_processes > 1, quiet=on_progress is not None)
-    callbacks = [_progress_callback(on_progress)] if on_progress else []
-    trainer = _build_trainer(config, args, model, lora, tokenizer, dataset, callbacks)
-    if on_progress is not None:  # the caller shows progress: no tqdm bar, and no log dicts printed instead
-        from transformers.trainer_callback import PrinterCallback
+    trainer = None
+    try:
+        model, lora = _peft_model(config, _load_model(config, precision))
+        args = _trl_args(config, optim, precision, distributed=state.num_processes > 1,
+                         quiet=on_progress is not None)  # fmt: skip
+        callbacks = [_progress_callback(on_progress)] if on_progress else []
+        trainer = _build_trainer(config, args, model, lora, tokenizer, dataset, callbacks)
+        if on_progress is not None:  # the caller shows progress: no tqdm bar, and no log dicts printed instead
+            from transformers.trainer_callback import PrinterCallback
 
-        trainer.remove_callback(PrinterCallback)
-    _check_trl_kept(config, trainer, report, recorded)
-    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    losses = _losses(trainer.state.log_history)
-    if any(not math.isfinite(loss) for loss in losses):
-        raise JoshError(f"the training loss is not finite ({losses}): lower --learning-rate")
+            trainer.remove_callback(PrinterCallback)
+        _check_trl_kept(config, trainer, report, recorded)
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        losses = _losses(trainer.state.log_history)
+        if any(not math.isfinite(loss) for loss in losses):
+            raise JoshError(f"the training loss is not finite ({losses}): lower --learning-rate")
+    except BaseException as exc:
+        if state.is_main_process:
+            step = trainer.state.global_step if trainer is not None else 0
+            recorded.update(status="failed", error=_failure(exc), global_step=step)
+            with contextlib.suppress(OSError):
+                _record(config, recorded)
+        raise
     if trainer.is_world_process_zero():
         peft_model = trainer.accelerator.unwrap_model(trainer.model)
         # only the trained adapter: a KTO/DPO run from --init-adapter also holds TRL's frozen "ref" copy
