@@ -1,6 +1,8 @@
 """`josh train sft|kto|dpo`: a few steps of each TRL trainer on a tiny random Llama (built here, nothing is
 downloaded) with real exports of a dry-run harvest; the adapter, resuming, continuing an adapter, the recorded
-config, the command line's errors and YAML configs, and `accelerate launch` with two CPU processes."""
+config, the command line's errors and YAML configs, `accelerate launch` with two CPU processes, fitting long
+examples to --max-length (--truncation, and the README's CPU example), what is checked before the model loads,
+a failed run, and the lock on OUT."""
 
 from __future__ import annotations
 

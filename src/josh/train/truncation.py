@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Truncation = Literal["keep-end", "keep-start", "drop"]
-TRUNCATIONS: tuple[Truncation, ...] = ("keep-end", "keep-start", "drop")
 
 # The columns that follow the prompt, per kind (SFT has no prompt: its whole conversation is one column).
 COMPLETIONS: dict[str, tuple[str, ...]] = {"kto": ("completion",), "dpo": ("chosen", "rejected"), "sft": ()}
@@ -133,8 +132,8 @@ class _Lengths:
 def fit_examples(rows: list[dict[str, Any]], kind: str, tokenizer: Any, max_length: int | None,
                  truncation: Truncation) -> tuple[list[dict[str, Any]], FitReport]:  # fmt: skip
     """The rows that fit `max_length` tokens once fitted as `truncation` says (module docstring), and what was
-    done. `rows` are as TRL will read them (tools as JSON text or None); the rows returned are new dicts, in
-    the same order, and the input is left as it was."""
+    done. `rows` are as TRL will read them (tools as JSON text or None). The rows kept stay in order; one that
+    was cut is a new dict (the input is left as it was), one that was not is the row itself."""
     report = FitReport(kind, truncation, max_length, examples=len(rows))
     drops: Counter[str] = Counter()
     kept = []
