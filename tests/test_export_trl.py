@@ -159,3 +159,47 @@ def test_the_trainers_prepare_the_datasets(exported: dict[str, Path], tokenizer:
         processing_class=tokenizer,
     )
     assert len(trainer.train_dataset) == len(dpo) and "rejected_ids" in trainer.train_dataset.column_names
+
+
+@pytest.mark.parametrize("name", ["ours", "paper"])
+@pytest.mark.filterwarnings("ignore:`gradient_checkpointing` is deprecated:FutureWarning")
+def test_trl_keeps_every_example_josh_fitted_to_max_length_whole(
+    exported: dict[str, Path], tokenizer: Any, tmp_path: Path, name: str
+) -> None:
+    """`josh train` fits each example to --max-length (--truncation keep-end) before TRL; TRL's own preparation
+    (TRL 1.16: cut at the end, drop a KTO/DPO example whose prompt fills max_length) then drops none and cuts
+    none: the lengths josh measured are TRL's (this chat template renders tools and tool calls its own way)."""
+    from josh.train.config import TrainConfig
+    from josh.train.trainer import fit_dataset, read_examples, to_dataset
+
+    limit = 1024  # TRL's default: the ReAct prompt alone is longer
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=limit,
+    )  # fmt: skip
+    common = {"output_dir": str(tmp_path), "report_to": "none", "use_cpu": True, "max_length": limit,
+              "per_device_train_batch_size": 2}  # fmt: skip
+    built = {"sft": (trl.SFTTrainer, trl.SFTConfig), "kto": (trl.KTOTrainer, trl.KTOConfig),
+             "dpo": (trl.DPOTrainer, trl.DPOConfig)}  # fmt: skip
+    truncated = 0
+    for kind, (trainer_class, args_class) in built.items():
+        train_config = TrainConfig(kind=kind, data=exported[f"{name}-{kind}"], model="m", out=tmp_path,
+                                   max_length=limit, seed=0)  # fmt: skip
+        rows = read_examples(train_config)[:24]
+        fitted, report = fit_dataset(to_dataset(rows, train_config), train_config, tokenizer)
+        truncated += report.truncated
+        extra = {} if kind == "sft" else {"ref_model": transformers.LlamaForCausalLM(config)}
+        trainer = trainer_class(model=transformers.LlamaForCausalLM(config), args=args_class(**common),
+                                train_dataset=fitted, processing_class=tokenizer, **extra)  # fmt: skip
+        prepared = trainer.train_dataset
+        assert len(prepared) == len(fitted) == report.kept, kind  # TRL dropped nothing
+        for example in prepared:
+            if kind == "kto":
+                assert len(example["prompt_ids"]) + len(example["completion_ids"]) <= limit
+            elif kind == "dpo":
+                longest = max(len(example["chosen_ids"]), len(example["rejected_ids"]))
+                assert len(example["prompt_ids"]) + longest <= limit
+            else:  # TRL cut nothing: the conversation still ends with its last reply's end
+                assert len(example["input_ids"]) <= limit
+                assert tokenizer.decode(example["input_ids"]).endswith("<|im_end|>\n")
+    assert truncated > 0  # the limit bit: this tested something

@@ -25,7 +25,7 @@ rounds: 2
 common: {{agent: fc, user: replay, concurrency: 3}}
 eval: {{limit: 3, max-turns: 2, max-tokens: 8}}
 harvest: {{model: scripted, limit: 4, mock-mistake-rate: 0.5}}
-train: {{max-steps: 2, logging-steps: 1, max-length: 4096}}
+train: {{max-steps: 2, logging-steps: 1}}
 """
 
 

@@ -1,6 +1,8 @@
 """`josh train sft|kto|dpo`: a few steps of each TRL trainer on a tiny random Llama (built here, nothing is
 downloaded) with real exports of a dry-run harvest; the adapter, resuming, continuing an adapter, the recorded
-config, the command line's errors and YAML configs, and `accelerate launch` with two CPU processes."""
+config, the command line's errors and YAML configs, `accelerate launch` with two CPU processes, fitting long
+examples to --max-length (--truncation, and the README's CPU example), what is checked before the model loads,
+a failed run, and the lock on OUT."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +75,7 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         out[kind] = folder / kind
     labels = {json.loads(line)["label"] for line in (out["kto"] / "train.jsonl").read_text().splitlines()}
     assert labels == {True, False}
+    out["trees"] = trees
     return out
 
 
@@ -225,10 +229,6 @@ def test_bad_input_is_one_line_naming_the_fix(
     line = one_line_error(josh("train", "sft", "--data", str(exports["sft"]), *base, "--qlora"))
     assert "--qlora" in line and "CUDA GPU" in line
     assert "No such option: --beta" in josh("train", "sft", "--beta", "0.1").output  # not an SFT option
-    # found once TRL has tokenized the data: after the loading bars of transformers and datasets
-    result = josh("train", "dpo", "--data", str(exports["dpo"]), *base, "--max-length", "16")
-    assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "fits in --max-length 16" in result.output.strip().splitlines()[-1]
     # SFT's assistant-only loss needs the chat template's generation markers
     plain = tmp_path / "plain-model"
     shutil.copytree(tiny_model, plain)
@@ -295,9 +295,254 @@ def test_accelerate_launch_trains_with_two_cpu_processes(
         "--no-gradient-checkpointing", "--logging-steps", "1",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    # OUT taken by another run: the main process finds it so and tells the other, and both stop (no hang)
+    from josh.runner.lock import RunLock
+
+    out.mkdir()
+    with RunLock.acquire(out / "train_config.json", command="train sft (another)"):
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode != 0 and not (out / "train_config.json").exists()
+    assert proc.stderr.count("is being written by another josh run") == 2, proc.stderr[-3000:]
+    assert proc.stderr.count("`train sft (another)`") == 2
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = json.loads((out / "train_config.json").read_text())
     assert saved["recorded"]["processes"] == 2 and saved["recorded"]["status"] == "finished"
     assert (out / "adapter" / "adapter_model.safetensors").exists()
     assert proc.stderr.count("trained sft for 2 steps") == 1  # the main process alone reports
+
+
+# -- fitting examples to --max-length (--truncation) -------------------------------------------------------
+
+
+def rows_of(folder: Path) -> list[dict[str, Any]]:
+    """The export's rows as `to_dataset` hands them to TRL (tools as JSON text)."""
+    rows = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
+    return [{**row, "tools": json.dumps(row["tools"]) if row.get("tools") else None} for row in rows]
+
+
+def trl_ids(tokenizer: Any, messages: list[dict[str, Any]], tools: Any) -> list[int]:
+    """What TRL's trainers tokenize (its own function: the oracle, not josh's copy of it)."""
+    from trl.data_utils import _tokenize
+
+    return _tokenize(tokenizer, messages, tools=json.loads(tools) if tools else None)["input_ids"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model)
+
+
+MAX = 300  # the exports' system prompts are 300 characters: with tools and turns most examples exceed this
+
+
+def test_keep_end_cuts_the_prompts_start_and_keeps_every_completion_whole(
+    exports: dict[str, Path], tokenizer: Any
+) -> None:
+    from josh.train.truncation import fit_examples
+
+    for kind, tails in (("kto", ("completion",)), ("dpo", ("chosen", "rejected"))):
+        rows = rows_of(exports[kind])
+        kept, report = fit_examples(rows, kind, tokenizer, MAX, "keep-end")
+        assert report.truncated > 0 and report.kept == len(kept) > 0 and report.tokens_cut > 0
+        record = report.record()
+        assert record["truncated"] == report.truncated and record["dropped"] == len(rows) - len(kept)
+        assert sum(record["dropped_why"].values()) == record["dropped"]
+        for original in rows:
+            fitted, _ = fit_examples([original], kind, tokenizer, MAX, "keep-end")
+            if not fitted:
+                continue
+            row = fitted[0]
+            for tail in tails:
+                assert row[tail] == original[tail]  # the completions are whole
+                ids = trl_ids(tokenizer, row["prompt"] + row[tail], row["tools"])
+                whole = trl_ids(tokenizer, original["prompt"] + original[tail], row["tools"])
+                assert len(ids) <= MAX  # TRL will neither cut nor drop it
+                assert ids[-50:] == whole[-50:]  # the end survives: the completion and the prompt's last tokens
+            # the prompt lost its start: its system message is still there, cut from the left
+            assert row["prompt"][0]["role"] == original["prompt"][0]["role"] == "system"
+            assert original["prompt"][0]["content"].endswith(row["prompt"][0]["content"])
+            last, was = row["prompt"][-1], original["prompt"][-1]
+            assert last == was or (last["role"] == was["role"] and was["content"].endswith(last["content"]))
+
+
+def test_keep_end_keeps_the_last_replies_of_an_sft_conversation_whole(
+    exports: dict[str, Path], tokenizer: Any
+) -> None:
+    from josh.train.truncation import fit_examples
+
+    rows = rows_of(exports["sft"])
+    limit = max(len(trl_ids(tokenizer, row["messages"], row["tools"])) for row in rows) // 2
+    truncated = 0
+    for original in rows:
+        fitted, report = fit_examples([original], "sft", tokenizer, limit, "keep-end")
+        truncated += report.truncated
+        if not fitted:
+            assert list(report.dropped_why) == [
+                "its last reply alone, with the template's framing and tools, is longer than --max-length"
+            ]
+            continue
+        row = fitted[0]
+        assert len(trl_ids(tokenizer, row["messages"], row["tools"])) <= limit
+        replies = [m for m in row["messages"] if m["role"] == "assistant"]
+        every = [m for m in original["messages"] if m["role"] == "assistant"]
+        assert replies and replies == every[len(every) - len(replies) :]  # the last ones, each whole
+    assert truncated > 0
+
+
+def test_drop_and_keep_start_leave_the_examples_as_they_are_and_count_what_they_leave_out(
+    exports: dict[str, Path], tokenizer: Any
+) -> None:
+    from josh.train.truncation import fit_examples
+
+    rows = rows_of(exports["kto"])
+    lengths = [len(trl_ids(tokenizer, row["prompt"] + row["completion"], row["tools"])) for row in rows]
+    kept, report = fit_examples(rows, "kto", tokenizer, MAX, "drop")
+    assert kept == [row for row, n in zip(rows, lengths, strict=True) if n <= MAX]
+    assert report.dropped_why == {"longer than --max-length": sum(n > MAX for n in lengths)} and not report.truncated
+    assert report.longest == max(lengths)
+    # TRL's own: the data unchanged; what TRL would drop (the prompt alone fills --max-length) is counted here
+    kept, report = fit_examples(rows, "kto", tokenizer, MAX, "keep-start")
+    assert all(row in rows for row in kept) and report.dropped + len(kept) == len(rows)
+    assert report.truncated == sum(n > MAX for n in lengths) - report.dropped
+    # an example that cannot fit at all is dropped, with the reason
+    kept, report = fit_examples(rows, "kto", tokenizer, 16, "keep-end")
+    assert not kept and list(report.dropped_why) == [
+        "its completion alone, with the template's framing and tools, is longer than --max-length"
+    ]
+
+
+def test_the_readme_cpu_example_trains_kto_on_the_default_harvest(
+    exports: dict[str, Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    """`josh harvest toolwoz` (ReAct: a 16,000-character system prompt, over 11,000 tokens with the tiny
+    model's vocabulary), `josh export kto`, then `josh train kto` on the tiny model with the default
+    --max-length 5256: every example is longer, so every one is truncated, and it trains."""
+    data = tmp_path / "kto"
+    result = josh("export", "kto", str(exports["trees"]), "-o", str(data))
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    result = josh("train", "kto", "--data", str(data), "--model", str(tiny_model), "--out", str(out),
+                  "--max-steps", "1", "--grad-accum", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "trained kto for 1 steps" in result.output
+    examples = len((data / "train.jsonl").read_text().splitlines())
+    assert f"data: {examples} kto examples" in result.output and "--truncation keep-end" in result.output
+    recorded = json.loads((out / "train_config.json").read_text())["recorded"]
+    assert recorded["status"] == "finished"
+    assert recorded["data"]["truncation"] == "keep-end" and recorded["data"]["max_length"] == 5256
+    assert recorded["data"]["truncated"] == recorded["data"]["examples"] == examples
+    assert recorded["data"]["dropped"] == 0 and recorded["data"]["longest_tokens"] > 10_000
+    assert "dropped_by_trl" not in recorded["data"]
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(tiny_model).max_position_embeddings >= 5256  # the default fits its context
+
+
+# -- what is checked before the model loads ----------------------------------------------------------------
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from josh.train import trainer
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(trainer, "_load_model", refuse)
+
+
+def test_data_too_long_for_max_length_is_refused_before_the_model_loads(
+    exports: dict[str, Path], tiny_model: Path, tmp_path: Path, no_model_loads: None
+) -> None:
+    base = ["--model", str(tiny_model), "--out", str(tmp_path / "out")]
+    line = one_line_error(josh("train", "dpo", "--data", str(exports["dpo"]), *base, "--max-length", "16"))
+    assert "fits in --max-length 16 tokens" in line and "its completion alone" in line
+    line = one_line_error(josh("train", "kto", "--data", str(exports["kto"]), *base, "--max-length", "200",
+                               "--truncation", "drop"))  # fmt: skip
+    assert "fits in --max-length 200" in line and "longer than --max-length" in line
+    assert "--truncation keep-end" in line
+
+
+def test_a_run_file_or_trees_file_given_as_data_says_to_export_it(
+    exports: dict[str, Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "eval.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "josh.cli.main", "eval", "toolwoz", "--limit", "1", "--out", str(run)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    base = ["--model", str(tiny_model), "--out", str(tmp_path / "out")]
+    line = one_line_error(josh("train", "kto", "--data", str(run), *base))
+    assert "is a run file of `josh eval toolwoz`" in line and "josh export kto" in line and "josh harvest" in line
+    line = one_line_error(josh("train", "sft", "--data", str(exports["trees"]), *base))
+    assert "is a trees file of `josh harvest toolwoz`" in line
+    assert f"josh export sft {exports['trees']} -o DIR" in line
+
+
+def test_a_model_path_that_does_not_exist_is_no_such_folder(exports: dict[str, Path], tmp_path: Path) -> None:
+    for missing in (str(tmp_path / "nothing"), "./models/nothing", "~/no/such/model", "models/org/name"):
+        line = one_line_error(josh("train", "kto", "--data", str(exports["kto"]), "--model", missing,
+                                   "--out", str(tmp_path / "out")))  # fmt: skip
+        assert "no such folder: " in line and "Repo id" not in line, line
+    from josh.train.trainer import looks_like_a_path
+
+    assert not any(map(looks_like_a_path, ("meta-llama/Meta-Llama-3-8B-Instruct", "gpt2")))
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+    line = one_line_error(josh("train", "kto", "--data", str(exports["kto"]), "--model", "m",
+                               "--out", str(tmp_path / "out"), "--init-adapter", str(tmp_path)))  # fmt: skip
+    assert "not a LoRA adapter folder" in line
+
+
+def test_a_run_that_failed_before_training_is_recorded_and_does_not_block_a_rerun(
+    exports: dict[str, Path], tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from josh.train import trainer
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("out of memory")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer, "_load_model", broken)
+        with pytest.raises(RuntimeError):
+            trainer.train(config("sft", exports, tiny_model, tmp_path))
+    recorded = json.loads((tmp_path / "train_config.json").read_text())["recorded"]
+    assert recorded["status"] == "failed" and recorded["error"] == "RuntimeError: out of memory"
+    assert recorded["global_step"] == 0
+    # other --data: nothing was trained there, so no --force is needed
+    other = tmp_path.parent / f"{tmp_path.name}-data"
+    shutil.copytree(exports["sft"], other)
+    result = trainer.train(config("sft", {"sft": other}, tiny_model, tmp_path, max_steps=1))
+    assert result.global_step == 1 and not result.already_done
+    assert json.loads((tmp_path / "train_config.json").read_text())["recorded"]["status"] == "finished"
+
+
+def test_a_second_trainer_on_the_same_out_is_refused_naming_the_first(
+    exports: dict[str, Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    from josh.runner.lock import RunLock
+
+    out = tmp_path / "out"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "josh.cli.main", "train", "sft", "--data", str(exports["sft"]),
+         "--model", str(tiny_model), "--out", str(out), "--max-steps", "100000", "--save-steps", "100000",
+         "--lora-r", "4", "--grad-accum", "1", "--max-length", "2048", "--no-gradient-checkpointing"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    try:
+        lock_file = out / "train_config.json.lock"
+        deadline = time.monotonic() + 240
+        while not (lock_file.exists() and f'"pid": {first.pid}' in lock_file.read_text()):
+            assert first.poll() is None, first.stderr.read() if first.stderr else ""
+            assert time.monotonic() < deadline, "the first trainer never took the lock"
+            time.sleep(0.2)
+        line = one_line_error(josh("train", "sft", "--data", str(exports["sft"]), "--model", str(tiny_model),
+                                   "--out", str(out)))  # fmt: skip
+        assert "being written by another josh run" in line and f"pid {first.pid}" in line
+        assert "`train sft`" in line and "since" in line
+    finally:
+        first.kill()  # the process this test started, by its own handle
+        first.wait(timeout=60)
+    RunLock.acquire(out / "train_config.json", command="test").release()  # the kernel dropped the lock

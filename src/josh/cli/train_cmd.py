@@ -55,9 +55,10 @@ def _help(kind: Kind) -> str:
     return (
         f"{WHAT[kind]}\n\n{DEFAULTS_FROM[kind]}\n\n"
         "Writes OUT/adapter (the LoRA adapter), OUT/train_config.json (every option, the optimiser used, "
-        "library versions) and OUT/checkpoints. Rerun with the same OUT to resume from the last checkpoint; "
-        "if OUT holds this very run, finished, nothing is done unless --force. Exit status 0, or 1 with one "
-        f"line for bad options or data. Defaults from: {SOURCES[kind]}."
+        "library versions, how many examples were truncated or dropped and why) and OUT/checkpoints. Rerun "
+        "with the same OUT to resume from the last checkpoint; if OUT holds this very run, finished, nothing is "
+        "done unless --force. One run at a time per OUT (a second is refused, naming the first). Exit status 0, "
+        f"or 1 with one line for bad options or data. Defaults from: {SOURCES[kind]}."
     )
 
 
@@ -88,8 +89,11 @@ def run_train(kind: Kind, options: dict[str, Any], config_file: Path | None, *, 
 
     from josh.train.trainer import process_state, train
 
+    def show_data(report: Any) -> None:
+        err.print(f"data: {escape(report.summary())}", soft_wrap=True)
+
     with _ProgressBar(kind) as bar:
-        result = train(cfg, on_progress=bar.update, force=force)
+        result = train(cfg, on_progress=bar.update, on_data=show_data, force=force, command=f"train {kind}")
     if not process_state().is_main_process:
         return
     if result.already_done:

@@ -15,10 +15,13 @@ Fields that a kind does not use are None for it (setting one is an error, e.g. `
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+
+from josh.train.truncation import Truncation
 
 Kind = Literal["sft", "kto", "dpo"]
 KINDS: tuple[Kind, ...] = ("sft", "kto", "dpo")
@@ -89,7 +92,7 @@ SOURCES: dict[Kind, str] = {
 SOURCE_EXCEPTIONS: dict[Kind, dict[str, str]] = {
     "dpo": {"beta": "TRL's default"},
     "kto": {
-        "max_length": f"{KTO_SCRIPT}; its max_prompt_length 5000 has no TRL 1.16 counterpart",
+        "max_length": f"{KTO_SCRIPT}; its max_prompt_length 5000 has no TRL 1.16 counterpart: see --truncation",
         "batch_size": f"{KTO_SCRIPT} has 1 x 8; TRL 1.16's KTO needs 2 or more, so 2 x 4",
         "grad_accum": f"{KTO_SCRIPT} has 1 x 8; TRL 1.16's KTO needs 2 or more, so 2 x 4",
     },
@@ -138,10 +141,18 @@ class TrainConfig(BaseModel):
     )
     max_length: int | None = _opt(
         None,
-        "Longest example in tokens; longer ones are truncated (TRL), and an example whose completion is cut "
-        "off entirely is dropped.",
+        "Longest example in tokens (prompt and completion together, as the chat template renders them with "
+        "the tools); longer ones are fitted as --truncation says.",
         DATA,
         ge=16,
+    )
+    truncation: Truncation = _opt(
+        "keep-end",
+        "An example longer than --max-length: keep-end cuts the start of its prompt and keeps the completion "
+        "whole, as the paper's TRL did (SFT: cuts the conversation's start, keeps its last replies whole); "
+        "keep-start leaves it to TRL 1.16, which cuts its end and drops a KTO/DPO example whose prompt alone "
+        "fills --max-length; drop leaves it out. Counted, printed and recorded either way.",
+        DATA,
     )
 
     # -- LoRA ----------------------------------------------------------------------------------------------
@@ -212,6 +223,12 @@ class TrainConfig(BaseModel):
     )
     logging_steps: int | None = _opt(None, "Log the loss every this many steps.", RUN, ge=1)
     seed: int | None = _opt(None, "Random seed.", RUN)
+
+    @field_validator("model")
+    @classmethod
+    def _expand_home(cls, value: str | None) -> str | None:
+        """`~/models/x` (quoted, so that no shell expanded it) is the folder; from_pretrained would not know."""
+        return os.path.expanduser(value) if value and value.startswith("~") else value
 
     @field_validator("target_modules", mode="before")
     @classmethod

@@ -3,7 +3,8 @@
 Tests, benchmarks and `josh loop` dry runs use it where a real model would be far too slow on a CPU: a
 byte-level BPE trained with `tokenizers` on a few ToolWOZ-like sentences, wrapped in
 `PreTrainedTokenizerFast` with a ChatML chat template that renders tools and tool calls and carries
-`{% generation %}` markers (TRL's assistant-only loss needs them), and a two-layer Llama.
+`{% generation %}` markers (TRL's assistant-only loss needs them), and a two-layer Llama whose context
+(`CONTEXT`, 8,192 tokens) holds the paper's `--max-length` 5256, so that `josh train` runs with its defaults.
 
 Tool calls follow the Hermes convention (`<tool_call>{"name": ..., "arguments": {...}}</tool_call>` in the
 assistant's text), which is also what the `hf:` backend parses back out of generated text.
@@ -44,6 +45,7 @@ CHAT_TEMPLATE = """{%- if tools %}<|im_start|>system
 {%- if add_generation_prompt %}<|im_start|>assistant
 {% endif %}"""
 
+CONTEXT = 8192
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>"]
 
 _CORPUS = [
@@ -58,7 +60,7 @@ _CORPUS = [
 
 
 def build_tiny_model(
-    out: Path, *, seed: int = 0, vocab_size: int = 512, hidden_size: int = 64, context: int = 4096
+    out: Path, *, seed: int = 0, vocab_size: int = 512, hidden_size: int = 64, context: int = CONTEXT
 ) -> Path:
     """Write a tiny random Llama and its tokenizer to `out` (loadable with `from_pretrained`); return `out`.
 

@@ -5,14 +5,21 @@ Layout of the output folder OUT:
 - `OUT/adapter/`: the final LoRA adapter (PEFT `save_pretrained`: adapter_config.json,
   adapter_model.safetensors), loadable with `PeftModel.from_pretrained(base, OUT/adapter)`;
 - `OUT/train_config.json`: the resolved config (every default filled in, in the `--config` vocabulary) and,
-  under `recorded`, what the run learnt: library versions, the optimiser and precision used, its status, the
-  last step and the losses logged;
+  under `recorded`, what the run learnt: library versions, the optimiser and precision used, the data (how many
+  examples were truncated to `max_length`, how many dropped and why), its status (`started`, `finished`, or
+  `failed` with the error), the last step and the losses logged;
 - `OUT/checkpoints/checkpoint-N/`: TRL checkpoints every `save_steps`; a rerun with the same OUT resumes from
-  the last one.
+  the last one;
+- `OUT/train_config.json.lock`: the lock a run holds on OUT (`josh.runner.lock`, as run files have): a second
+  run on the same OUT is refused, naming the holder.
 
-Under `accelerate launch` every process trains and only the main one writes the config and the adapter (TRL
-and accelerate do the rest). The training stack (torch, transformers, trl, peft, datasets) is imported when
-`train` runs, never when this module is imported.
+Everything that can be checked without the model is checked before it loads: the options, the model folder,
+the data (its kind, its columns, its labels) and, with the tokenizer, its length (`josh.train.truncation`).
+
+Under `accelerate launch` every process trains and only the main one takes the lock, writes the config and the
+adapter (TRL and accelerate do the rest): it takes the lock before the others go on, and if it cannot, every
+process stops with the same error. The training stack (torch, transformers, trl, peft, datasets) is imported
+when `train` runs, never when this module is imported.
 """
 
 from __future__ import annotations
@@ -20,16 +27,22 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import logging
 import math
+import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from josh.errors import JoshError
+from josh.runner.lock import RunLock, RunLockedError
 from josh.train.config import TrainConfig
+from josh.train.truncation import FitReport, fit_examples
+
+log = logging.getLogger(__name__)
 
 ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
@@ -57,6 +70,7 @@ class TrainResult:
     config_path: Path  # OUT/train_config.json
     resumed_from: Path | None  # the checkpoint this run continued from, if any
     already_done: bool = False  # OUT held this very run, finished: nothing was trained
+    data: FitReport | None = None  # what fitting the examples to max_length did (None if nothing was trained)
 
 
 @dataclass
@@ -70,6 +84,7 @@ class TrainProgress:
 
 
 OnProgress = Callable[[TrainProgress], None]
+OnData = Callable[[FitReport], None]
 
 
 def check_stack() -> None:
@@ -105,6 +120,8 @@ def read_examples(config: TrainConfig) -> list[dict[str, Any]]:
             raise JoshError(f"{path}, line {number}: not JSON ({exc.msg}); re-export it") from None
         if not isinstance(row, dict):
             raise JoshError(f"{path}, line {number}: not a JSON object; re-export it")
+        if not rows and row.get("type") == "header":
+            raise JoshError(_run_file_message(path, str(row.get("command") or ""), kind))
         rows.append(row)
     if not rows:
         raise JoshError(f"{path} holds no examples: export trees that have some ({kind} examples)")
@@ -135,6 +152,19 @@ def read_examples(config: TrainConfig) -> list[dict[str, Any]]:
     return rows
 
 
+def _run_file_message(path: Path, command: str, kind: str) -> str:
+    """What to say of a josh run file given as training data: which command wrote it, and what to run."""
+    if command.startswith("harvest"):
+        return (
+            f"{path} is a trees file of `josh {command}`, not {kind} training data: export it first with "
+            f"`josh export {kind} {path} -o DIR` and pass --data DIR"
+        )
+    return (
+        f"{path} is a run file of `josh {command or '?'}`, not {kind} training data: export trees first "
+        f"(`josh harvest ... --out TREES`, then `josh export {kind} TREES -o DIR`) and pass --data DIR"
+    )
+
+
 def to_dataset(rows: list[dict[str, Any]], config: TrainConfig) -> Any:
     """A `datasets.Dataset` of the rows. Tools go as JSON text (TRL's trainers parse it back): as Arrow
     structs, every tool would gain every other tool's parameters, as nulls, in the rendered prompt."""
@@ -151,6 +181,31 @@ def to_dataset(rows: list[dict[str, Any]], config: TrainConfig) -> Any:
     # KTO reads its batches in order (its KL term pairs neighbours); the export is in tree order, so shuffle
     # once, as the paper's script did.
     return dataset.shuffle(seed=config.seed) if config.kind == "kto" else dataset
+
+
+def fit_dataset(dataset: Any, config: TrainConfig, tokenizer: Any) -> tuple[Any, FitReport]:
+    """The dataset with every example fitted to `config.max_length` as `config.truncation` says
+    (`josh.train.truncation`), measured on the rows as TRL will read them; and what was done. Refuses a result
+    TRL cannot train on: no example left, or (KTO) one label only."""
+    from datasets import Dataset
+
+    kept, report = fit_examples(dataset.to_list(), config.kind, tokenizer, config.max_length, config.truncation)
+    path = config.training_data()
+    if not kept:
+        other = "" if config.truncation == "keep-end" else ", or use --truncation keep-end"
+        raise JoshError(
+            f"no example of {path} fits in --max-length {config.max_length} tokens ("
+            + "; ".join(f"{n:,}: {why}" for why, n in report.dropped_why.items())
+            + f"): raise --max-length{other}"
+        )
+    if config.kind == "kto" and len({row["label"] for row in kept}) < 2:
+        only = "desirable (true)" if kept[0]["label"] else "undesirable (false)"
+        raise JoshError(
+            f"only {only} examples of {path} fit in --max-length {config.max_length} tokens "
+            f"({report.dropped:,} dropped): KTO needs both labels; raise --max-length or use --truncation keep-end"
+        )
+    # the same features: a message key that only dropped examples had is still there (as None), as TRL read it
+    return Dataset.from_list(kept, features=dataset.features), report
 
 
 # -- what is already in OUT --------------------------------------------------------------------------------
@@ -173,6 +228,25 @@ def options_of(config: TrainConfig) -> dict[str, Any]:
     return {name.replace("_", "-"): value for name, value in config.model_dump(mode="json").items()}
 
 
+def looks_like_a_path(model: str) -> bool:
+    """Whether `--model` names a folder rather than a Hugging Face id (ORG/NAME or NAME): it starts with `/`,
+    `./`, `../` or `~`, has more than one `/`, or holds the OS's own separator."""
+    if model in (".", "..") or model.startswith(("/", "./", "../", "~", ".\\", "..\\")):
+        return True
+    return model.count("/") > 1 or any(sep in model for sep in (os.sep, os.altsep) if sep and sep != "/")
+
+
+def check_inputs(config: TrainConfig) -> None:
+    """The model and adapter folders exist (a path that does not is no Hugging Face id to download)."""
+    if looks_like_a_path(config.model) and not Path(config.model).exists():
+        raise JoshError(f"no such folder: {config.model} (--model: a local model folder or a Hugging Face id)")
+    if config.init_adapter is not None and not (config.init_adapter / "adapter_config.json").exists():
+        raise JoshError(
+            f"--init-adapter {config.init_adapter} is not a LoRA adapter folder (no adapter_config.json); "
+            "pass OUT/adapter of an earlier `josh train`"
+        )
+
+
 def last_checkpoint(out: Path) -> Path | None:
     """The newest OUT/checkpoints/checkpoint-N that holds a trainer state."""
     folder = out / CHECKPOINTS_DIR
@@ -187,10 +261,14 @@ def last_checkpoint(out: Path) -> Path | None:
 
 
 def _plan(config: TrainConfig, force: bool) -> tuple[dict[str, Any] | None, Path | None]:
-    """(the saved config if OUT holds this very run finished, the checkpoint to resume from)."""
+    """(the saved config if OUT holds this very run finished, the checkpoint to resume from). A folder with no
+    checkpoint and no adapter (a run that failed, or was killed, before its first checkpoint) is free: it holds
+    nothing a rerun with other options could mix with."""
     out = config.out
     saved = read_saved_config(out)
     if force or saved is None:
+        return None, None
+    if last_checkpoint(out) is None and not (out / ADAPTER_DIR).is_dir():
         return None, None
     options = {k: v for k, v in saved.items() if k != RECORDED_KEY}
     ours = options_of(config)
@@ -315,11 +393,6 @@ def _peft_model(config: TrainConfig, model: Any) -> tuple[Any, Any]:
     from peft import LoraConfig, PeftModel
 
     if config.init_adapter is not None:
-        if not (config.init_adapter / "adapter_config.json").exists():
-            raise JoshError(
-                f"--init-adapter {config.init_adapter} is not a LoRA adapter folder (no adapter_config.json); "
-                "pass OUT/adapter of an earlier `josh train`"
-            )
         return PeftModel.from_pretrained(model, str(config.init_adapter), is_trainable=True), None
     lora = LoraConfig(
         r=config.lora_r,
@@ -440,15 +513,68 @@ def _losses(log_history: list[dict[str, Any]]) -> list[float]:
     return [float(entry["loss"]) for entry in log_history if "loss" in entry]
 
 
-def train(config: TrainConfig, *, on_progress: OnProgress | None = None, force: bool = False) -> TrainResult:
+@contextlib.contextmanager
+def hold_out(config: TrainConfig, state: Any, command: str) -> Iterator[None]:
+    """Hold the lock on OUT (`OUT/train_config.json.lock`, `josh.runner.lock`) for the block: the main process
+    takes it and tells the others whether it could (under `accelerate launch` every process shares one OUT,
+    so only one takes it). Raises JoshError naming the holder, on every process, if another run holds it."""
+    lock: RunLock | None = None
+    refused: str | None = None
+    if state.is_main_process:
+        try:
+            config.out.mkdir(parents=True, exist_ok=True)
+            lock = RunLock.acquire(config.out / CONFIG_FILE, command=command)
+        except OSError as exc:
+            refused = f"cannot create --out {config.out}: {exc.strerror or exc}"
+        except JoshError as exc:
+            refused = str(exc)
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        refused = broadcast_object_list([refused], from_process=0)[0]
+    if refused is not None:
+        raise RunLockedError(refused)
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _failure(exc: BaseException) -> str:
+    """What `recorded.error` says of the exception that ended a run."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    text = (str(exc).strip().splitlines() or [""])[0][:500]
+    return text if isinstance(exc, JoshError) else f"{type(exc).__name__}: {text}"
+
+
+def train(config: TrainConfig, *, on_progress: OnProgress | None = None, on_data: OnData | None = None,
+          force: bool = False, command: str | None = None) -> TrainResult:  # fmt: skip
     """Train a LoRA adapter as `config` says and save it to OUT/adapter (see the module's docstring).
 
     Rerunning with the same OUT resumes from the last checkpoint; if OUT already holds this very run,
     finished, nothing is trained (`TrainResult.already_done`) unless `force`, which starts again from scratch.
     `on_progress` is called on the main process at each step, with the last logged loss; with it, TRL's own
-    progress bar and printed log lines are off."""
+    progress bar and printed log lines are off. `on_data` is called on the main process, before the model
+    loads, with what fitting the examples to `max_length` did. `command` is how the lock on OUT names this
+    run to another that finds it taken (default: `train KIND`)."""
     check_stack()
     state = process_state()
+    # everything that needs no model, and touches nothing in OUT, first
+    check_inputs(config)
+    optim = choose_optimiser(config.optim)
+    precision = choose_precision(config.precision)
+    check_qlora(config)
+    rows = read_examples(config)
+    tokenizer = _load_tokenizer(config)
+    with hold_out(config, state, command or f"train {config.kind}"):
+        return _train_holding_out(config, state, rows, tokenizer, optim, precision, on_progress, on_data, force)
+
+
+def _train_holding_out(config: TrainConfig, state: Any, rows: list[dict[str, Any]], tokenizer: Any, optim: str,
+                       precision: str, on_progress: OnProgress | None, on_data: OnData | None,
+                       force: bool) -> TrainResult:  # fmt: skip
     out = config.out
     adapter_dir, config_path = out / ADAPTER_DIR, out / CONFIG_FILE
     done, resume = _plan(config, force)
@@ -457,14 +583,13 @@ def train(config: TrainConfig, *, on_progress: OnProgress | None = None, force: 
         return TrainResult(adapter_dir, int(recorded.get("global_step", 0)),
                            [float(x) for x in recorded.get("losses", [])], config_path, None,
                            already_done=True)  # fmt: skip
-    rows = read_examples(config)
-    optim = choose_optimiser(config.optim)
-    precision = choose_precision(config.precision)
-    check_qlora(config)
-    tokenizer = _load_tokenizer(config)
+    dataset, report = fit_dataset(to_dataset(rows, config), config, tokenizer)
+    if state.is_main_process and on_data is not None:
+        on_data(report)
     recorded: dict[str, Any] = {"status": "started", "optim": optim, "precision": precision,
                                 "processes": state.num_processes, "versions": _versions(),
-                                "resumed_from": str(resume) if resume else None}  # fmt: skip
+                                "resumed_from": str(resume) if resume else None,
+                                "data": report.record()}  # fmt: skip
     if state.is_main_process:
         if force:
             for stale in (out / CHECKPOINTS_DIR, adapter_dir):
@@ -472,23 +597,29 @@ def train(config: TrainConfig, *, on_progress: OnProgress | None = None, force: 
         _record(config, recorded)
     state.wait_for_everyone()
 
-    model, lora = _peft_model(config, _load_model(config, precision))
-    args = _trl_args(config, optim, precision, distributed=state.num_processes > 1, quiet=on_progress is not None)
-    callbacks = [_progress_callback(on_progress)] if on_progress else []
-    trainer = _build_trainer(config, args, model, lora, tokenizer, to_dataset(rows, config), callbacks)
-    if on_progress is not None:  # the caller shows progress: no tqdm bar, and no log dicts printed instead
-        from transformers.trainer_callback import PrinterCallback
+    trainer = None
+    try:
+        model, lora = _peft_model(config, _load_model(config, precision))
+        args = _trl_args(config, optim, precision, distributed=state.num_processes > 1,
+                         quiet=on_progress is not None)  # fmt: skip
+        callbacks = [_progress_callback(on_progress)] if on_progress else []
+        trainer = _build_trainer(config, args, model, lora, tokenizer, dataset, callbacks)
+        if on_progress is not None:  # the caller shows progress: no tqdm bar, and no log dicts printed instead
+            from transformers.trainer_callback import PrinterCallback
 
-        trainer.remove_callback(PrinterCallback)
-    if len(trainer.train_dataset) == 0:
-        raise JoshError(
-            f"no example of {config.training_data()} fits in --max-length {config.max_length} tokens (each "
-            "one's completion would be cut off entirely): raise --max-length"
-        )
-    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    losses = _losses(trainer.state.log_history)
-    if any(not math.isfinite(loss) for loss in losses):
-        raise JoshError(f"the training loss is not finite ({losses}): lower --learning-rate")
+            trainer.remove_callback(PrinterCallback)
+        _check_trl_kept(config, trainer, report, recorded)
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        losses = _losses(trainer.state.log_history)
+        if any(not math.isfinite(loss) for loss in losses):
+            raise JoshError(f"the training loss is not finite ({losses}): lower --learning-rate")
+    except BaseException as exc:
+        if state.is_main_process:
+            step = trainer.state.global_step if trainer is not None else 0
+            recorded.update(status="failed", error=_failure(exc), global_step=step)
+            with contextlib.suppress(OSError):
+                _record(config, recorded)
+        raise
     if trainer.is_world_process_zero():
         peft_model = trainer.accelerator.unwrap_model(trainer.model)
         # only the trained adapter: a KTO/DPO run from --init-adapter also holds TRL's frozen "ref" copy
@@ -497,4 +628,19 @@ def train(config: TrainConfig, *, on_progress: OnProgress | None = None, force: 
         recorded.update(status="finished", global_step=output.global_step, losses=losses)
         _record(config, recorded)
     state.wait_for_everyone()
-    return TrainResult(adapter_dir, output.global_step, losses, config_path, resume)
+    return TrainResult(adapter_dir, output.global_step, losses, config_path, resume, data=report)
+
+
+def _check_trl_kept(config: TrainConfig, trainer: Any, report: FitReport, recorded: dict[str, Any]) -> None:
+    """TRL trains on every example josh fitted; should it drop some all the same (a template that renders a
+    prompt differently alone), say so and record it rather than lose them silently."""
+    count = len(trainer.train_dataset)
+    if count == 0:
+        raise JoshError(
+            f"TRL dropped every example of {config.training_data()} (each one's completion would be cut off "
+            f"entirely at --max-length {config.max_length}): raise --max-length"
+        )
+    if count < report.kept:
+        recorded["data"]["dropped_by_trl"] = report.kept - count
+        log.warning("TRL dropped %d of the %d examples fitted to --max-length %s", report.kept - count,
+                    report.kept, config.max_length)  # fmt: skip
