@@ -181,8 +181,6 @@ def execute(job: RunJob) -> None:
         )
 
     def open_writer() -> tuple[RunWriter, RunContents | None]:
-        resuming = job.resume and out_path.exists() and out_path.stat().st_size
-        previous = read_run(out_path) if resuming else None
         writer = open_run(
             out_path, config=config_for_file(cfg), config_hash=cfg.config_hash(), seed=cfg.seed,
             resume=job.resume, command=job.command,
@@ -205,7 +203,7 @@ def execute(job: RunJob) -> None:
             f"{'strict' if cfg.strict_errors else 'lenient'} errors -> {out_path}",
             soft_wrap=True,
         )
-        return writer, previous
+        return writer, writer.previous  # what the file held, read under its lock
 
     outcome = asyncio.run(_run(job, env, endpoints, open_writer, total))
     contents = read_run(out_path)

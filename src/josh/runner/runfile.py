@@ -206,7 +206,7 @@ def encode_line(obj: Any) -> str:
 
 class RunWriter:
     """Appends records to a run file, flushing each line, and holds the file's lock until `close`.
-    Use `open_run` to create or resume one."""
+    Use `open_run` to create or resume one; `previous` is what a resumed file held (None for a new one)."""
 
     def __init__(
         self,
@@ -216,6 +216,7 @@ class RunWriter:
         done: set[tuple[str, int]],
         errored: set[tuple[str, int]] | None = None,
         lock: RunLock | None = None,
+        previous: RunContents | None = None,
     ):
         self.path = path
         self._handle = handle
@@ -223,6 +224,7 @@ class RunWriter:
         self.done = done
         self.errored = errored or set()  # keys whose latest record is an error (see --retry-errors)
         self._lock = lock
+        self.previous = previous
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one finished task's record. Never fails on what the record holds (see `encode_line`)."""
@@ -345,7 +347,7 @@ def _open_locked(
         keyed = contents.keyed()
         errored = {k for k, r in keyed.items() if r.get("status") == "error"}
         handle = open(path, "a", encoding="utf-8")  # noqa: SIM115
-        writer = RunWriter(path, handle, contents.header, set(keyed), errored, lock)
+        writer = RunWriter(path, handle, contents.header, set(keyed), errored, lock, contents)
         try:
             handle.write(encode_line({"type": "status", "status": "resumed", "at": now_iso()}))
             handle.flush()
