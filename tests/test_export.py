@@ -325,6 +325,31 @@ def test_reading_trees_skips_damaged_lines_and_invalid_records_with_a_warning(
     assert "line 3" in caplog.text and "tree T2 (trial 0)" in caplog.text
 
 
+def test_trees_whose_golden_path_forks_or_whose_node_is_its_own_parent_are_not_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def line(task_id: str, *nodes: NodeRecord) -> str:
+        return TreeRecord(task_id=task_id, status="success", reward=1.0, nodes=list(nodes)).model_dump_json()
+
+    path = write(
+        tmp_path,
+        [
+            HEADER,
+            line("FORK", node(0, None, [OPENING], golden=True), node(1, 0, [SAY], golden=True),
+                 node(2, 0, [ASK], golden=True)),  # fmt: skip
+            line("SELF", node(0, None, [OPENING]), node(1, 1, [SAY])),
+            small_tree().record.model_dump_json(),
+        ],
+    )
+    source = read_trees([path])
+    assert [t.record.task_id for t in source.trees] == ["T1"]
+    assert source.invalid == [
+        f"{path}: tree FORK (trial 0): the golden path forks: golden nodes 1 and 2 are not on one path from the root",
+        f"{path}: tree SELF (trial 0): node 1 is its own parent",
+    ]
+    assert "skipped 2 record(s) that are not valid trees" in caplog.text
+
+
 def test_reading_an_eval_run_or_a_file_that_is_no_run_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(JoshError, match="is a run file of `josh eval toolwoz`, not a trees file"):
         read_trees([write(tmp_path, [HEADER.replace("harvest", "eval")])])

@@ -19,6 +19,7 @@ from josh.search.tree import NodeRecord, TreeRecord, UserToolTurn
 from josh.types import AssistantMessage, ToolCall, ToolMessage, UserMessage
 from josh.view import detect_kind, failed_first, load_source, render_page, render_tree, tree_shape
 from tests.test_cli_data import run_josh
+from tests.timing import ends_within
 
 HOSTILE = '</script><script>alert(1)</script><img src=x onerror="alert(2)"> \ud800 & "quoted"'
 TASK_ID = "<b>MUL</b></script><!--<script>"  # in the data as is: it must not end the <script> that holds it
@@ -233,6 +234,41 @@ def test_a_node_whose_parent_never_came_is_drawn_as_a_root() -> None:
     assert sorted(Cards(render_tree(TreeRecord(task_id="X", status="success", reward=0.0, nodes=nodes))).cards) == [
         0, 1, 2,
     ]  # fmt: skip
+
+
+def test_a_node_that_is_its_own_parent_is_drawn_as_a_root_and_the_walk_ends() -> None:
+    with ends_within(5):  # it used to become its own child: the walk from the golden node never ended
+        shape = tree_shape([node(0, None), node(1, 1, golden=True), node(2, 1)])
+    assert shape.roots == [0, 1] and shape.children == {0: [], 1: [2], 2: []}
+
+
+def test_trees_whose_nodes_form_no_tree_are_left_out_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def tree(task_id: str, *nodes: NodeRecord) -> TreeRecord:
+        return TreeRecord(task_id=task_id, status="success", reward=1.0, nodes=list(nodes))
+
+    bad = [
+        tree("SELF", node(0, None), node(1, 1, golden=True)),
+        tree("LOOP", node(0, None), node(1, 2), node(2, 1)),
+        tree("MISSING", node(0, None), node(1, 7)),
+        tree("TWICE", node(0, None), node(1, 0), node(1, 0)),
+        tree("FORK", node(0, None, golden=True), node(1, 0, golden=True), node(2, 0, golden=True)),
+    ]
+    path = run_file(tmp_path / "t.jsonl", "harvest toolwoz", [small_tree(), *bad])
+    with ends_within(10), caplog.at_level(logging.WARNING, logger="josh"):
+        source = load_source(path)
+        page = render_page(source)
+    assert [t.task_id for t in source.trees] == ["MUL0001"]
+    assert {s.task_id: s.reason for s in source.skipped} == {
+        "SELF": "node 1 is its own parent",
+        "LOOP": "node 1 has parent 2, which comes after it (a loop, or nodes out of order)",
+        "MISSING": "node 1 has parent 7, which is not in the tree",
+        "TWICE": "node id 1 appears twice",
+        "FORK": "the golden path forks: golden nodes 1 and 2 are not on one path from the root",
+    }
+    assert "left out 5 record(s) that are not trees" in caplog.text
+    assert all(f"{t.task_id}: not shown" in page for t in bad)
 
 
 def test_a_tree_that_failed_outside_the_search_shows_its_error() -> None:

@@ -6,6 +6,7 @@ plus a link to its parent: a leaf's whole conversation is the messages on its pa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -144,3 +145,43 @@ class TreeRecord(Record):
     @property
     def key(self) -> tuple[str, int]:
         return (self.task_id, self.trial)
+
+
+def tree_problem(nodes: Sequence[NodeRecord]) -> str | None:
+    """Why `nodes` do not form a tree as a harvest writes it, or None. A tree lists its nodes in creation
+    order: ids are unique, the first node is the only root, every other node's parent is an earlier node
+    (so no node is its own parent and no parent links loop), and the golden nodes lie on one path from
+    the root (the golden path never forks). Every reader of saved trees checks this before walking them."""
+    position_of: dict[int, int] = {}
+    for position, node in enumerate(nodes):
+        if node.id in position_of:
+            return f"node id {node.id} appears twice"
+        position_of[node.id] = position
+    for position, node in enumerate(nodes):
+        parent = node.parent
+        if parent is None:
+            if position:
+                return f"node {node.id} has no parent but is not the first node (a tree has one root, first)"
+        elif parent == node.id:
+            return f"node {node.id} is its own parent"
+        elif position == 0:
+            return f"the first node, {node.id}, has a parent ({parent}): a tree starts at its root"
+        elif parent not in position_of:
+            return f"node {node.id} has parent {parent}, which is not in the tree"
+        elif position_of[parent] > position:
+            return f"node {node.id} has parent {parent}, which comes after it (a loop, or nodes out of order)"
+    golden = [node for node in nodes if node.golden]
+    if golden:
+        by_id = {node.id: node for node in nodes}
+        on_path: set[int] = set()
+        step: NodeRecord | None = golden[-1]  # the deepest, if they form one path: parents come first
+        while step is not None:
+            on_path.add(step.id)
+            step = by_id[step.parent] if step.parent is not None else None
+        astray = next((node for node in golden if node.id not in on_path), None)
+        if astray is not None:
+            return (
+                f"the golden path forks: golden nodes {astray.id} and {golden[-1].id} are not on one path "
+                "from the root"
+            )
+    return None
