@@ -28,8 +28,9 @@ def test_resume_of_a_file_holding_only_a_torn_header_starts_it_over(tmp_path: Pa
     assert b"\n" not in torn.read_bytes()
     again = run_josh(command, "toolwoz", "--limit", "2", "--out", str(torn), "--resume")
     assert again.returncode == 0, again.stderr
-    assert "holds only a torn header (a run killed as it started); starting it over" in again.stderr
-    assert "2 already done" not in again.stderr and "0 already done" in again.stderr
+    said = " ".join(again.stderr.split())  # the log's lines wrap at the terminal's width
+    assert "holds only a torn header (a run killed as it started); starting it over" in said
+    assert "2 already done" not in said and "0 already done" in said
     assert sorted(r["task_id"] for r in records(torn)) == sorted(r["task_id"] for r in records(whole))
     assert json.loads(torn.read_text().splitlines()[0])["type"] == "header"
 
@@ -67,7 +68,9 @@ def tree_nodes(draw: st.DrawFn) -> list[dict[str, Any]]:
         links = st.none() | st.integers(-1, 7)
         if position:
             links = st.sampled_from(ids[:position]) | links
-        message = {"role": "user", "content": "hi"} if position == 0 else {"role": "assistant", "content": "ok"}
+        message = (
+            {"role": "user", "content": "hi"} if position == 0 else {"role": "assistant", "content": "ok"}
+        )
         nodes.append(
             {"id": node_id, "parent": draw(links), "messages": [message], "golden": draw(st.booleans()),
              "successful": draw(st.booleans())}
@@ -79,7 +82,9 @@ def trees_file(path: Path, trees: list[list[dict[str, Any]]]) -> Path:
     header = {"type": "header", "format_version": 1, "command": "harvest toolwoz", "config_hash": "x"}
     lines = [json.dumps(header)]
     for number, nodes in enumerate(trees):
-        lines.append(json.dumps({"task_id": f"T{number}", "status": "success", "reward": 1.0, "nodes": nodes}))
+        lines.append(
+            json.dumps({"task_id": f"T{number}", "status": "success", "reward": 1.0, "nodes": nodes})
+        )
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -112,11 +117,22 @@ def test_the_view_and_export_commands_end_on_trees_that_loop(tmp_path: Path) -> 
     path = trees_file(
         tmp_path / "trees.jsonl",
         [
-            [{"id": 0, "parent": None, **node}, {"id": 1, "parent": 0, **node, "messages": [reply]}],  # a tree
+            [
+                {"id": 0, "parent": None, **node},
+                {"id": 1, "parent": 0, **node, "messages": [reply]},
+            ],  # a tree
             [{"id": 0, "parent": None, **node}, {"id": 1, "parent": 1, **node}],  # its own parent
             [{"id": 0, "parent": 0, **node}],
-            [{"id": 0, "parent": None, **node}, {"id": 1, "parent": 2, **node}, {"id": 2, "parent": 1, **node}],
-            [{"id": 0, "parent": None, **node}, {"id": 1, "parent": 0, **node}, {"id": 2, "parent": 0, **node}],
+            [
+                {"id": 0, "parent": None, **node},
+                {"id": 1, "parent": 2, **node},
+                {"id": 2, "parent": 1, **node},
+            ],
+            [
+                {"id": 0, "parent": None, **node},
+                {"id": 1, "parent": 0, **node},
+                {"id": 2, "parent": 0, **node},
+            ],
         ],
     )
     view = run_josh("view", str(path), "-o", str(tmp_path / "trees.html"), timeout=60)
@@ -128,3 +144,66 @@ def test_the_view_and_export_commands_end_on_trees_that_loop(tmp_path: Path) -> 
         text = " ".join(stderr.split())
         assert "4 record(s) that are not" in text and all(f"T{n}" in text for n in (1, 2, 3, 4))
         assert "is its own parent" in text and "golden path forks" in text
+
+
+# ------------------------------------------------------------------------ run files in other encodings
+def reencoded(path: Path, encoding: str) -> Path:
+    odd = path.with_name(f"{encoding}-{path.name}")
+    odd.write_bytes(path.read_text(encoding="utf-8").encode(encoding))
+    return odd
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-be"])
+def test_view_export_and_report_read_a_run_file_with_a_byte_order_mark_or_in_utf_16(
+    tmp_path: Path, encoding: str
+) -> None:
+    reply = {"role": "assistant", "content": "PLAN greet <COMMAND_END> SPEAK hello ☎ <COMMAND_END>"}
+    opening = {"role": "user", "content": "hi"}
+    nodes = [
+        {"id": 0, "parent": None, "messages": [opening], "golden": True},
+        {"id": 1, "parent": 0, "messages": [reply], "golden": True, "successful": True},
+    ]
+    trees = reencoded(trees_file(tmp_path / "trees.jsonl", [nodes]), encoding)
+    view = run_josh("view", str(trees), "-o", str(tmp_path / "trees.html"), timeout=60)
+    assert view.returncode == 0, view.stderr
+    assert (
+        "1 trees" in view.stdout
+        and "left out" not in view.stdout
+        and "hello ☎" in (tmp_path / "trees.html").read_text()
+    )
+    export = run_josh("export", "sft", str(trees), "-o", str(tmp_path / "sft"), timeout=60)
+    assert export.returncode == 0, export.stderr
+    assert (
+        json.loads((tmp_path / "sft" / "train.jsonl").read_text())["messages"][-1]["content"]
+        == reply["content"]
+    )
+    header = {"type": "header", "format_version": 1, "command": "eval toolwoz", "config_hash": "x"}
+    run = {"task_id": "MUL0001", "status": "success", "termination": "user_ended", "reward": 0.5}
+    runs = tmp_path / "run.jsonl"
+    runs.write_text(json.dumps(header) + "\n" + json.dumps(run) + "\n")
+    report = run_josh("report", str(reencoded(runs, encoding)), "--json", timeout=60)
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["average_reward"] == 0.5
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_eval_resumes_a_run_file_with_a_utf_8_mark_and_refuses_one_in_utf_16(
+    tmp_path: Path, encoding: str
+) -> None:
+    plain = tmp_path / "run.jsonl"
+    assert run_josh("eval", "toolwoz", "--limit", "1", "--out", str(plain)).returncode == 0
+    odd = reencoded(plain, encoding)
+    before = odd.read_bytes()
+    again = run_josh("eval", "toolwoz", "--limit", "2", "--out", str(odd), "--resume")
+    if encoding == "utf-8-sig":
+        assert again.returncode == 0, again.stderr
+        assert "1 already done" in " ".join(again.stderr.split())
+        text = odd.read_bytes().decode("utf-8-sig")  # the whole file: one encoding
+        lines = [json.loads(line) for line in text.splitlines()]
+        assert len([line for line in lines if "task_id" in line]) == 2
+    else:
+        said = " ".join(again.stderr.split())
+        assert again.returncode == 1, said
+        assert "is a run file in UTF-16" in said and "convert it to UTF-8 first" in said
+        assert "Traceback" not in said and odd.read_bytes() == before

@@ -465,6 +465,33 @@ def test_damaged_lines_and_foreign_records_are_left_out_with_a_warning(
     assert "2 line(s) of the file could not be shown" in page and "MUL0009: not shown" in page
 
 
+def test_odd_rewards_and_marks_are_left_out_and_a_torn_last_line_is_named_without_a_resume_promise(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    runs = [rollout("GOOD", 1.0).model_dump(mode="json")]
+    runs += [rollout(f"R{n}", 1.0).model_dump(mode="json") | change
+             for n, change in enumerate([{"reward": 5.0}, {"partial_reward": -1.0}, {"reward": True}])]  # fmt: skip
+    path = run_file(tmp_path / "r.jsonl", "eval toolwoz", runs)
+    with open(path, "a") as fh:
+        fh.write('{"task_id": "TORN", "rew')
+    with caplog.at_level(logging.WARNING, logger="josh"):
+        source = load_source(path)
+    assert [r.task_id for r in source.rollouts] == ["GOOD"]
+    assert [(s.task_id, s.reason.split(" [")[0]) for s in source.skipped] == [
+        ("R0", "reward: Input should be less than or equal to 1"),
+        ("R1", "partial_reward: Input should be greater than or equal to 0"),
+        ("R2", "reward: Input should be a valid number"),
+    ]
+    assert source.damaged == [(6, "torn (24 bytes without a newline: a run killed while writing it)")]
+    assert f"{path}: skipped 1 damaged line(s) (line 6: torn" in caplog.text and "--resume" not in caplog.text
+    tree = small_tree().model_dump(mode="json")
+    tree["nodes"][1]["golden"] = "no"
+    trees = load_source(run_file(tmp_path / "t.jsonl", "harvest toolwoz", [tree]))
+    assert trees.trees == [] and trees.skipped[0].reason.startswith(
+        "nodes.1.golden: Input should be a valid boolean"
+    )
+
+
 def test_the_latest_record_of_a_task_wins(tmp_path: Path) -> None:
     failed = rollout("MUL0001", None, error="boom")
     path = run_file(tmp_path / "r.jsonl", "eval toolwoz", [failed, rollout("MUL0001", 1.0)])

@@ -206,7 +206,7 @@ def execute(job: RunJob) -> None:
         return writer, writer.previous  # what the file held, read under its lock
 
     outcome = asyncio.run(_run(job, env, endpoints, open_writer, total))
-    contents = read_run(out_path)
+    contents = read_run(out_path, resuming=True)  # a run's damaged lines run again on --resume
     records = latest_by_key(contents.records)
     write_config(out_path, cfg, endpoints)  # now with what the run learnt of its endpoints
     summary = summarize(records, wall_s=contents.previous_wall_s)

@@ -63,7 +63,7 @@ class TreesInput:
     source: dict[str, object] = field(default_factory=dict)
     errored: int = 0  # trees whose task failed outside the search (status "error"): nothing to export
     invalid: list[str] = field(default_factory=list)  # records that are not valid trees, and why
-    damaged_lines: int = 0  # lines that are not JSON records (named in a logged warning)
+    damaged_lines: int = 0  # lines that are not records, a torn last line too (named in a logged warning)
 
 
 def read_trees(paths: Sequence[Path]) -> TreesInput:

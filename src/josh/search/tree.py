@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictInt
 
-from josh.types import Message, ModelCall, OmitsEmptyFields, Record, Usage
+from josh.types import Message, ModelCall, OmitsEmptyFields, Record, Reward, Usage
 
 Ending = Literal["all_goals", "no_live_leaf", "max_steps"]
 
@@ -85,14 +85,15 @@ class NodeRecord(OmitsEmptyFields):
 
     OMITTED_WHEN_EMPTY: ClassVar[tuple[str, ...]] = ("user_tool_turns",)
 
-    id: int
-    parent: int | None  # None for the tree's first root
+    # Strict types: a saved mark or link is read as written (`"golden": "no"` is an error, not True).
+    id: StrictInt
+    parent: StrictInt | None  # None for the tree's first root
     messages: list[Message] = Field(default_factory=list)  # what this node added to the agent's view
-    successful: bool = False  # on the path from a root to a leaf whose turn (either side's) met a goal
-    golden: bool = False  # on the path of the leaves that were credited (the conversation kept)
+    successful: StrictBool = False  # on the path from a root to a leaf whose turn (either side's) met a goal
+    golden: StrictBool = False  # on the path of the leaves that were credited (the conversation kept)
     # goals met by this node's turns: the agent's calls, and the customer's own where it has tools
     reward_events: list[str] = Field(default_factory=list)
-    over: bool = False  # its conversation ended here (the customer hung up, or a turn failed)
+    over: StrictBool = False  # its conversation ended here (the customer hung up, or a turn failed)
     notes: list[str] = Field(default_factory=list)
     # The customer's own tool traffic on this node, turn by turn. Left out of dumps when empty, so the trees
     # of environments whose customers have no tools (ToolWOZ) do not change.
@@ -107,7 +108,7 @@ class Tree(Record):
     credited: list[str] = Field(default_factory=list)  # goals met on the golden path, in the order met
     reward_events: list[str] = Field(default_factory=list)  # goals met on any leaf, in the order seen
     steps: int = 0  # steps run (each: one agent turn on every live leaf)
-    reward: float = 0.0  # credited goals / goals
+    reward: Reward = 0.0  # credited goals / goals
     ended: Ending = "max_steps"
     # The live conversation of the last credited leaf (None when nothing was credited), for a caller that
     # scores it in its environment's own terms; never saved.
@@ -121,14 +122,14 @@ class TreeRecord(Record):
     trial: int = 0
     seed: int | None = None
     status: Literal["success", "error"]
-    reward: float | None  # credited goals / goal calls; None when the task failed outside the search
+    reward: Reward | None  # credited goals / goal calls; None when the task failed outside the search
     goal_calls: list[str] = Field(default_factory=list)
     reward_events: list[str] = Field(default_factory=list)  # goals met on any branch, in the order seen
     golden_reward_events: list[str] = Field(default_factory=list)  # the credited ones, in order
     domains: list[str] = Field(default_factory=list)  # the benchmark's domains the task belongs to
     # The benchmark's own score of the golden leaf's conversation as it stands, where it has one beside the
     # goals (tau2: its evaluator, which also checks the database and what was communicated); else None.
-    final_reward: float | None = None
+    final_reward: Reward | None = None
     system_prompt: str = ""  # the agent's system prompt, which comes before every node's messages
     tools: list[dict[str, Any]] = Field(default_factory=list)  # tool schemas given to the model (fc)
     agent: str = ""
