@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -323,6 +324,73 @@ def test_reading_trees_skips_damaged_lines_and_invalid_records_with_a_warning(
     assert [t.record.task_id for t in source.trees] == ["T1"]
     assert (source.damaged_lines, source.errored, len(source.invalid)) == (1, 1, 1)
     assert "line 3" in caplog.text and "tree T2 (trial 0)" in caplog.text
+
+
+def test_a_torn_last_line_counts_as_a_damaged_line_and_the_warning_makes_no_resume_promise(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path, [HEADER, small_tree().record.model_dump_json()])
+    with open(path, "a") as fh:
+        fh.write('{"task_id": "T2", "nodes": [')
+    source = read_trees([path])
+    assert [t.record.task_id for t in source.trees] == ["T1"] and source.damaged_lines == 1
+    assert f"{path}: skipped 1 damaged line(s) (line 3: torn (28 bytes without a newline" in caplog.text
+    assert "--resume" not in caplog.text
+
+
+def test_trees_whose_golden_path_forks_or_whose_node_is_its_own_parent_are_not_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def line(task_id: str, *nodes: NodeRecord) -> str:
+        return TreeRecord(task_id=task_id, status="success", reward=1.0, nodes=list(nodes)).model_dump_json()
+
+    path = write(
+        tmp_path,
+        [
+            HEADER,
+            line(
+                "FORK",
+                node(0, None, [OPENING], golden=True),
+                node(1, 0, [SAY], golden=True),
+                node(2, 0, [ASK], golden=True),
+            ),
+            line("SELF", node(0, None, [OPENING]), node(1, 1, [SAY])),
+            small_tree().record.model_dump_json(),
+        ],
+    )
+    source = read_trees([path])
+    assert [t.record.task_id for t in source.trees] == ["T1"]
+    assert source.invalid == [
+        f"{path}: tree FORK (trial 0): the golden path forks: golden nodes 1 and 2 are not on one path from the root",
+        f"{path}: tree SELF (trial 0): node 1 is its own parent",
+    ]
+    assert "skipped 2 record(s) that are not valid trees" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"reward": 5.0}, "reward: Input should be less than or equal to 1"),
+        ({"reward": -0.5}, "reward: Input should be greater than or equal to 0"),
+        ({"reward": True}, "reward: Input should be a valid number"),
+        ({"reward": "1.0"}, "reward: Input should be a valid number"),
+        ({"final_reward": 1.5}, "final_reward: Input should be less than or equal to 1"),
+        ({"golden": "no"}, "nodes.1.golden: Input should be a valid boolean"),
+        ({"successful": 1}, "nodes.1.successful: Input should be a valid boolean"),
+        ({"over": "false"}, "nodes.1.over: Input should be a valid boolean"),
+        ({"parent": True}, "nodes.1.parent: Input should be a valid integer"),
+        ({"id": "1"}, "nodes.1.id: Input should be a valid integer"),
+    ],
+)
+def test_rewards_outside_0_1_and_marks_that_are_not_booleans_make_no_tree(
+    tmp_path: Path, change: dict[str, Any], problem: str
+) -> None:
+    data = small_tree().record.model_dump(mode="json")
+    (data if change.keys() <= TreeRecord.model_fields.keys() else data["nodes"][1]).update(change)
+    path = write(tmp_path, [HEADER, json.dumps(data)])
+    source = read_trees([path])
+    assert source.trees == [] and len(source.invalid) == 1
+    assert source.invalid[0].startswith(f"{path}: tree T1 (trial 0): not a tree record: {problem}")
 
 
 def test_reading_an_eval_run_or_a_file_that_is_no_run_is_one_clear_error(tmp_path: Path) -> None:

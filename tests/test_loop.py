@@ -226,6 +226,8 @@ def test_run_finished_reads_the_status_line(tmp_path: Path) -> None:
     writer = open_run(path, config={}, config_hash="h", seed=0, resume=True, command="eval toolwoz")
     writer.close("error")  # finished; some conversations ended in an error
     assert run_finished(path)
+    path.write_bytes(path.read_bytes()[:30])  # a stage killed while writing its header: not finished
+    assert not run_finished(path)
 
 
 def test_check_export_names_what_is_missing(tmp_path: Path) -> None:

@@ -54,10 +54,12 @@ def test_damaged_middle_lines_are_skipped_with_one_warning_and_run_again_on_resu
         fh.write(b'{"task_id": "E", "trial": ' + b"7" * 5000 + b"}\n")  # line 10
         fh.write(b'{"task_id": "F", "trial": "x"}\n')  # line 11
         fh.write((json.dumps(ok("D")) + "\n").encode())  # line 12
+        fh.write(b'{"task_id": 123, "trial": 0}\n')  # line 13
+        fh.write(b'{"task_id": "", "trial": 0}\n')  # line 14
     with caplog.at_level(logging.WARNING, logger="josh.runner.runfile"):
         contents = read_run(path)
     assert [r["task_id"] for r in contents.records] == ["A", "D"]
-    assert [n for n, _ in contents.damaged] == [4, 5, 6, 7, 8, 9, 10, 11]
+    assert [n for n, _ in contents.damaged] == [4, 5, 6, 7, 8, 9, 10, 11, 13, 14]
     reasons = dict(contents.damaged)
     assert reasons[4] == "not valid JSON (Expecting ':' delimiter)" and reasons[5] == "not a JSON object"
     assert (
@@ -67,10 +69,11 @@ def test_damaged_middle_lines_are_skipped_with_one_warning_and_run_again_on_resu
         "not valid JSON (Exceeds the limit (4300 digits) for integer string conversion"
     )  # an exception without a `msg`: its text
     assert reasons[11] == "trial is not an integer"
+    assert reasons[13] == "task_id is not a string" and reasons[14] == "task_id is empty"
     assert len(caplog.records) == 1
     message = caplog.records[0].getMessage()
-    assert str(path) in message and "8 damaged line(s)" in message
-    assert all(f"line {n}:" in message for n in (4, 5, 6, 7, 8, 9, 10, 11))
+    assert str(path) in message and "10 damaged line(s)" in message
+    assert all(f"line {n}:" in message for n in (4, 5, 6, 7, 8, 9, 10, 11, 13, 14))
     again = start(path, resume=True)  # B and C were never recorded whole: they are not done
     assert again.done == {("A", 0), ("D", 0)}
     again.write(ok("B"))
@@ -119,11 +122,59 @@ def test_an_empty_file_is_started(tmp_path: Path, resume: bool) -> None:
     assert read_run(path).header["config_hash"] == "h1"
 
 
+def written(path: Path) -> Path:
+    writer = start(path)
+    writer.write(ok("A"))
+    writer.write(ok("B", note="é ☎ \U0001f600"))
+    writer.close("success")
+    return path
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be"])
+def test_a_run_file_with_a_byte_order_mark_or_in_utf_16_reads_as_the_same_run(
+    tmp_path: Path, encoding: str
+) -> None:
+    plain = written(tmp_path / "plain.jsonl")
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(plain.read_text(encoding="utf-8").encode(encoding))
+    assert read_run(path) == read_run(plain)
+    with open(path, "ab") as fh:  # a torn last line, in the file's encoding
+        fh.write('{"task_id": "C"'.encode(encoding.replace("-sig", "")).removeprefix(b"\xff\xfe"))
+    contents = read_run(path)
+    assert [r["task_id"] for r in contents.records] == ["A", "B"] and contents.damaged[0][1].startswith(
+        "torn"
+    )
+
+
+def test_a_run_file_with_a_utf_8_byte_order_mark_resumes_and_stays_utf_8(tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + written(tmp_path / "plain.jsonl").read_bytes() + b'{"task_id": "C"')
+    again = start(path, resume=True)  # the torn line is cut; new lines are UTF-8, as the file is
+    assert again.done == {("A", 0), ("B", 0)}
+    again.write(ok("C"))
+    again.close("success")
+    text = path.read_bytes().decode("utf-8-sig")  # the whole file: one encoding
+    assert [r["task_id"] for r in read_run(path).records] == ["A", "B", "C"] and text.count('"C"') == 1
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_a_run_file_in_utf_16_is_never_appended_to(tmp_path: Path, encoding: str) -> None:
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(written(tmp_path / "plain.jsonl").read_text(encoding="utf-8").encode(encoding))
+    before = path.read_bytes()
+    for resume in (True, False):
+        with pytest.raises(JoshError) as info:
+            start(path, resume=resume)
+        assert str(info.value).startswith(f"{path} is a run file in UTF-16 (")
+        assert "cannot continue it; convert it to UTF-8 first (iconv -f UTF-16 -t UTF-8" in str(info.value)
+    assert path.read_bytes() == before
+
+
 BINARY = {
     "random": random.Random(7).randbytes(3000),
     "random, no newline": random.Random(7).randbytes(3000).replace(b"\n", b""),
     "png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01",
-    "utf-16 header": '{"type": "header", "format_version": 1}\n'.encode("utf-16"),
+    "utf-16, not a header": '{"type": "record"}\n'.encode("utf-16"),
     "a json array": b"[1, 2, 3]",
 }
 
@@ -311,6 +362,7 @@ def test_a_torn_last_line_after_two_records_and_blank_lines(tmp_path: Path) -> N
     contents = read_run(path)
     # the blank line is skipped, not the end; the 15 bytes after the last newline are the torn line
     assert [r["task_id"] for r in contents.records] == ["A", "B"] and contents.torn_bytes == 15
+    assert contents.damaged == [(6, "torn (15 bytes without a newline: a run killed while writing it)")]
     again = start(path, resume=True)
     again.close("success")
     assert read_run(path).torn_bytes == 0 and '"C"' not in path.read_text()
@@ -326,11 +378,14 @@ def test_more_than_ten_damaged_lines_are_summed_up(
         fh.write("[1]\n" * damaged)  # from line 3 on
     with caplog.at_level(logging.WARNING, logger="josh.runner.runfile"):
         contents = read_run(path)
+        read_run(path, resuming=True)
     assert [n for n, _ in contents.damaged] == list(range(3, 3 + damaged))
     shown = "; ".join(f"line {n}: not a JSON object" for n in range(3, 13))  # the first ten
+    # a reader (view, export, report) promises nothing; a run being resumed says what becomes of the tasks
     assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: skipped {damaged} damaged line(s) ({shown}{more})",
         f"{path}: skipped {damaged} damaged line(s) ({shown}{more}); their tasks count as not done and run "
-        "again on --resume"
+        "again on --resume",
     ]
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from josh.search import JoshSearch, SearchConfig, Tree
+from josh.search import JoshSearch, NodeRecord, SearchConfig, Tree, tree_problem
 from josh.types import AssistantMessage, Message, ToolMessage, UserMessage
 
 
@@ -338,3 +338,35 @@ def test_the_branchs_preamble_opens_the_root() -> None:
     root = ToyBranch(toy, ["a"], preamble=[AssistantMessage(content="Hi! How can I help?")])
     tree = asyncio.run(JoshSearch(SearchConfig(max_steps=1)).run(root, ["a"]))
     assert [m.content for m in tree.nodes[0].messages] == ["Hi! How can I help?", "#1"]
+
+
+def saved(*links: tuple[int, int | None], golden: tuple[int, ...] = ()) -> list[NodeRecord]:
+    return [NodeRecord(id=i, parent=p, golden=i in golden) for i, p in links]
+
+
+@pytest.mark.parametrize(
+    ("nodes", "problem"),
+    [
+        (saved((0, None), (1, 0), (1, 0)), "node id 1 appears twice"),
+        (saved((0, None), (1, 1)), "node 1 is its own parent"),
+        (saved((0, 0)), "node 0 is its own parent"),
+        (saved((0, 5), (5, None)), "the first node, 0, has a parent (5): a tree starts at its root"),
+        (saved((0, None), (1, 9)), "node 1 has parent 9, which is not in the tree"),
+        (saved((0, None), (1, 2), (2, 1)), "node 1 has parent 2, which comes after it (a loop, or nodes out of order)"),
+        (saved((0, None), (1, 0), (2, None)), "node 2 has no parent but is not the first node (a tree has one root, first)"),
+        (
+            saved((0, None), (1, 0), (2, 0), (3, 2), golden=(0, 1, 3)),
+            "the golden path forks: golden nodes 1 and 3 are not on one path from the root",
+        ),
+    ],
+)  # fmt: skip
+def test_saved_nodes_that_are_no_tree_are_named(nodes: list[NodeRecord], problem: str) -> None:
+    assert tree_problem(nodes) == problem
+
+
+def test_the_trees_a_search_makes_are_trees() -> None:
+    assert tree_problem([]) is None
+    assert tree_problem(saved((0, None), (1, 0), (2, 0), (3, 2), golden=(0, 2, 3))) is None
+    toy = Toy(plan={("LR", 2): ["a"], ("RL", 2): ["a", "b"], ("LRR", 3): ["b"]})
+    tree = search(toy, ["a", "b"])
+    assert sum(n.golden for n in tree.nodes) > 2 and tree_problem(tree.nodes) is None

@@ -19,6 +19,7 @@ from josh.search.tree import NodeRecord, TreeRecord, UserToolTurn
 from josh.types import AssistantMessage, ToolCall, ToolMessage, UserMessage
 from josh.view import detect_kind, failed_first, load_source, render_page, render_tree, tree_shape
 from tests.test_cli_data import run_josh
+from tests.timing import ends_within
 
 HOSTILE = '</script><script>alert(1)</script><img src=x onerror="alert(2)"> \ud800 & "quoted"'
 TASK_ID = "<b>MUL</b></script><!--<script>"  # in the data as is: it must not end the <script> that holds it
@@ -235,6 +236,41 @@ def test_a_node_whose_parent_never_came_is_drawn_as_a_root() -> None:
     ]  # fmt: skip
 
 
+def test_a_node_that_is_its_own_parent_is_drawn_as_a_root_and_the_walk_ends() -> None:
+    with ends_within(5):  # it used to become its own child: the walk from the golden node never ended
+        shape = tree_shape([node(0, None), node(1, 1, golden=True), node(2, 1)])
+    assert shape.roots == [0, 1] and shape.children == {0: [], 1: [2], 2: []}
+
+
+def test_trees_whose_nodes_form_no_tree_are_left_out_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def tree(task_id: str, *nodes: NodeRecord) -> TreeRecord:
+        return TreeRecord(task_id=task_id, status="success", reward=1.0, nodes=list(nodes))
+
+    bad = [
+        tree("SELF", node(0, None), node(1, 1, golden=True)),
+        tree("LOOP", node(0, None), node(1, 2), node(2, 1)),
+        tree("MISSING", node(0, None), node(1, 7)),
+        tree("TWICE", node(0, None), node(1, 0), node(1, 0)),
+        tree("FORK", node(0, None, golden=True), node(1, 0, golden=True), node(2, 0, golden=True)),
+    ]
+    path = run_file(tmp_path / "t.jsonl", "harvest toolwoz", [small_tree(), *bad])
+    with ends_within(10), caplog.at_level(logging.WARNING, logger="josh"):
+        source = load_source(path)
+        page = render_page(source)
+    assert [t.task_id for t in source.trees] == ["MUL0001"]
+    assert {s.task_id: s.reason for s in source.skipped} == {
+        "SELF": "node 1 is its own parent",
+        "LOOP": "node 1 has parent 2, which comes after it (a loop, or nodes out of order)",
+        "MISSING": "node 1 has parent 7, which is not in the tree",
+        "TWICE": "node id 1 appears twice",
+        "FORK": "the golden path forks: golden nodes 1 and 2 are not on one path from the root",
+    }
+    assert "left out 5 record(s) that are not trees" in caplog.text
+    assert all(f"{t.task_id}: not shown" in page for t in bad)
+
+
 def test_a_tree_that_failed_outside_the_search_shows_its_error() -> None:
     failed = TreeRecord(task_id="MUL0002", status="error", reward=None, error="the endpoint refused the key")
     html = render_tree(failed)
@@ -427,6 +463,33 @@ def test_damaged_lines_and_foreign_records_are_left_out_with_a_warning(
     assert "left out 1 record(s) that are not trees" in caplog.text and "damaged line" in caplog.text
     page = render_page(source)
     assert "2 line(s) of the file could not be shown" in page and "MUL0009: not shown" in page
+
+
+def test_odd_rewards_and_marks_are_left_out_and_a_torn_last_line_is_named_without_a_resume_promise(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    runs = [rollout("GOOD", 1.0).model_dump(mode="json")]
+    runs += [rollout(f"R{n}", 1.0).model_dump(mode="json") | change
+             for n, change in enumerate([{"reward": 5.0}, {"partial_reward": -1.0}, {"reward": True}])]  # fmt: skip
+    path = run_file(tmp_path / "r.jsonl", "eval toolwoz", runs)
+    with open(path, "a") as fh:
+        fh.write('{"task_id": "TORN", "rew')
+    with caplog.at_level(logging.WARNING, logger="josh"):
+        source = load_source(path)
+    assert [r.task_id for r in source.rollouts] == ["GOOD"]
+    assert [(s.task_id, s.reason.split(" [")[0]) for s in source.skipped] == [
+        ("R0", "reward: Input should be less than or equal to 1"),
+        ("R1", "partial_reward: Input should be greater than or equal to 0"),
+        ("R2", "reward: Input should be a valid number"),
+    ]
+    assert source.damaged == [(6, "torn (24 bytes without a newline: a run killed while writing it)")]
+    assert f"{path}: skipped 1 damaged line(s) (line 6: torn" in caplog.text and "--resume" not in caplog.text
+    tree = small_tree().model_dump(mode="json")
+    tree["nodes"][1]["golden"] = "no"
+    trees = load_source(run_file(tmp_path / "t.jsonl", "harvest toolwoz", [tree]))
+    assert trees.trees == [] and trees.skipped[0].reason.startswith(
+        "nodes.1.golden: Input should be a valid boolean"
+    )
 
 
 def test_the_latest_record_of_a_task_wins(tmp_path: Path) -> None:

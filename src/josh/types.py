@@ -16,6 +16,8 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    StrictBool,
+    StrictFloat,
     TypeAdapter,
     model_serializer,
 )
@@ -28,6 +30,11 @@ GOAL_KEY_SEPARATOR = "#"
 def goal_tool(key: str) -> str:
     """The tool a goal key names: `book_reservation#3_1` -> `book_reservation`; a plain name is itself."""
     return key.split(GOAL_KEY_SEPARATOR, 1)[0]
+
+
+# A reward or score in a saved record: a number from 0 to 1 (not a bool, not text: `true` is no reward, and
+# 5.0 is a damaged record rather than a perfect score).
+Reward = Annotated[StrictFloat, Field(ge=0.0, le=1.0)]
 
 
 class Record(BaseModel):
@@ -62,7 +69,7 @@ class Usage(Record):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float | None = 0.0
-    cached: bool = False  # served from the on-disk response cache: no tokens were paid for
+    cached: StrictBool = False  # served from the on-disk response cache: no tokens were paid for
 
     @property
     def total_tokens(self) -> int:
@@ -91,7 +98,7 @@ class ModelCall(Record):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float | None = None
-    cached: bool = False
+    cached: StrictBool = False
     latency_s: float | None = None  # wall time of the call, retries and waits included
     error: str | None = None
 
@@ -127,7 +134,7 @@ class AssistantMessage(OmitsEmptyFields):
     model: str | None = None
     # The server sent `tool_calls: []` (which crashes the paper's reference). Left out of dumps when False, so
     # records do not grow a field on every message.
-    empty_tool_calls: bool = False
+    empty_tool_calls: StrictBool = False
 
 
 class ToolMessage(Record):

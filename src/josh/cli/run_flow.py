@@ -181,8 +181,6 @@ def execute(job: RunJob) -> None:
         )
 
     def open_writer() -> tuple[RunWriter, RunContents | None]:
-        resuming = job.resume and out_path.exists() and out_path.stat().st_size
-        previous = read_run(out_path) if resuming else None
         writer = open_run(
             out_path, config=config_for_file(cfg), config_hash=cfg.config_hash(), seed=cfg.seed,
             resume=job.resume, command=job.command,
@@ -205,11 +203,11 @@ def execute(job: RunJob) -> None:
             f"{'strict' if cfg.strict_errors else 'lenient'} errors -> {out_path}",
             soft_wrap=True,
         )
-        return writer, previous
+        return writer, writer.previous  # what the file held, read under its lock
 
     first_task = task_ids[0] if task_ids and not cfg.dry_run and cfg.model != SCRIPTED else None
     outcome = asyncio.run(_run(job, env, endpoints, open_writer, total, first_task))
-    contents = read_run(out_path)
+    contents = read_run(out_path, resuming=True)  # a run's damaged lines run again on --resume
     records = latest_by_key(contents.records)
     write_config(out_path, cfg, endpoints)  # now with what the run learnt of its endpoints
     summary = summarize(records, wall_s=contents.previous_wall_s)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import json
 import sys
@@ -17,26 +16,10 @@ from rich.table import Table
 from josh.cli.console import err, report, user_errors
 from josh.envs.toolwoz.env import ToolWOZEnvironment
 from josh.errors import JoshError, UnknownTaskError
+from josh.runner.text_encoding import sniff_encoding
 from josh.types import bounded, dumps_line
 
 _CHUNK = 1 << 16
-_ASCII_TEXT = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
-
-
-def _sniff(head: bytes) -> tuple[str, int, str | None]:
-    """(codec, length of its byte-order mark, how to name it to the user when it is not plain UTF-8)."""
-    if head.startswith(codecs.BOM_UTF8):
-        return "utf-8", 3, None
-    if head.startswith(codecs.BOM_UTF16_LE):
-        return "utf-16-le", 2, "UTF-16 (little-endian, with a byte-order mark)"
-    if head.startswith(codecs.BOM_UTF16_BE):
-        return "utf-16-be", 2, "UTF-16 (big-endian, with a byte-order mark)"
-    # No mark: ASCII text read as UTF-16 has a NUL byte beside every character.
-    if len(head) >= 4 and head[1] == head[3] == 0 and head[0] in _ASCII_TEXT and head[2] in _ASCII_TEXT:
-        return "utf-16-le", 0, "UTF-16 (little-endian)"
-    if len(head) >= 4 and head[0] == head[2] == 0 and head[1] in _ASCII_TEXT and head[3] in _ASCII_TEXT:
-        return "utf-16-be", 0, "UTF-16 (big-endian)"
-    return "utf-8", 0, None
 
 
 def _split(raw: IO[bytes], pending: bytearray, newline: bytes, unit: int) -> Iterator[bytes]:
@@ -72,7 +55,7 @@ def read_lines(raw: IO[bytes], say: Callable[[str], None] = report) -> Iterator[
         if not more:
             break
         head += more
-    codec, bom, named = _sniff(head)
+    codec, bom, named = sniff_encoding(head)
     if named:
         say(f"the input is {named}; decoding it as such (josh expects UTF-8 and writes UTF-8)")
     newline = "\n".encode(codec)

@@ -27,8 +27,8 @@ def view(
     Trees: each tree drawn with its branches, the customer's, the agent's and the tools' turns, where goals
     were met, the golden path highlighted and pruned branches greyed; a task list with rewards and a search
     by task id; click a node to read the conversation up to it. Eval runs: one conversation at a time, with
-    its tool calls, rewards, failed goals and errors, failed conversations first. Damaged lines of the file
-    are skipped with a warning.
+    its tool calls, rewards, failed goals and errors, failed conversations first. Damaged lines of the file,
+    and records that are not valid trees or conversations, are skipped with a warning naming each.
     """
     target = output if output is not None else path.with_suffix(".html")
     written = write_report(path, target)

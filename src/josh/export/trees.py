@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from josh.errors import JoshError
 from josh.runner import read_run
-from josh.search import NodeRecord, TreeRecord
+from josh.search import NodeRecord, TreeRecord, tree_problem
 from josh.types import Message
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class TreesInput:
     source: dict[str, object] = field(default_factory=dict)
     errored: int = 0  # trees whose task failed outside the search (status "error"): nothing to export
     invalid: list[str] = field(default_factory=list)  # records that are not valid trees, and why
-    damaged_lines: int = 0  # lines that are not JSON records (named in a logged warning)
+    damaged_lines: int = 0  # lines that are not records, a torn last line too (named in a logged warning)
 
 
 def read_trees(paths: Sequence[Path]) -> TreesInput:
@@ -87,7 +87,7 @@ def read_trees(paths: Sequence[Path]) -> TreesInput:
             name = f"{path}: tree {data.get('task_id')} (trial {data.get('trial', 0)})"
             try:
                 record = TreeRecord.model_validate(data)
-                problem = _check_nodes(record)
+                problem = tree_problem(record.nodes)
             except ValidationError as exc:
                 problem = _validation_message(exc)
             if problem is not None:
@@ -103,18 +103,6 @@ def read_trees(paths: Sequence[Path]) -> TreesInput:
         )
         log.warning("skipped %d record(s) that are not valid trees: %s", len(result.invalid), shown)
     return result
-
-
-def _check_nodes(record: TreeRecord) -> str | None:
-    """Why the nodes of `record` do not form a tree (listed in creation order), or None."""
-    seen: set[int] = set()
-    for position, node in enumerate(record.nodes):
-        if node.id in seen:
-            return f"node id {node.id} appears twice"
-        if (node.parent is None) != (position == 0) or (node.parent is not None and node.parent not in seen):
-            return f"node {node.id} has parent {node.parent}, not an earlier node"
-        seen.add(node.id)
-    return None
 
 
 def _validation_message(exc: ValidationError) -> str:

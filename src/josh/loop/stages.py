@@ -33,7 +33,7 @@ import yaml
 from josh.errors import JoshError, did_you_mean
 from josh.loop.child_process import PARENT_PID_ENV
 from josh.loop.config import LoopConfig
-from josh.runner import read_run
+from josh.runner import UnstartedRunError, read_run
 
 CONTINUE_EXIT_CODES = (0, 3)  # 3: some conversations ended in an error; they count as reward 0
 
@@ -65,9 +65,12 @@ class Stage:
 
 def run_finished(path: Path) -> bool:
     """A run file whose last run ended on its own (not interrupted, not stopped by its endpoint)."""
-    if not path.exists() or not path.stat().st_size:
+    if not path.exists():
         return False
-    contents = read_run(path)
+    try:
+        contents = read_run(path)
+    except UnstartedRunError:  # empty, or a torn header: its stage starts it over (with --resume)
+        return False
     if not contents.statuses:
         return False
     last = contents.statuses[-1]

@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from josh.types import Message, ModelCall, OmitsEmptyFields, Record, Usage
+from josh.types import Message, ModelCall, OmitsEmptyFields, Record, Reward, Usage
 
 # agent_error: with strict errors, the agent broke the tool protocol where the reference crashes (reward 0);
 # user_error: the same, by a customer with tools of its own (tau2's telecom phone; tau2's USER_ERROR).
@@ -34,8 +34,8 @@ class RolloutRecord(OmitsEmptyFields):
     seed: int | None = None
     status: Literal["success", "error"]
     termination: Termination
-    reward: float | None
-    partial_reward: float = 0.0  # the score of the calls made before an error (== reward on success)
+    reward: Reward | None
+    partial_reward: Reward = 0.0  # the score of the calls made before an error (== reward on success)
     goal_calls: list[str] = Field(default_factory=list)
     failed_goals: list[str] = Field(default_factory=list)
     domains: list[str] = Field(default_factory=list)  # the benchmark's domains (none: read from goal names)

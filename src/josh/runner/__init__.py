@@ -2,7 +2,7 @@
 
 from josh.runner.lock import RunLock, RunLockedError, run_lock
 from josh.runner.pool import run_pool
-from josh.runner.runfile import RunContents, RunWriter, open_run, read_run
+from josh.runner.runfile import RunContents, RunWriter, UnstartedRunError, open_run, read_run
 from josh.runner.summary import summarize
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "RunLock",
     "RunLockedError",
     "RunWriter",
+    "UnstartedRunError",
     "open_run",
     "read_run",
     "run_lock",

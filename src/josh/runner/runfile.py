@@ -24,6 +24,7 @@ from typing import IO, Any
 from josh import __version__
 from josh.errors import JoshError
 from josh.runner.lock import RunLock
+from josh.runner.text_encoding import sniff_encoding
 from josh.types import bounded, dumps_line
 
 FORMAT_VERSION = 1
@@ -69,7 +70,8 @@ class UnstartedRunError(JoshError):
 @dataclass
 class RunContents:
     """What a run file holds: its header, its records (last one per key wins), status lines, and the lines
-    that could not be read (`damaged`: line number and reason; their tasks count as not done)."""
+    that could not be read (`damaged`: line number and reason, a torn last line included; their tasks count
+    as not done)."""
 
     header: dict[str, Any]
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -92,15 +94,20 @@ class RunContents:
         )
 
 
-def read_run(path: Path) -> RunContents:
-    """Read a run file. Damaged lines are skipped (listed in `damaged`, with one logged warning); anything
-    that is not a run file raises JoshError with a clear message, whatever bytes it holds."""
+def read_run(path: Path, *, resuming: bool = False) -> RunContents:
+    """Read a run file. Damaged lines, and a torn last line, are skipped (listed in `damaged`, with one logged
+    warning; `resuming`: a run about to run their tasks again says so); anything that is not a run file
+    raises JoshError with a clear message, whatever bytes it holds. A file with a byte-order mark, or in
+    UTF-16, is read as such (see `_as_utf8`)."""
     if not path.is_file():
         raise JoshError(f"{path} does not exist")
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise JoshError(f"cannot read {path}: {exc.strerror}") from None
+    data, named = _as_utf8(data)
+    if named is not None:
+        log.info("%s is %s: read as such (josh writes UTF-8)", path, named)
     end = data.find(b"\n")
     header = _parse_header(path, data if end < 0 else data[:end], complete=end >= 0)
     body = data[end + 1 :]
@@ -110,7 +117,8 @@ def read_run(path: Path) -> RunContents:
         torn = len(body) - cut
         body = body[:cut]
     contents = RunContents(header=header, torn_bytes=torn)
-    for number, raw in enumerate(body.split(b"\n")[:-1], start=2):
+    lines = body.split(b"\n")[:-1]
+    for number, raw in enumerate(lines, start=2):
         if not raw.strip():
             continue
         item, problem = _parse_line(raw)
@@ -120,14 +128,28 @@ def read_run(path: Path) -> RunContents:
             contents.statuses.append(item)
         else:
             contents.records.append(item)
+    if torn:
+        contents.damaged.append(
+            (len(lines) + 2, f"torn ({torn:,} bytes without a newline: a run killed while writing it)")
+        )
     if contents.damaged:
         shown = "; ".join(f"line {n}: {why}" for n, why in contents.damaged[:10])
         more = f"; and {len(contents.damaged) - 10} more" if len(contents.damaged) > 10 else ""
+        again = "; their tasks count as not done and run again on --resume" if resuming else ""
         log.warning(
-            "%s: skipped %d damaged line(s) (%s%s); their tasks count as not done and run again on --resume",
-            path, len(contents.damaged), shown, more,
-        )  # fmt: skip
+            "%s: skipped %d damaged line(s) (%s%s)%s", path, len(contents.damaged), shown, more, again
+        )
     return contents
+
+
+def _as_utf8(data: bytes) -> tuple[bytes, str | None]:
+    """A run file's bytes as UTF-8, decoded once: a UTF-8 byte-order mark dropped, UTF-16 (with or without a
+    mark, as `josh score` reads it) decoded, a code unit that does not decode becoming U+FFFD. With the
+    name of the encoding when it is not UTF-8 (None when it is)."""
+    codec, bom, named = sniff_encoding(data[:4])
+    if codec == "utf-8":
+        return data[bom:], None
+    return data[bom:].decode(codec, errors="replace").encode("utf-8"), named
 
 
 def _parse_header(path: Path, first: bytes, *, complete: bool) -> dict[str, Any]:
@@ -168,25 +190,39 @@ def _parse_line(raw: bytes) -> tuple[dict[str, Any], None] | tuple[None, str]:
         return item, None
     if kind == "header":
         return None, "a second header (two runs wrote this file)"
-    if not isinstance(item.get("task_id"), str) or not item["task_id"]:
+    if "task_id" not in item or item["task_id"] is None:
         return None, "no task_id"
+    if not isinstance(item["task_id"], str):
+        return None, "task_id is not a string"
+    if not item["task_id"]:
+        return None, "task_id is empty"
     trial = item.get("trial", 0)
     if not isinstance(trial, int) or isinstance(trial, bool):
         return None, "trial is not an integer"
     return item, None
 
 
-def _first_line(path: Path) -> tuple[bytes, bool]:
-    """The first line of `path` without its newline, and whether it is complete; reads only that far."""
+def _first_line(path: Path) -> tuple[bytes, bool, str | None]:
+    """The first line of `path` in UTF-8 without its newline, whether it is complete, and the name of the
+    file's encoding when it is not UTF-8 (see `_as_utf8`); reads a UTF-8 file only that far."""
     chunks: list[bytes] = []
     with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 16):
+        head = fh.read(4)
+        codec, bom, _ = sniff_encoding(head)
+        if codec != "utf-8":  # UTF-16: rare enough to decode whole
+            data, named = _as_utf8(head + fh.read())
+            end = data.find(b"\n")
+            return (data if end < 0 else data[:end]), end >= 0, named
+        chunk = head[bom:]
+        while True:
             end = chunk.find(b"\n")
             if end >= 0:
                 chunks.append(chunk[:end])
-                return b"".join(chunks), True
+                return b"".join(chunks), True, None
             chunks.append(chunk)
-    return b"".join(chunks), False
+            chunk = fh.read(1 << 16)
+            if not chunk:
+                return b"".join(chunks), False, None
 
 
 def _json_depth(line: str) -> int:
@@ -206,7 +242,7 @@ def encode_line(obj: Any) -> str:
 
 class RunWriter:
     """Appends records to a run file, flushing each line, and holds the file's lock until `close`.
-    Use `open_run` to create or resume one."""
+    Use `open_run` to create or resume one; `previous` is what a resumed file held (None for a new one)."""
 
     def __init__(
         self,
@@ -216,6 +252,7 @@ class RunWriter:
         done: set[tuple[str, int]],
         errored: set[tuple[str, int]] | None = None,
         lock: RunLock | None = None,
+        previous: RunContents | None = None,
     ):
         self.path = path
         self._handle = handle
@@ -223,6 +260,7 @@ class RunWriter:
         self.done = done
         self.errored = errored or set()  # keys whose latest record is an error (see --retry-errors)
         self._lock = lock
+        self.previous = previous
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one finished task's record. Never fails on what the record holds (see `encode_line`)."""
@@ -315,7 +353,7 @@ def _open_locked(
     started = False
     if path.exists():
         try:
-            first, complete = _first_line(path)
+            first, complete, named = _first_line(path)
         except OSError as exc:
             raise JoshError(f"cannot read {path}: {exc.strerror}") from None
         try:
@@ -326,12 +364,18 @@ def _open_locked(
                 log.warning(
                     "%s holds only a torn header (a run killed as it started); starting it over", path
                 )
+        if started and named is not None:  # appending UTF-8 lines to it would make a file of two encodings
+            raise JoshError(
+                f"{path} is a run file in {named}: josh reads it but writes only UTF-8, so it cannot "
+                f"continue it; convert it to UTF-8 first (iconv -f UTF-16 -t UTF-8 {path} > NEW.jsonl) or "
+                "choose another --out"
+            )
     if started:
         if not resume:
             raise JoshError(
                 f"{path} already exists; pass --resume to continue that run, or choose another --out"
             )
-        contents = read_run(path)
+        contents = read_run(path, resuming=True)
         old = contents.header.get("config_hash")
         if old != config_hash:
             differs = sorted(_diff(contents.header.get("config", {}), config))
@@ -345,7 +389,7 @@ def _open_locked(
         keyed = contents.keyed()
         errored = {k for k, r in keyed.items() if r.get("status") == "error"}
         handle = open(path, "a", encoding="utf-8")  # noqa: SIM115
-        writer = RunWriter(path, handle, contents.header, set(keyed), errored, lock)
+        writer = RunWriter(path, handle, contents.header, set(keyed), errored, lock, contents)
         try:
             handle.write(encode_line({"type": "status", "status": "resumed", "at": now_iso()}))
             handle.flush()

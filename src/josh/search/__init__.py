@@ -3,7 +3,7 @@
 from josh.search.beam import JoshSearch
 from josh.search.beam_config import SearchConfig
 from josh.search.protocol import AgentOutcome, Branch, UserOutcome
-from josh.search.tree import Node, NodeRecord, Tree, TreeRecord
+from josh.search.tree import Node, NodeRecord, Tree, TreeRecord, tree_problem
 
 __all__ = [
     "AgentOutcome",
@@ -15,4 +15,5 @@ __all__ = [
     "Tree",
     "TreeRecord",
     "UserOutcome",
+    "tree_problem",
 ]

@@ -6,12 +6,13 @@ plus a link to its parent: a leaf's whole conversation is the messages on its pa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictInt
 
-from josh.types import Message, ModelCall, OmitsEmptyFields, Record, Usage
+from josh.types import Message, ModelCall, OmitsEmptyFields, Record, Reward, Usage
 
 Ending = Literal["all_goals", "no_live_leaf", "max_steps"]
 
@@ -84,14 +85,15 @@ class NodeRecord(OmitsEmptyFields):
 
     OMITTED_WHEN_EMPTY: ClassVar[tuple[str, ...]] = ("user_tool_turns",)
 
-    id: int
-    parent: int | None  # None for the tree's first root
+    # Strict types: a saved mark or link is read as written (`"golden": "no"` is an error, not True).
+    id: StrictInt
+    parent: StrictInt | None  # None for the tree's first root
     messages: list[Message] = Field(default_factory=list)  # what this node added to the agent's view
-    successful: bool = False  # on the path from a root to a leaf whose turn (either side's) met a goal
-    golden: bool = False  # on the path of the leaves that were credited (the conversation kept)
+    successful: StrictBool = False  # on the path from a root to a leaf whose turn (either side's) met a goal
+    golden: StrictBool = False  # on the path of the leaves that were credited (the conversation kept)
     # goals met by this node's turns: the agent's calls, and the customer's own where it has tools
     reward_events: list[str] = Field(default_factory=list)
-    over: bool = False  # its conversation ended here (the customer hung up, or a turn failed)
+    over: StrictBool = False  # its conversation ended here (the customer hung up, or a turn failed)
     notes: list[str] = Field(default_factory=list)
     # The customer's own tool traffic on this node, turn by turn. Left out of dumps when empty, so the trees
     # of environments whose customers have no tools (ToolWOZ) do not change.
@@ -106,7 +108,7 @@ class Tree(Record):
     credited: list[str] = Field(default_factory=list)  # goals met on the golden path, in the order met
     reward_events: list[str] = Field(default_factory=list)  # goals met on any leaf, in the order seen
     steps: int = 0  # steps run (each: one agent turn on every live leaf)
-    reward: float = 0.0  # credited goals / goals
+    reward: Reward = 0.0  # credited goals / goals
     ended: Ending = "max_steps"
     # The live conversation of the last credited leaf (None when nothing was credited), for a caller that
     # scores it in its environment's own terms; never saved.
@@ -120,14 +122,14 @@ class TreeRecord(Record):
     trial: int = 0
     seed: int | None = None
     status: Literal["success", "error"]
-    reward: float | None  # credited goals / goal calls; None when the task failed outside the search
+    reward: Reward | None  # credited goals / goal calls; None when the task failed outside the search
     goal_calls: list[str] = Field(default_factory=list)
     reward_events: list[str] = Field(default_factory=list)  # goals met on any branch, in the order seen
     golden_reward_events: list[str] = Field(default_factory=list)  # the credited ones, in order
     domains: list[str] = Field(default_factory=list)  # the benchmark's domains the task belongs to
     # The benchmark's own score of the golden leaf's conversation as it stands, where it has one beside the
     # goals (tau2: its evaluator, which also checks the database and what was communicated); else None.
-    final_reward: float | None = None
+    final_reward: Reward | None = None
     system_prompt: str = ""  # the agent's system prompt, which comes before every node's messages
     tools: list[dict[str, Any]] = Field(default_factory=list)  # tool schemas given to the model (fc)
     agent: str = ""
@@ -144,3 +146,43 @@ class TreeRecord(Record):
     @property
     def key(self) -> tuple[str, int]:
         return (self.task_id, self.trial)
+
+
+def tree_problem(nodes: Sequence[NodeRecord]) -> str | None:
+    """Why `nodes` do not form a tree as a harvest writes it, or None. A tree lists its nodes in creation
+    order: ids are unique, the first node is the only root, every other node's parent is an earlier node
+    (so no node is its own parent and no parent links loop), and the golden nodes lie on one path from
+    the root (the golden path never forks). Every reader of saved trees checks this before walking them."""
+    position_of: dict[int, int] = {}
+    for position, node in enumerate(nodes):
+        if node.id in position_of:
+            return f"node id {node.id} appears twice"
+        position_of[node.id] = position
+    for position, node in enumerate(nodes):
+        parent = node.parent
+        if parent is None:
+            if position:
+                return f"node {node.id} has no parent but is not the first node (a tree has one root, first)"
+        elif parent == node.id:
+            return f"node {node.id} is its own parent"
+        elif position == 0:
+            return f"the first node, {node.id}, has a parent ({parent}): a tree starts at its root"
+        elif parent not in position_of:
+            return f"node {node.id} has parent {parent}, which is not in the tree"
+        elif position_of[parent] > position:
+            return f"node {node.id} has parent {parent}, which comes after it (a loop, or nodes out of order)"
+    golden = [node for node in nodes if node.golden]
+    if golden:
+        by_id = {node.id: node for node in nodes}
+        on_path: set[int] = set()
+        step: NodeRecord | None = golden[-1]  # the deepest, if they form one path: parents come first
+        while step is not None:
+            on_path.add(step.id)
+            step = by_id[step.parent] if step.parent is not None else None
+        astray = next((node for node in golden if node.id not in on_path), None)
+        if astray is not None:
+            return (
+                f"the golden path forks: golden nodes {astray.id} and {golden[-1].id} are not on one path "
+                "from the root"
+            )
+    return None

@@ -13,7 +13,7 @@ from josh.errors import JoshError
 from josh.rollout.record import RolloutRecord
 from josh.runner import read_run
 from josh.runner.summary import latest_by_key
-from josh.search.tree import TreeRecord
+from josh.search.tree import TreeRecord, tree_problem
 from josh.types import clean_text
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,9 @@ def detect_kind(path: Path, header: dict[str, Any], records: list[dict[str, Any]
 
 def load_source(path: Path) -> ViewSource:
     """Read a run file with `josh.runner.read_run` (damaged lines are skipped with a warning) and check each
-    record against the record type of its kind; a record that does not fit is skipped with a warning and
-    listed in `skipped`. JoshError when the file is not a josh run file."""
+    record against the record type of its kind (a tree's nodes too, with `josh.search.tree_problem`); a
+    record that does not fit is skipped with a warning and listed in `skipped`. JoshError when the file is
+    not a josh run file."""
     contents = read_run(path)
     records = latest_by_key(contents.records)
     kind = detect_kind(path, contents.header, records)
@@ -85,7 +86,10 @@ def load_source(path: Path) -> ViewSource:
         except ValidationError as exc:
             problem = exc.errors()[0]
             where = ".".join(str(part) for part in problem["loc"]) or "the record"
-            reason = f"{where}: {problem['msg']}"
+            reason: str | None = f"{where}: {problem['msg']}"
+        else:  # a tree's nodes must form one (the drawing walks them)
+            reason = tree_problem(parsed.nodes) if isinstance(parsed, TreeRecord) else None
+        if reason is not None:
             source.skipped.append(Skipped(index, clean_text(str(record.get("task_id"))), clean_text(reason)))
             continue
         (source.trees if kind == "trees" else source.rollouts).append(parsed)  # type: ignore[arg-type]

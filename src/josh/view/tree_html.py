@@ -51,18 +51,19 @@ class TreeShape:
 
 def tree_shape(nodes: list[NodeRecord]) -> TreeShape:
     """The shape of a tree from its node records. A node whose parent has not come before it (a damaged
-    record) is drawn as a root of its own, so the drawing never loops."""
+    record: `josh.search.tree_problem` names it) is drawn as a root of its own, so the drawing never loops."""
     shape = TreeShape(nodes={})
     for node in nodes:
         if node.id in shape.nodes:
             shape.duplicates += 1
             continue
-        shape.nodes[node.id] = node
-        shape.children[node.id] = []
+        # Look for the parent before adding the node: a node that is its own parent must not become its child.
         if node.parent is not None and node.parent in shape.nodes:
             shape.children[node.parent].append(node.id)
         else:
             shape.roots.append(node.id)
+        shape.nodes[node.id] = node
+        shape.children[node.id] = []
     golden = [i for i, n in shape.nodes.items() if n.golden]
     # The search goes on from the last rewarded node: what lies under it was never pruned, only not rewarded.
     anchor = golden[-1] if golden else (shape.roots[0] if shape.roots else None)
