@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from josh.envs.toolwoz import ToolWOZEnvironment
+
+
+@pytest.fixture(autouse=True)
+def _josh_logger_restored() -> Iterator[None]:
+    """A command run in-process (CliRunner) sets up josh's logger for the screen (its own handler, no
+    propagation): put it back after each test, so that later tests' `caplog` sees josh's log lines."""
+    logger = logging.getLogger("josh")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 @pytest.fixture(scope="session")

@@ -302,3 +302,22 @@ def test_the_papers_loop_config_is_valid() -> None:
     harvest = next(s for s in stages if s.kind == "harvest")
     assert harvest.options["beam"] == 8 and harvest.options["agent"] == "react"
     assert harvest.options["model"] == "hf:meta-llama/Meta-Llama-3-8B-Instruct"
+
+
+def test_the_papers_loop_plan_shows_the_papers_recipe(capsys: pytest.CaptureFixture[str]) -> None:
+    """`josh loop examples/loop-paper.yaml --plan` is the paper's experiment, every setting shown: its 926
+    harvest tasks, beam 8, per-turn crediting, the paper's prompts and customer, its inference (4-bit, adapter
+    not merged, no generation prompt), the reference's KTO selection and `finetune_agent.py`'s recipe on a
+    4-bit base with the paper's truncation."""
+    path = Path(__file__).parent.parent / "examples" / "loop-paper.yaml"
+    said: list[str] = []
+    loop_run.run_loop(load_loop_config(path), said.append, source=path, only_plan=True)
+    text = "\n".join(said)
+    for setting in [
+        "split: paper_train", "beam: 8", "crediting: turn", "temperature: 1.0", "agent: react", "prompts: paper",
+        "strict-errors: true", "user-model: gpt-4o", "hf-4bit: true", "hf-merge-adapter: false",
+        "hf-generation-prompt: false", "--reference-selection", "qlora: true", "truncation: keep-end",
+        "lora-r: 64", "lora-alpha: 64", "learning-rate: 5e-07", "beta: 0.03", "desirable-weight: 2.05",
+        "undesirable-weight: 1.0", "max-length: 5256", "epochs: 1.0", "split: test", "max-turns: 15",
+    ]:  # fmt: skip
+        assert setting in text, setting

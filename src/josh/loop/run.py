@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from josh.errors import JoshError
 from josh.loop.child_process import stop_child
@@ -22,6 +24,7 @@ from josh.loop.stages import (
     josh_command,
     model_spec,
     plan,
+    resolved_options,
     round_dir,
     write_options,
 )
@@ -72,6 +75,9 @@ def run_loop(config: LoopConfig, say: Say, *, source: Path, only_plan: bool = Fa
         done = stage.done()
         if only_plan:
             say(f"{index}. {stage.name} ({'done, skipped' if done else 'to run'}): {stage.command()}")
+            options = resolved_options(stage)
+            if options:
+                say("   " + ", ".join(f"{key}: {_shown(value)}" for key, value in options.items()))
             continue
         if done:
             say(f"{stage.name}: done, skipped ({stage.output})")
@@ -86,6 +92,13 @@ def run_loop(config: LoopConfig, say: Say, *, source: Path, only_plan: bool = Fa
     if only_plan:
         return []
     return report(config, stages, say)
+
+
+def _shown(value: Any) -> str:
+    """An option's value as a config file writes it (`true`, `5e-07`, `q_proj,v_proj`)."""
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def report(config: LoopConfig, stages: list[Stage], say: Say) -> list[Path]:

@@ -181,6 +181,24 @@ def _set_by_loop(stage: Stage) -> dict[str, Any]:
     return {"kind": stage.args[1], **{flag[2:].replace("-", "_"): value for flag, value in flags.items()}}
 
 
+# What a train stage's plan line leaves out: the loop's own wiring (shown on the command line) and the run's
+# housekeeping; everything else is the training recipe.
+_NOT_RECIPE = {"kind", "data", "model", "out", "init_adapter", "force", "config", "save_steps"}
+
+
+def resolved_options(stage: Stage) -> dict[str, Any]:
+    """What a stage runs with, for `josh loop --plan`: the options of an eval or harvest stage (common + its
+    own section) and, for training, the whole recipe with the defaults of its kind filled in (exactly what
+    `josh train` will use). Export takes its options on its command line: none here."""
+    if stage.kind != "train":
+        return {key.replace("_", "-"): value for key, value in stage.options.items()}
+    from josh.train.config import TrainConfig
+
+    config = TrainConfig.model_validate({**stage.options, **_set_by_loop(stage)})
+    values = config.model_dump(mode="json", exclude=_NOT_RECIPE)
+    return {key.replace("_", "-"): value for key, value in values.items() if value is not None}
+
+
 def write_options(stage: Stage) -> None:
     """The stage's options file, in its command's vocabulary (flag names as keys)."""
     if stage.options_file is None:
