@@ -13,6 +13,9 @@ model is found by josh without `--model`:
 
     josh eval toolwoz --base-url http://127.0.0.1:PORT/v1 --user replay --limit 1
 
+`--model-path` installs only the GGUF file and prints its path, for josh's in-process models
+(`--model hf:PATH.gguf`, `josh train sft --model PATH.gguf`), which read it with transformers.
+
 `--ctx-size` is llama.cpp's `-c`: the context shared by the `--parallel` slots, each request getting
 ctx-size / parallel tokens. A 135M model is weak: this checks what only a real server shows (its HTTP errors,
 chat template, message rules, context limits), not quality. `tests/test_llama_server.py` runs on it (`pytest
@@ -154,8 +157,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=2, help="slots: requests served at once")
     parser.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1), help="CPU threads")
     parser.add_argument("--home", type=Path, default=None, help="where it is installed (see above)")
+    parser.add_argument(
+        "--model-path", action="store_true",
+        help="install only the GGUF file, print its path and exit (for `--model hf:PATH.gguf`, `josh train`)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     home = args.home or default_home()
+    if args.model_path:
+        try:
+            print(install_model(home), flush=True)
+        except CannotInstall as exc:
+            print(f"llama_server: cannot install the model into {home}: {exc}", file=sys.stderr)
+            return EXIT_CANNOT_INSTALL
+        return 0
     try:
         site, model = install_server(home), install_model(home)
     except CannotInstall as exc:

@@ -546,3 +546,19 @@ def test_a_second_trainer_on_the_same_out_is_refused_naming_the_first(
         first.kill()  # the process this test started, by its own handle
         first.wait(timeout=60)
     RunLock.acquire(out / "train_config.json", command="test").release()  # the kernel dropped the lock
+
+
+def test_a_short_run_logs_its_loss_often_enough_to_draw_a_curve() -> None:
+    """`--logging-steps 10` on a 2-step run logged nothing (`recorded.losses` empty): short runs log more
+    often, so that their curve has about 10 points (every step below 10 steps); long runs keep the option."""
+    from josh.train.config import TrainConfig
+    from josh.train.trainer import logging_steps
+
+    def cfg(**options: object) -> TrainConfig:
+        return TrainConfig.model_validate({"kind": "kto", "data": "d", "model": "m", "out": "o", **options})
+
+    assert logging_steps(cfg(max_steps=2), examples=1000, processes=1) == 1
+    assert logging_steps(cfg(max_steps=55), examples=1000, processes=1) == 5
+    assert logging_steps(cfg(), examples=16_632, processes=1) == 10  # 2,079 steps: the paper's 10
+    assert logging_steps(cfg(), examples=80, processes=1) == 1  # 10 steps of 2 x 4
+    assert logging_steps(cfg(), examples=1_600, processes=2) == 10  # 100 steps on two processes

@@ -339,7 +339,8 @@ class HFChatModel:
             raise JoshError(f"{spec}: loading a GGUF file needs the gguf package: {TRAIN_EXTRA_HINT}")
         options: dict[str, Any] = {"dtype": getattr(torch, self.dtype), **gguf}
         if load_in_4bit:
-            options["quantization_config"] = four_bit_config(transformers, torch, self.device, spec)
+            _check_four_bit(self.device, spec)
+            options["quantization_config"] = four_bit_config(torch.bfloat16)  # the paper's inference
         bars = transformers.utils.logging.is_progress_bar_enabled()
         transformers.utils.logging.disable_progress_bar()  # josh's own screen says what is loading
         try:
@@ -845,19 +846,25 @@ def _import_train_extra(*, needs_peft: bool) -> tuple[Any, Any, Any]:
     return torch, transformers, peft
 
 
-def four_bit_config(transformers: Any, torch: Any, device: str, what: str) -> Any:
-    """The paper's 4-bit loading (NF4, double quantisation, bfloat16 compute) as a `BitsAndBytesConfig`; a
-    `JoshError` naming the fix where it cannot run (bitsandbytes needs a CUDA GPU)."""
+def four_bit_config(compute_dtype: Any) -> Any:
+    """The paper's 4-bit loading, for inference and for QLoRA training alike: NF4 with double quantisation,
+    computing in `compute_dtype` (a torch dtype), as a transformers `BitsAndBytesConfig`."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
+def _check_four_bit(device: str, what: str) -> None:
+    """4-bit loading needs bitsandbytes on a CUDA GPU: a `JoshError` naming the fix where it cannot run."""
     if not device.startswith("cuda"):
         raise JoshError(f"{what}: 4-bit loading needs a CUDA GPU (bitsandbytes); this runs on {device}")
     if importlib.util.find_spec("bitsandbytes") is None:
         raise JoshError(f"{what}: 4-bit loading needs bitsandbytes: pip install bitsandbytes")
-    return transformers.BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
-    )
 
 
 def _context_length(model: Any, tokenizer: Any) -> int:

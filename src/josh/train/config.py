@@ -127,7 +127,9 @@ class TrainConfig(BaseModel):
     data: Path = _opt(
         None, "Folder written by `josh export KIND` (its train.jsonl is read), or a JSONL file.", DATA
     )
-    model: str = _opt(None, "Base model: a Hugging Face id or a local folder (`from_pretrained`).", DATA)
+    model: str = _opt(
+        None, "Base model: a Hugging Face id, a local folder (`from_pretrained`) or a GGUF file (dequantized).", DATA
+    )
     out: Path = _opt(
         None,
         "Output folder: OUT/adapter (the LoRA adapter), OUT/train_config.json, OUT/checkpoints (resume).",

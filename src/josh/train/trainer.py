@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from josh.errors import JoshError
+from josh.llm.hf_model import four_bit_config, is_gguf, pretrained_source
 from josh.runner.lock import RunLock, RunLockedError
 from josh.train.config import TrainConfig
 from josh.train.truncation import FitReport, fit_examples
@@ -230,8 +231,10 @@ def options_of(config: TrainConfig) -> dict[str, Any]:
 
 def looks_like_a_path(model: str) -> bool:
     """Whether `--model` names a folder rather than a Hugging Face id (ORG/NAME or NAME): it starts with `/`,
-    `./`, `../` or `~`, has more than one `/`, or holds the OS's own separator."""
+    `./`, `../` or `~`, has more than one `/`, holds the OS's own separator, or names a GGUF file."""
     if model in (".", "..") or model.startswith(("/", "./", "../", "~", ".\\", "..\\")):
+        return True
+    if model.lower().endswith(".gguf"):
         return True
     return model.count("/") > 1 or any(sep in model for sep in (os.sep, os.altsep) if sep and sep != "/")
 
@@ -239,7 +242,10 @@ def looks_like_a_path(model: str) -> bool:
 def check_inputs(config: TrainConfig) -> None:
     """The model and adapter folders exist (a path that does not is no Hugging Face id to download)."""
     if looks_like_a_path(config.model) and not Path(config.model).exists():
-        raise JoshError(f"no such folder: {config.model} (--model: a local model folder or a Hugging Face id)")
+        what = "file" if config.model.lower().endswith(".gguf") else "folder"
+        raise JoshError(
+            f"no such {what}: {config.model} (--model: a local model folder, a GGUF file or a Hugging Face id)"
+        )
     if config.init_adapter is not None and not (config.init_adapter / "adapter_config.json").exists():
         raise JoshError(
             f"--init-adapter {config.init_adapter} is not a LoRA adapter folder (no adapter_config.json); "
@@ -348,28 +354,36 @@ def _load_model(config: TrainConfig, precision: str) -> Any:
     }
     if config.qlora:
         from accelerate import PartialState
-        from transformers import BitsAndBytesConfig
 
-        compute = torch.bfloat16 if precision == "bf16" else torch.float16
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_compute_dtype=compute,
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_quant_type="nf4",
-        )
+        kwargs["quantization_config"] = four_bit_config(torch.bfloat16 if precision == "bf16" else torch.float16)
         kwargs["device_map"] = {"": PartialState().process_index}  # one whole copy per process
+    source, gguf = model_source(config.model)
     try:
-        return AutoModelForCausalLM.from_pretrained(config.model, **kwargs)
-    except OSError as exc:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs, **gguf)
+    except (OSError, ValueError) as exc:
         raise JoshError(f"cannot load the model {config.model!r}: {exc}") from None
+    if gguf and not config.qlora:
+        # A GGUF file is dequantized as it loads: plain weights, which transformers still marks as quantized
+        # with GGUF (a method it cannot train). The mark goes; a LoRA adapter trains on them as on any model.
+        model.hf_quantizer, model.is_quantized = None, False
+        model.config.__dict__.pop("quantization_config", None)
+    return model
+
+
+def model_source(model: str) -> tuple[Path | str, dict[str, str]]:
+    """What `from_pretrained` takes for `--model`: a folder or a Hub id as it is; a GGUF file as its folder
+    and `gguf_file=NAME` (loaded dequantized: model, tokenizer and chat template from the one file)."""
+    path = Path(model)
+    return pretrained_source(path) if is_gguf(path) else (model, {})
 
 
 def _load_tokenizer(config: TrainConfig) -> Any:
     from transformers import AutoTokenizer
 
+    source, gguf = model_source(config.model)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(config.model)
-    except OSError as exc:
+        tokenizer = AutoTokenizer.from_pretrained(source, **gguf)
+    except (OSError, ValueError) as exc:
         raise JoshError(f"cannot load the tokenizer of {config.model!r}: {exc}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -405,7 +419,24 @@ def _peft_model(config: TrainConfig, model: Any) -> tuple[Any, Any]:
     return model, lora
 
 
-def _trl_args(config: TrainConfig, optim: str, precision: str, *, distributed: bool, quiet: bool) -> Any:
+MIN_LOSS_POINTS = 10  # a loss curve has at least this many points where the run has the steps for them
+
+
+def logging_steps(config: TrainConfig, examples: int, processes: int) -> int:
+    """How often the loss is logged: `--logging-steps`, or more often where the run is short, so that its
+    loss curve has about MIN_LOSS_POINTS points (every step when it has fewer): a run that trained always
+    records losses."""
+    if config.max_steps > 0:
+        total = config.max_steps
+    else:
+        per_epoch = math.ceil(math.ceil(examples / (config.batch_size * processes)) / config.grad_accum)
+        total = math.ceil(per_epoch * config.epochs)
+    return max(1, min(config.logging_steps, total // MIN_LOSS_POINTS))
+
+
+def _trl_args(
+    config: TrainConfig, optim: str, precision: str, *, distributed: bool, quiet: bool, log_every: int
+) -> Any:
     import torch
     import trl
 
@@ -425,7 +456,7 @@ def _trl_args(config: TrainConfig, optim: str, precision: str, *, distributed: b
         "fp16": precision == "fp16",
         "save_strategy": "steps",
         "save_steps": config.save_steps,
-        "logging_steps": config.logging_steps,
+        "logging_steps": log_every,
         "seed": config.seed,
         "max_length": config.max_length,
         "report_to": "none",
@@ -586,8 +617,10 @@ def _train_holding_out(config: TrainConfig, state: Any, rows: list[dict[str, Any
     dataset, report = fit_dataset(to_dataset(rows, config), config, tokenizer)
     if state.is_main_process and on_data is not None:
         on_data(report)
+    log_every = logging_steps(config, len(dataset), state.num_processes)
     recorded: dict[str, Any] = {"status": "started", "optim": optim, "precision": precision,
-                                "processes": state.num_processes, "versions": _versions(),
+                                "processes": state.num_processes, "logging_steps": log_every,
+                                "versions": _versions(),
                                 "resumed_from": str(resume) if resume else None,
                                 "data": report.record()}  # fmt: skip
     if state.is_main_process:
@@ -601,7 +634,7 @@ def _train_holding_out(config: TrainConfig, state: Any, rows: list[dict[str, Any
     try:
         model, lora = _peft_model(config, _load_model(config, precision))
         args = _trl_args(config, optim, precision, distributed=state.num_processes > 1,
-                         quiet=on_progress is not None)  # fmt: skip
+                         quiet=on_progress is not None, log_every=log_every)  # fmt: skip
         callbacks = [_progress_callback(on_progress)] if on_progress else []
         trainer = _build_trainer(config, args, model, lora, tokenizer, dataset, callbacks)
         if on_progress is not None:  # the caller shows progress: no tqdm bar, and no log dicts printed instead
