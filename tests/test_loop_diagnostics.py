@@ -120,3 +120,24 @@ def test_round_details_and_the_report_say_what_each_round_did(tiny: Path, tmp_pa
 
 def test_harvest_yield_of_a_missing_summary_is_none() -> None:
     assert harvest_yield(None) is None
+
+
+def test_protocol_following_counts_the_agents_replies_that_keep_its_protocol() -> None:
+    """SmolLM2 under the paper's ReAct prompt: its replies had no command (the agent's stand-in `ERROR: NO
+    COMMAND FOUND` takes their place); a trained model's PLAN/SPEAK replies follow the protocol."""
+    from josh.loop.diagnostics import protocol_following
+
+    def record(task: str, *replies: str) -> dict:
+        internal = [{"role": "user", "content": "I need a guesthouse."}]
+        internal += [{"role": "assistant", "content": text} for text in replies]
+        return {"task_id": task, "status": "success", "termination": "max_turns", "reward": 0.0, "internal": internal}
+
+    base = [record("a", "ERROR: NO COMMAND FOUND", "ERROR: NO COMMAND FOUND"), record("b", "ERROR: NO COMMAND FOUND")]
+    trained = [record("a", "PLAN ask for the area <COMMAND_END> SPEAK Which area? <COMMAND_END>"), base[1]]
+    assert protocol_following(base) == {"replies": 3, "following": 0, "share": 0.0}
+    assert protocol_following(trained) == {"replies": 2, "following": 1, "share": 0.5}
+    assert protocol_following([])["share"] is None
+    runs = [RoundRun(0, "hf:m", base, "r0"), RoundRun(1, "hf:m+a", trained, "r1")]
+    report = build_report("m", "sft", runs)
+    assert "Agent replies that follow the protocol: 0.0% of 3 in round 0, 50.0% of 2 in round 1." in report["verdict"]
+    assert "| 1 | hf:m+a | 2 |" in markdown(report) and "50.0% (1 of 2)" in markdown(report)

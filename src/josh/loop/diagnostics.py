@@ -19,8 +19,16 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
+
+from josh.export import protocol_error
+from josh.rollout.record import RolloutRecord
+from josh.runner.summary import latest_by_key
+from josh.types import AssistantMessage
 
 TIMINGS = "timings.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -102,6 +110,27 @@ def adapter_movement(adapter: Path, previous: Path | None = None) -> dict[str, A
         difference -= 2 * scale * old_scale * sum(_inner(pairs[m], old_pairs[m]) for m in shared)
         result["moved"] = math.sqrt(max(difference, 0.0))
     return result
+
+
+# -- the agent's protocol -------------------------------------------------------------------------------------
+
+
+def protocol_following(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """How many of the agent's replies in an evaluation follow its protocol: each assistant message of the
+    agent's own view that is no protocol error as `josh export` judges one (no ReAct command found, a
+    malformed call, an error stand-in...; `josh.export.protocol_error`). A small model's first gain from
+    training is often here, long before its reward moves."""
+    replies = following = 0
+    for data in latest_by_key(records):
+        try:
+            internal = RolloutRecord.model_validate(data).internal
+        except ValidationError:
+            continue
+        for index, message in enumerate(internal):
+            if isinstance(message, AssistantMessage):
+                replies += 1
+                following += protocol_error(internal, index) is None
+    return {"replies": replies, "following": following, "share": following / replies if replies else None}
 
 
 # -- one round -----------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from josh.errors import JoshError
+from josh.loop.diagnostics import protocol_following
 from josh.runner.compare import permutation_p_value
 from josh.runner.summary import bootstrap_ci, latest_by_key, record_reward
 
@@ -102,7 +103,8 @@ def build_report(
         "model": model,
         "method": method,
         "rounds": [
-            {"round": run.round, "model": run.model, "run_file": run.run_file, "metrics": round_metrics(run.records)}
+            {"round": run.round, "model": run.model, "run_file": run.run_file, "metrics": round_metrics(run.records),
+             "protocol": protocol_following(run.records)}
             for run in runs
         ],
         "compared_with_base": {
@@ -139,6 +141,13 @@ def verdict(report: dict[str, Any]) -> str:
             "Nothing changed significantly: no trained round differs from the base model at p < 0.05 in any "
             "domain, on either metric."
         ]
+    first, last = report["rounds"][0].get("protocol") or {}, report["rounds"][-1].get("protocol") or {}
+    if len(report["rounds"]) > 1 and first.get("share") is not None and last.get("share") is not None:
+        sentences.append(
+            f"Agent replies that follow the protocol: {first['share']:.1%} of {first['replies']} in round "
+            f"{report['rounds'][0]['round']}, {last['share']:.1%} of {last['replies']} in round "
+            f"{report['rounds'][-1]['round']}."
+        )
     trained = [d for d in report.get("training", []) if d.get("train")]
     if trained:
         last = trained[-1]
@@ -219,6 +228,26 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+ROUND_HEADER = ["round", "model", "tasks", "average reward", "100% success rate", "replies following the protocol"]
+
+
+def round_rows(report: dict[str, Any]) -> list[list[str]]:
+    """Every round's overall numbers, and the share of the agent's replies that follow its protocol."""
+    rows = []
+    for entry in report["rounds"]:
+        overall, protocol = entry["metrics"].get(ALL), entry.get("protocol") or {}
+        if not overall:
+            continue
+        share = protocol.get("share")
+        rows.append([
+            str(entry["round"]), entry["model"], str(overall["tasks"]),
+            f"{overall['average_reward']:.3f} {_ci(overall['average_reward_ci95'])}",
+            f"{overall['success_rate']:.3f} {_ci(overall['success_rate_ci95'])}",
+            "n/a" if share is None else f"{share:.1%} ({protocol['following']} of {protocol['replies']})",
+        ])  # fmt: skip
+    return rows
+
+
 def markdown(report: dict[str, Any]) -> str:
     """report.md: the table, then every round's overall numbers."""
     header, rows = table_rows(report)
@@ -229,17 +258,10 @@ def markdown(report: dict[str, Any]) -> str:
         "|" + "|".join("---" for _ in header) + "|",
         *("| " + " | ".join(row) + " |" for row in rows),
         "",
-        "| round | model | tasks | average reward | 100% success rate |",
-        "|---|---|---|---|---|",
+        "| " + " | ".join(ROUND_HEADER) + " |",
+        "|" + "|".join("---" for _ in ROUND_HEADER) + "|",
+        *("| " + " | ".join(row) + " |" for row in round_rows(report)),
     ]
-    for entry in report["rounds"]:
-        overall = entry["metrics"].get(ALL, {})
-        if overall:
-            lines.append(
-                f"| {entry['round']} | {entry['model']} | {overall['tasks']} | "
-                f"{overall['average_reward']:.3f} {_ci(overall['average_reward_ci95'])} | "
-                f"{overall['success_rate']:.3f} {_ci(overall['success_rate_ci95'])} |"
-            )
     lines += ["", f"{report['test']}. Errors count as reward 0.", "", f"**{report['verdict']}**", ""]
     header, rows = training_rows(report)
     if rows:
@@ -313,6 +335,9 @@ def html_page(report: dict[str, Any], png: bytes, viewer_links: dict[int, str]) 
         f'<li>round {r}: <a href="{esc(href)}">conversations</a> ({esc(report["rounds"][i]["model"])})</li>'
         for i, (r, href) in enumerate(sorted(viewer_links.items()))
     )
+    table += "<h2>Every round</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in ROUND_HEADER) + "</tr>"
+    table += "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in round_rows(report))
+    table += "</table>"
     header, rows = training_rows(report)
     details = ""
     if rows:
