@@ -455,7 +455,7 @@ def test_harvest_samples_n_choices_from_an_hf_model(tiny: Path, tmp_path: Path) 
 
 def test_it_tells_its_context_and_counts_a_prompt_with_its_template(model: HFChatModel) -> None:
     window = asyncio.run(model.context_window())
-    assert window.tokens == model.context_length == 4096 and "max_position_embeddings" in window.source
+    assert window.tokens == model.context_length == 8192 and "max_position_embeddings" in window.source
     size = asyncio.run(model.prompt_size(MESSAGES, TOOLS))
     [reply] = asyncio.run(model.chat(MESSAGES, tools=TOOLS, max_tokens=1))
     assert reply.usage is not None and size.tokens == reply.usage.prompt_tokens and size.exact

@@ -480,7 +480,7 @@ def test_task_lookups_and_their_errors(toolwoz_env: ToolWOZEnvironment) -> None:
     assert next(iter(toolwoz_env.tasks())).task_id == toolwoz_env.task_ids()[0]
     with pytest.raises(JoshError) as info:
         toolwoz_env.task_ids("dev")
-    assert str(info.value) == "unknown split 'dev'; choose one of test, full_test, val, train, all"
+    assert str(info.value) == "unknown split 'dev'; choose one of test, full_test, val, train, paper_train, all"
     with pytest.raises(UnknownTaskError) as info:
         toolwoz_env.task(123)  # type: ignore[arg-type]
     assert str(info.value) == "task id must be a string, got int"
