@@ -227,13 +227,20 @@ def sample_task_ids(toolwoz_env: ToolWOZEnvironment) -> list[str]:
 
 
 # CI runs a fixed sample; JOSH_CONFORMANCE_EXAMPLES=20000 JOSH_CONFORMANCE_RANDOM=1 explores further.
-@settings(
-    max_examples=int(os.environ.get("JOSH_CONFORMANCE_EXAMPLES", "1500")),
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    derandomize=not os.environ.get("JOSH_CONFORMANCE_RANDOM"),
-    print_blob=True,
-)
+EXAMPLES = int(os.environ.get("JOSH_CONFORMANCE_EXAMPLES", "1500"))
+
+
+def conformance_settings(examples: int) -> settings:
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=not os.environ.get("JOSH_CONFORMANCE_RANDOM"),
+        print_blob=True,
+    )
+
+
+@conformance_settings(EXAMPLES)
 @given(data=st.data())
 def test_generated_call_sequences_match_the_reference(
     data, toolwoz_env: ToolWOZEnvironment, reference, column_values, sample_task_ids
@@ -303,13 +310,7 @@ def _turn_sequence(
     return task.task_id, [calls[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
-@settings(
-    max_examples=int(os.environ.get("JOSH_CONFORMANCE_EXAMPLES", "1500")) // 3,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    derandomize=not os.environ.get("JOSH_CONFORMANCE_RANDOM"),
-    print_blob=True,
-)
+@conformance_settings(EXAMPLES // 3)
 @given(data=st.data())
 def test_generated_turns_are_credited_as_the_reference_search(
     data, toolwoz_env: ToolWOZEnvironment, reference, column_values, sample_task_ids
