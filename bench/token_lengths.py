@@ -33,7 +33,7 @@ MAX_LENGTH, MAX_PROMPT_LENGTH = 5256, 5000  # josh train's default; the paper's 
 def load_tokenizer(spec: str | None) -> Any:
     from transformers import AutoTokenizer
 
-    from josh.llm.hf_model import is_gguf, pretrained_source
+    from josh.llm.hf_model import is_gguf, pretrained_source, quiet_gguf_conversion
 
     if spec is None:
         found = subprocess.run(
@@ -43,7 +43,8 @@ def load_tokenizer(spec: str | None) -> Any:
         spec = found.stdout.strip()
     path = Path(spec)
     source, extra = pretrained_source(path) if is_gguf(path) else (spec, {})
-    return AutoTokenizer.from_pretrained(source, **extra)
+    with quiet_gguf_conversion():
+        return AutoTokenizer.from_pretrained(source, **extra)
 
 
 def count(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> int:

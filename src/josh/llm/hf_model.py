@@ -46,7 +46,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,23 @@ def _hub_id(text: str) -> bool:
 def is_gguf(base: Path | str) -> bool:
     """Whether a parsed base model is a GGUF file (loaded with transformers' `gguf_file=`, dequantized)."""
     return isinstance(base, Path) and base.suffix.lower() == GGUF_SUFFIX and base.is_file()
+
+
+@contextlib.contextmanager
+def quiet_gguf_conversion() -> Iterator[None]:
+    """Without transformers' own progress bar while it converts a GGUF file (drawn whatever its logging
+    settings say): josh's screen says what is loading, and piped output stays whole lines."""
+    try:
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # no GGUF support in this transformers: nothing to quieten
+        yield
+        return
+    drawn = gguf_utils.tqdm
+    gguf_utils.tqdm = lambda iterable, *args, **kwargs: iterable
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = drawn
 
 
 def pretrained_source(base: Path | str) -> tuple[Path | str, dict[str, str]]:
@@ -344,8 +361,9 @@ class HFChatModel:
         bars = transformers.utils.logging.is_progress_bar_enabled()
         transformers.utils.logging.disable_progress_bar()  # josh's own screen says what is loading
         try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(source, **gguf)
-            model = transformers.AutoModelForCausalLM.from_pretrained(source, **options)
+            with quiet_gguf_conversion():
+                self.tokenizer = transformers.AutoTokenizer.from_pretrained(source, **gguf)
+                model = transformers.AutoModelForCausalLM.from_pretrained(source, **options)
         except (OSError, ValueError, KeyError) as exc:
             raise JoshError(f"{spec}: cannot load the model in {self.base_path}: {exc}") from None
         finally:

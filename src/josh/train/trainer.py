@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from josh.errors import JoshError
-from josh.llm.hf_model import four_bit_config, is_gguf, pretrained_source
+from josh.llm.hf_model import four_bit_config, is_gguf, pretrained_source, quiet_gguf_conversion
 from josh.runner.lock import RunLock, RunLockedError
 from josh.train.config import TrainConfig
 from josh.train.truncation import FitReport, fit_examples
@@ -359,7 +359,8 @@ def _load_model(config: TrainConfig, precision: str) -> Any:
         kwargs["device_map"] = {"": PartialState().process_index}  # one whole copy per process
     source, gguf = model_source(config.model)
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs, **gguf)
+        with quiet_gguf_conversion():
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs, **gguf)
     except (OSError, ValueError) as exc:
         raise JoshError(f"cannot load the model {config.model!r}: {exc}") from None
     if gguf and not config.qlora:
@@ -382,7 +383,8 @@ def _load_tokenizer(config: TrainConfig) -> Any:
 
     source, gguf = model_source(config.model)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **gguf)
+        with quiet_gguf_conversion():
+            tokenizer = AutoTokenizer.from_pretrained(source, **gguf)
     except (OSError, ValueError) as exc:
         raise JoshError(f"cannot load the tokenizer of {config.model!r}: {exc}") from None
     if tokenizer.pad_token is None:
