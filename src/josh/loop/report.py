@@ -163,6 +163,14 @@ def verdict(report: dict[str, Any]) -> str:
     return " ".join(sentences)
 
 
+def wall_line(report: dict[str, Any]) -> str:
+    """The loop's whole wall time, stage by stage."""
+    wall = report["wall_s"]
+    return f"Wall time of every stage together: {sum(wall.values()):.0f} s (" + ", ".join(
+        f"{stage} {seconds:.0f} s" for stage, seconds in wall.items()
+    ) + ")."
+
+
 def training_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """What each trained round did: harvest yield, examples, loss, adapter, tokens and cost, wall times."""
     header = [
@@ -177,7 +185,7 @@ def training_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         harvest, export, train = entry.get("harvest") or {}, entry.get("export") or {}, entry.get("train") or {}
         adapter, evaluation = entry.get("adapter") or {}, entry.get("eval") or {}
         losses = train.get("losses") or []
-        counts = ", ".join(f"{k} {v}" for k, v in (export.get("counts") or {}).items())
+        counts = ", ".join(f"{k} {v}" for k, v in (export.get("counts") or {}).items() if k != "examples")
         cost = [c for c in (harvest.get("cost_usd"), evaluation.get("cost_usd")) if c is not None]
         times = [wall.get(f"round {entry['round']}: {kind}") for kind in ("harvest", "export", "train", "eval")]
         rows.append([
@@ -277,11 +285,14 @@ def markdown(report: dict[str, Any]) -> str:
             "round's adapter.",
             "",
         ]
+    if report.get("wall_s"):
+        lines += [wall_line(report), ""]
     return "\n".join(lines)
 
 
 def plot_png(report: dict[str, Any]) -> bytes:
-    """Two panels (average reward, 100% success rate): a line per domain across rounds, 95% intervals."""
+    """Panels: average reward and 100% success rate (a line per domain across rounds, 95% intervals), the
+    share of the agent's replies that follow its protocol, and each round's training loss curve."""
     try:
         import matplotlib
     except ImportError:
@@ -292,14 +303,26 @@ def plot_png(report: dict[str, Any]) -> bytes:
     rounds = [entry["round"] for entry in report["rounds"]]
     domains = list(report["rounds"][0]["metrics"])
     curves = [(d["round"], d["train"]["losses"]) for d in report.get("training", []) if (d.get("train") or {}).get("losses")]
-    figure, axes = plt.subplots(1, 3 if curves else 2, figsize=(16 if curves else 11, 4.2))
+    shares = [(r["round"], (r.get("protocol") or {}).get("share")) for r in report["rounds"]]
+    shares = [(x, y) for x, y in shares if y is not None]
+    figure, axes = plt.subplots(1, 2 + bool(shares) + bool(curves), figsize=(5.5 * (2 + bool(shares) + bool(curves)), 4.2))
+    extra = list(axes[2:])
+    if shares:
+        axis = extra.pop(0)
+        axis.plot([x for x, _ in shares], [y for _, y in shares], marker="o", color="black")
+        axis.set_title("agent replies that follow the protocol")
+        axis.set_xlabel("round (0 = before training)")
+        axis.set_xticks(rounds)
+        axis.set_ylim(-0.02, 1.02)
+        axis.grid(alpha=0.3)
     if curves:
+        axis = extra.pop(0)
         for round_, losses in curves:
-            axes[2].plot(range(1, len(losses) + 1), losses, marker="o", markersize=3, label=f"round {round_}")
-        axes[2].set_title("training loss")
-        axes[2].set_xlabel("logged step")
-        axes[2].grid(alpha=0.3)
-        axes[2].legend(fontsize=8, loc="best")
+            axis.plot(range(1, len(losses) + 1), losses, marker="o", markersize=3, label=f"round {round_}")
+        axis.set_title("training loss")
+        axis.set_xlabel("logging point (every --logging-steps optimiser steps)")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8, loc="best")
     for axis, (metric, label) in zip(axes, METRICS.items(), strict=False):
         for index, domain in enumerate(domains):
             points = [(r["round"], r["metrics"][domain]) for r in report["rounds"] if domain in r["metrics"]]
@@ -344,6 +367,8 @@ def html_page(report: dict[str, Any], png: bytes, viewer_links: dict[int, str]) 
         details = "<h2>What each round did</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header)
         details += "</tr>" + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
         details += "</table>"
+    if report.get("wall_s"):
+        details += f"<p>{esc(wall_line(report))}</p>"
     image = base64.b64encode(png).decode("ascii")
     return f"""<!doctype html>
 <html><head><meta charset="utf-8">
