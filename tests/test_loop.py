@@ -321,3 +321,21 @@ def test_the_papers_loop_plan_shows_the_papers_recipe(capsys: pytest.CaptureFixt
         "undesirable-weight: 1.0", "max-length: 5256", "epochs: 1.0", "split: test", "max-turns: 15",
     ]:  # fmt: skip
         assert setting in text, setting
+
+
+def test_the_readmes_cpu_loops_are_valid_configs(tmp_path: Path) -> None:
+    """The README's two CPU loops (SmolLM2 from its GGUF file, the tiny random model) load, and every stage's
+    options are accepted, so that the commands run as written."""
+    import re
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    gguf = tmp_path / "SmolLM2.gguf"
+    gguf.write_bytes(b"GGUF")
+    (tmp_path / "tiny-model").mkdir()
+    for name in ("smol-loop", "tiny-loop"):
+        [body] = re.findall(rf"cat > {name}\.yaml <<'?YAML'?\n(.*?)\nYAML\n", readme, re.S)
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(body.replace("$(python scripts/llama_server.py --model-path)", str(gguf)))
+        said: list[str] = []
+        loop_run.run_loop(load_loop_config(path), said.append, source=path, only_plan=True)
+        assert len([line for line in said if re.match(r"\d+\. round", line)]) == (5 if name == "smol-loop" else 9)
