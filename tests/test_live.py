@@ -81,3 +81,38 @@ def test_a_piped_dry_run_prints_whole_progress_lines(
     assert progress and progress[-1].startswith(f"{label}: {total}/{total} {kind} · ")
     for line in progress:
         assert re.fullmatch(rf"{label}: \d+/{total} {kind} · {TOTALS} · \d+s elapsed", line), line
+
+
+def test_a_tree_whose_root_is_golden_has_a_golden_path_as_in_the_summary() -> None:
+    """tau2 telecom: the customer's opening can meet every goal, so the golden node is the root; the progress
+    line said `golden paths 0` where the summary said 2."""
+    from josh.runner.summary import summarize
+
+    tree = {"task_id": "t", "trial": 0, "status": "success", "reward": 1.0,
+            "nodes": [{"id": 0, "parent": None, "golden": True, "successful": True}]}  # fmt: skip
+    totals = LiveTotals([tree, {**tree, "task_id": "u"}])
+    assert "golden paths 2" in totals.line()
+    assert summarize([tree, {**tree, "task_id": "u"}])["trees"]["with_golden_path"] == 2
+
+
+@pytest.mark.data
+def test_a_reader_that_goes_away_stops_the_run_as_ctrl_c_does(tmp_path: Path) -> None:
+    """`josh eval ... 2>&1 | head -3` ended with exit 1, status `error` and no summary: now the run stops
+    cleanly (status `cancelled`, summary written, exit 130) and `--resume` goes on."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "q.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "josh.cli.main", "eval", "toolwoz", "--limit", "8", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    for _ in range(3):
+        proc.stdout.readline()
+    proc.stdout.close()  # as `head -3` does
+    assert proc.wait(timeout=120) == 130
+    status = json.loads(out.read_text().splitlines()[-1])
+    assert status["type"] == "status" and status["status"] == "cancelled"
+    assert out.with_suffix(".summary.json").is_file()

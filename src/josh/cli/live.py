@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from josh.runner.summary import record_reward
+from josh.runner.summary import has_golden_path, record_reward
 
 EVERY_S = 30.0  # piped: a progress line at most this long after the last one, while records arrive
 STEPS = 10  # piped: and one at each tenth of the run
@@ -39,10 +39,7 @@ def _row(record: dict[str, Any]) -> _Row:
             priced = False
         else:
             cost += float(value)
-    golden = None
-    if "nodes" in record:
-        nodes = [n for n in record["nodes"] or [] if isinstance(n, dict)]
-        golden = any(n.get("golden") and n.get("parent") is not None for n in nodes)
+    golden = has_golden_path(record) if "nodes" in record else None
     error = record.get("status") != "success"
     return _Row(record_reward(record), error, tokens, cost if priced else None, golden)
 

@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import inspect
 import json
+import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -261,6 +263,17 @@ def errors_line(failed: list[dict[str, Any]], total: int, kind: str, again: str)
     )
 
 
+def detach_from_closed_pipe() -> None:
+    """Whoever read josh's output has gone (a pipe closed): what is left of stdout and stderr goes nowhere,
+    so that stopping the run cleanly (its status line, its summary file) does not fail on them."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+    err.quiet = out.quiet = True
+
+
 def write_config(out_path: Path, cfg: RunOptions, endpoints: Endpoints) -> None:
     """RUN.config.json: the resolved options (in the flag vocabulary) and what josh adapted to the endpoints."""
     data = config_for_file(cfg)
@@ -303,7 +316,11 @@ async def _run(
 
         def on_record(record: dict[str, Any]) -> None:
             totals.add(record)
-            advance()
+            try:
+                advance()
+            except (BrokenPipeError, SystemExit):  # the reader went away (`josh eval ... | head`; Rich turns
+                detach_from_closed_pipe()  # a broken pipe into SystemExit): stop as Ctrl-C does
+                main.cancel()
 
         try:
             await job.work(env, endpoints, writer, on_record)

@@ -228,15 +228,19 @@ def _model_calls(record: dict[str, Any], role: str) -> int:
     return sum(1 for c in calls if isinstance(c, dict) and c.get("role") == role and not c.get("error"))
 
 
+def has_golden_path(record: dict[str, Any]) -> bool:
+    """Whether a harvest record's tree has a golden path: any golden node (the root alone, too, where the
+    customer's opening met every goal, as in tau2's telecom)."""
+    return any(isinstance(n, dict) and n.get("golden") for n in record.get("nodes") or [])
+
+
 def _tree_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """JOSH trees: how many have a golden path, their size, and how many nodes training data can use."""
     trees = [r for r in rows if "nodes" in r]
     nodes = [n for r in trees for n in r.get("nodes") or [] if isinstance(n, dict)]
     return {
         "trees": len(trees),
-        "with_golden_path": sum(
-            any(n.get("golden") for n in r.get("nodes") or []) for r in trees
-        ),  # fmt: skip
+        "with_golden_path": sum(has_golden_path(r) for r in trees),
         "nodes": len(nodes),
         "successful_nodes": sum(bool(n.get("successful")) for n in nodes),
         "golden_nodes": sum(bool(n.get("golden")) for n in nodes),
