@@ -411,3 +411,17 @@ def test_base_url_without_model_uses_the_endpoints_only_model(tmp_path: Path) ->
         proc = run_josh("eval", "toolwoz", "--base-url", mock.base_url, "--out", str(tmp_path / "x.jsonl"))
     assert proc.returncode == 1 and "DRY RUN" not in proc.stderr
     assert "serves 2 models (josh-mock-agent, josh-mock-user); choose one with --model" in proc.stderr
+
+
+def test_an_unreachable_base_url_without_a_model_is_one_line_that_fails_at_once(tmp_path: Path) -> None:
+    """Listing the models of a server that is not running said `(... (gave up after 3 attempts)); pass
+    --model`: a refused connection fails at once, and naming a model would not help."""
+    from tests.test_llm_openai import closed_port
+
+    url = f"http://127.0.0.1:{closed_port()}/v1"
+    proc = run_josh("eval", "toolwoz", "--base-url", url, "--user", "replay", "--limit", "1",
+                    "--out", str(tmp_path / "r.jsonl"), env={"OPENAI_API_KEY": "x"})  # fmt: skip
+    assert proc.returncode == 1
+    [line] = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert "connection refused" in line and "is the server running" in line
+    assert "gave up" not in proc.stderr and "pass --model" not in proc.stderr

@@ -32,6 +32,7 @@ from josh.llm import (
     RetryableLLMError,
     RetryPolicy,
 )
+from josh.llm.base import UnreachableError
 from josh.llm.openai_model import classify, metadata_headers, parse_tool_call, to_wire, trailing_as_user
 from josh.llm.pricing import cost, price_for
 from josh.llm.retry import retry_after_seconds
@@ -974,8 +975,13 @@ def test_list_models_errors_are_classified(fake: FakeOpenAI) -> None:
     with pytest.raises(EndpointError, match="rejected the API key"):
         list_models(fake.base_url)
     unreachable = f"http://127.0.0.1:{closed_port()}/v1"
-    with pytest.raises(RetryableLLMError, match="connection refused.*gave up after 2"):
+    # a start-up check: a refused connection fails at once (nothing is listening), as the preflight does
+    with pytest.raises(UnreachableError, match="connection refused") as info:
         list_models(unreachable, retry=RetryPolicy(max_attempts=2, base_delay=0.01))
+    assert "gave up" not in str(info.value)
+    fake.queue(status(503), status(503))  # what the server answers is retried, then ends the check
+    with pytest.raises(EndpointError, match="gave up after 2"):
+        list_models(fake.base_url, retry=RetryPolicy(max_attempts=2, base_delay=0.01))
 
 
 def test_list_models_of_the_mock_endpoint(toolwoz_env: Any) -> None:

@@ -18,7 +18,7 @@ from josh.envs.toolwoz import Task, ToolWOZEnvironment
 from josh.envs.toolwoz.env import Crediting
 from josh.errors import JoshError
 from josh.llm import OpenAIChatModel, ResponseCache, RetryPolicy
-from josh.llm.base import ChatModel, LLMError
+from josh.llm.base import ChatModel, LLMError, UnreachableError
 from josh.llm.breaker import EndpointBreaker
 from josh.llm.hf_model import HFChatModel, is_hf_spec, parse_hf_spec
 from josh.mock import MockConfig, MockScript, MockServer, toolwoz_script
@@ -110,8 +110,10 @@ async def only_model(base_url: str, api_key: str | None, flag: str) -> str:
     probe = OpenAIChatModel("?", base_url=base_url, api_key=api_key, retry=RetryPolicy(max_attempts=3))
     try:
         models = await probe.list_models()
+    except UnreachableError as exc:  # naming a model would not help
+        raise JoshError(str(exc)) from None
     except LLMError as exc:
-        raise JoshError(f"cannot list the models of {base_url} to pick one ({exc}); pass {flag}") from None
+        raise JoshError(f"cannot list the models of {base_url} to pick one: {exc}; pass {flag}") from None
     finally:
         await probe.aclose()
     if len(models) == 1:

@@ -41,6 +41,11 @@ class EndpointError(FatalLLMError):
     up): every conversation would fail alike, so a run should stop rather than record one error per task."""
 
 
+class UnreachableError(EndpointError):
+    """Nothing answers at the endpoint's address (connection refused, no such host, a TLS failure): a start-up
+    check says so at once, without retrying."""
+
+
 class EndpointDownError(EndpointError):
     """The endpoint stayed unavailable longer than the circuit breaker waits (see `josh.llm.breaker`)."""
 

@@ -32,7 +32,14 @@ from typing import Any, Literal, TypeGuard, TypeVar
 import httpx
 import openai
 
-from josh.llm.base import ContextLengthError, EndpointError, FatalLLMError, LLMError, RetryableLLMError
+from josh.llm.base import (
+    ContextLengthError,
+    EndpointError,
+    FatalLLMError,
+    LLMError,
+    RetryableLLMError,
+    UnreachableError,
+)
 from josh.llm.breaker import EndpointBreaker
 from josh.llm.cache import ResponseCache
 from josh.llm.context import ContextWindow, PromptSize
@@ -621,7 +628,9 @@ class OpenAIChatModel:
     async def list_models(self) -> list[str]:
         """The ids of the models the endpoint serves (`GET /models`), in its order.
 
-        Errors are classified like chat errors and retried per `self.retry` (through the breaker, if any).
+        A start-up check, like `check`: errors are classified like chat errors and retried per `self.retry`,
+        except a connection that cannot be made at all (`UnreachableError` at once); any failure that ends
+        it is an `EndpointError`.
         """
         timeout = min(self.timeout, CHECK_TIMEOUT)
 
@@ -633,7 +642,7 @@ class OpenAIChatModel:
             ids = [_field(item, "id") for item in data]
             return [model_id for model_id in ids if isinstance(model_id, str) and model_id]
 
-        return await self._with_retries(once)
+        return await self._with_retries(once, preflight=True)
 
     async def context_window(self) -> ContextWindow | None:
         """The context the server gives this model, where it says: llama.cpp's context per slot (`/props`
@@ -799,7 +808,7 @@ class OpenAIChatModel:
                     error = EndpointError(str(error))
                 raise error from self._cause(failure)
             if preflight and _cannot_connect(failure):
-                raise EndpointError(str(error)) from self._cause(failure)
+                raise UnreachableError(str(error)) from self._cause(failure)
             if attempt >= self.retry.max_attempts:
                 if breaker is not None and unavailable and breaker.is_open:
                     await breaker.wait_ready()  # an outage, not this request's failure: wait for the verdict
