@@ -480,6 +480,33 @@ def test_a_context_too_small_for_the_first_prompt_stops_the_run_before_work(tmp_
 
 
 @DATA
+def test_a_template_that_drops_the_tools_is_said_before_work(tmp_path: Path) -> None:
+    """SmolLM2's chat template ignores `tools`: a function-calling agent never saw its tools and the run
+    "worked" without a word. The tiny model with such a template gets one warning; with its own (which
+    renders tools), none."""
+    import json as json_module
+
+    for name, drops in (("renders", False), ("drops", True)):
+        folder = build_tiny_model(tmp_path / name)
+        if drops:
+            config = folder / "tokenizer_config.json"
+            data = json_module.loads(config.read_text())
+            data["chat_template"] = (
+                "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+            )
+            config.write_text(json_module.dumps(data))
+            (folder / "chat_template.jinja").unlink(missing_ok=True)
+        proc = run_josh(
+            "eval", "toolwoz", "--model", f"hf:{folder}", "--user", "replay", "--agent", "fc", "--limit", "1",
+            "--max-turns", "2", "--max-tokens", "4", "--out", str(tmp_path / f"{name}.jsonl"),
+        )  # fmt: skip
+        assert proc.returncode in (0, 3), proc.stderr
+        said = " ".join(proc.stderr.split())
+        assert ("leaves out the 8 tool schemas it is given" in said) == drops, said
+
+
+@DATA
 def test_hf_models_take_no_base_url_and_help_names_them(tiny: Path, tmp_path: Path) -> None:
     both = run_josh(
         "eval", "toolwoz", "--model", f"hf:{tiny}", "--base-url", "http://x/v1", "--user", "replay"

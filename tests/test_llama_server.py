@@ -102,6 +102,8 @@ def test_eval_runs_end_to_end_on_llama_cpp(llama_url: str, tmp_path: Path, agent
     assert config["model"].endswith(".gguf")  # the endpoint's only model, found without --model
     summary = json.loads((tmp_path / "run.summary.json").read_text())
     assert summary["cost_usd"]["agent"] is None and "unpriced" in proc.stdout  # a local model has no price
+    # SmolLM2's chat template drops tool schemas: a function-calling agent would not see its tools
+    assert ("leaves out the 8 tool schemas" in " ".join(proc.stderr.split())) == (agent == "fc")
 
 
 def test_a_context_too_small_for_the_first_prompt_stops_before_work(tmp_path: Path) -> None:

@@ -123,6 +123,8 @@ async def check_context(setups: TaskSetups, endpoints: Endpoints, task_id: str) 
         )
         if size is None:
             size = estimate_prompt_size(request.messages, request.tools)
+        elif request.tools and size.exact:
+            await _warn_if_tools_ignored(request, size)
         reply = request.max_tokens or 0
         log.info(
             "%s's model %s: context %d tokens (%s); first prompt %d tokens (%s), replies up to %d",
@@ -145,3 +147,19 @@ async def check_context(setups: TaskSetups, endpoints: Endpoints, task_id: str) 
             f"({window.source}); its first prompt is {about}{size.tokens:,} tokens ({what}, {size.counted})"
             f"{more}, so {fails}: {window.fix}"
         )
+
+
+async def _warn_if_tools_ignored(request: FirstRequest, size: PromptSize) -> None:
+    """A chat template that drops the tool schemas (SmolLM2's does) leaves a function-calling model blind to
+    its tools, silently: the run "works" and measures nothing. Rendered with and without them, the prompt is
+    the same length: say so."""
+    bare = await request.model.prompt_size(request.messages, None)  # type: ignore[attr-defined]
+    if bare is not None and bare.exact and bare.tokens == size.tokens:
+        side = "agent" if request.role == "agent" else "customer"
+        log.warning(
+            "the chat template of the %s's model (%s) leaves out the %d tool schemas it is given: the model "
+            "will not see its tools (the prompt is %d tokens with them or without); use a model whose template "
+            "renders tools%s",
+            side, _where(request.model), len(request.tools or []), size.tokens,
+            ", or --agent react (its tools are in its prompt's text)" if side == "agent" else "",
+        )  # fmt: skip
