@@ -208,3 +208,10 @@ def test_an_unwritable_out_is_one_clear_error(tmp_path: Path) -> None:
     proc = run_josh("score", "--out", str(tmp_path / "no" / "such" / "dir.jsonl"), input=GOOD + "\n")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "cannot write" in proc.stderr and "No such file or directory" in proc.stderr
+
+
+def test_the_summary_is_one_line_in_a_pipe() -> None:
+    """`josh score x.jsonl > scored.jsonl 2> log`: the summary was cut at 80 columns, before "0.250 (0 at 1.0)"."""
+    proc, _ = _score_bytes(f"{GOOD}\n".encode())
+    said = [line for line in proc.stderr.decode().splitlines() if line.startswith("scored ")]
+    assert len(said) == 1 and said[0].endswith("100% success rate 0.000 (0 at 1.0)"), said
