@@ -16,12 +16,14 @@ from rich.markup import escape
 from josh.cli.console import err, user_errors
 from josh.cli.options import load_config_file, resolve, with_options
 from josh.errors import JoshError
+from josh.llm.hf_model import TRAIN_INSTALL
 from josh.train.config import KINDS, SOURCES, Kind, TrainConfig, options_for
+
+NEEDS_TRAIN = f"Needs the \\[train] extra: {escape(TRAIN_INSTALL)}"  # Rich markup would eat a bare [train]
 
 train_app = typer.Typer(
     help="Train a LoRA adapter on `josh export` data with TRL (SFT, KTO, DPO); needs the \\[train] extra "
-    "(pip install torch==2.13.0 && pip install 'josh-toolkit\\[train]'). "
-    "Many GPUs or machines: `accelerate launch -m josh.cli.main train ...`.",
+    f"({escape(TRAIN_INSTALL)}). Many GPUs or machines: `accelerate launch -m josh.cli.main train ...`.",
     no_args_is_help=True,
 )
 
@@ -58,7 +60,7 @@ def _help(kind: Kind) -> str:
         "library versions, how many examples were truncated or dropped and why) and OUT/checkpoints. Rerun "
         "with the same OUT to resume from the last checkpoint; if OUT holds this very run, finished, nothing is "
         "done unless --force. One run at a time per OUT (a second is refused, naming the first). Exit status 0, "
-        f"or 1 with one line for bad options or data. Defaults from: {SOURCES[kind]}."
+        f"or 1 with one line for bad options or data. Defaults from: {SOURCES[kind]}.\n\n{NEEDS_TRAIN}"
     )
 
 
