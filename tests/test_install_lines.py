@@ -56,3 +56,11 @@ def test_an_hf_model_without_torch_gives_the_install_line(tmp_path: Path) -> Non
                               "--limit", "1", "--out", str(tmp_path / "run.jsonl"))  # fmt: skip
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "torch is missing" in proc.stderr and proc.stderr.rstrip().endswith(TRAIN_INSTALL)
+
+
+def test_the_kto_help_says_what_the_readme_says_about_kto_ft() -> None:
+    """kto_ft.py accumulates 16 batches of 1; at josh's batch of 2 that is --grad-accum 8, as the README says."""
+    shown = " ".join(CliRunner().invoke(app, ["train", "kto", "--help"]).output.replace("│", " ").split())
+    follow = "--grad-accum 8 --beta 0.1 --desirable-weight 1.0 --undesirable-weight 2.71"
+    assert follow in " ".join(README.split()) and follow in shown
+    assert "--grad-accum 16" not in shown and "8, not 16, at batch 2" in shown

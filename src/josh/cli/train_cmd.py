@@ -46,8 +46,10 @@ DEFAULTS_FROM = {
     "sft": "The defaults are those of the paper's sft_agent_successful.py (josh-train 0.1.4), except the "
     "loss on the assistant's tokens only.",
     "kto": "The defaults are those of the paper's finetune_agent.py (josh-train 0.1.4), the script that reads "
-    "the released trees. Its kto_ft.py disagrees: --grad-accum 16 --beta 0.1 --desirable-weight 1.0 "
-    "--undesirable-weight 2.71 (with --batch-size 1 there; TRL 1.16's KTO needs 2 or more).",
+    "the released trees. Its kto_ft.py disagrees (gradient accumulation 16, beta 0.1, desirable weight 1.0, "
+    "undesirable weight 2.71, at batch 1): pass --grad-accum 8 --beta 0.1 --desirable-weight 1.0 "
+    "--undesirable-weight 2.71 to follow it (8, not 16, at batch 2: TRL 1.16's KTO needs 2 or more, so "
+    "josh's KTO batch is 2 x 4).",
     "dpo": "The paper has no DPO script: the defaults are finetune_agent.py's LoRA and optimiser settings "
     "and TRL's default beta, 0.1.",
 }
