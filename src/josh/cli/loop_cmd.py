@@ -63,7 +63,8 @@ def loop(
         typer.echo(f"loop finished: {config.out}")
 
 
-loop.__doc__ = f"{inspect.cleandoc(loop.__doc__ or '')}\n\n{NEEDS_TRAIN}"  # the install line, from its one constant
+# The install line comes from its one constant, so it is added to the docstring here.
+loop.__doc__ = f"{inspect.cleandoc(loop.__doc__ or '')}\n\n{NEEDS_TRAIN}"
 
 
 @contextlib.contextmanager
