@@ -411,3 +411,9 @@ def test_base_url_without_model_uses_the_endpoints_only_model(tmp_path: Path) ->
         proc = run_josh("eval", "toolwoz", "--base-url", mock.base_url, "--out", str(tmp_path / "x.jsonl"))
     assert proc.returncode == 1 and "DRY RUN" not in proc.stderr
     assert "serves 2 models (josh-mock-agent, josh-mock-user); choose one with --model" in proc.stderr
+
+
+def test_a_run_of_one_says_it_in_the_singular(tmp_path: Path) -> None:
+    proc = run_josh("eval", "toolwoz", "--limit", "1", "--out", str(tmp_path / "run.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    assert "1 conversation (1 task x 1 trial), 0 already done;" in proc.stderr

@@ -58,7 +58,11 @@ class _LogHandler(RichHandler):
     def render(
         self, *, record: logging.LogRecord, traceback: Any, message_renderable: ConsoleRenderable
     ) -> ConsoleRenderable:
-        if isinstance(self.console, _Console) and self.console.piped() and isinstance(message_renderable, Text):
+        if (
+            isinstance(self.console, _Console)
+            and self.console.piped()
+            and isinstance(message_renderable, Text)
+        ):
             return Text.assemble(self.get_level_text(record), " ", message_renderable)
         return super().render(record=record, traceback=traceback, message_renderable=message_renderable)
 
@@ -81,6 +85,12 @@ def setup_logging(verbose: int = 0) -> None:
     root.setLevel(level)
     root.propagate = False
     logging.getLogger("josh.mock").setLevel(min(level, logging.INFO))
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """A count and its noun in the right number: `1 tree`, `2 trees`, `1,000 trees` (`plural` where an s
+    does not make it)."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
 def report(message: str) -> None:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from josh.cli.console import err, user_errors
+from josh.cli.console import counted, err, user_errors
 from josh.cli.options import load_config_file, resolve, with_options
 from josh.errors import JoshError
 from josh.llm.hf_model import TRAIN_INSTALL
@@ -102,7 +102,7 @@ def run_train(kind: Kind, options: dict[str, Any], config_file: Path | None, *, 
         return
     if result.already_done:
         err.print(
-            f"{escape(str(cfg.out))} already holds this run, finished ({result.global_step} steps): "
+            f"{escape(str(cfg.out))} already holds this run, finished ({counted(result.global_step, 'step')}): "
             f"adapter {escape(str(result.adapter_dir))}; nothing to do (--force trains again)",
             soft_wrap=True,
         )
@@ -110,7 +110,7 @@ def run_train(kind: Kind, options: dict[str, Any], config_file: Path | None, *, 
     resumed = f", resumed from {escape(str(result.resumed_from))}" if result.resumed_from else ""
     last = f", last logged loss {result.losses[-1]:.4g}" if result.losses else ""
     err.print(
-        f"trained {kind} for {result.global_step} steps{resumed}{last}: adapter "
+        f"trained {kind} for {counted(result.global_step, 'step')}{resumed}{last}: adapter "
         f"{escape(str(result.adapter_dir))}; config {escape(str(result.config_path))}",
         soft_wrap=True,
     )
