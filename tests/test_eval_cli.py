@@ -425,3 +425,9 @@ def test_an_unreachable_base_url_without_a_model_is_one_line_that_fails_at_once(
     [line] = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert "connection refused" in line and "is the server running" in line
     assert "gave up" not in proc.stderr and "pass --model" not in proc.stderr
+
+
+def test_a_run_of_one_says_it_in_the_singular(tmp_path: Path) -> None:
+    proc = run_josh("eval", "toolwoz", "--limit", "1", "--out", str(tmp_path / "run.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    assert "1 conversation (1 task x 1 trial), 0 already done;" in proc.stderr

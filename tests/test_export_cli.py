@@ -202,3 +202,16 @@ def test_reading_trees_keeps_the_last_record_of_a_resumed_task(
     retried.write_text("\n".join([source[0], json.dumps(failed), *source[1:]]) + "\n")
     trees = read_trees([retried])
     assert len(trees.trees) == 20 and trees.errored == 0
+
+
+def test_one_of_each_is_said_in_the_singular(dry_run_trees: dict[str, Path], tmp_path: Path) -> None:
+    header, *rest = dry_run_trees["react"].read_text().splitlines()
+    full = next(line for line in rest if json.loads(line).get("reward") == 1.0)
+    one = tmp_path / "one.jsonl"
+    one.write_text(f"{header}\n{full}\n")
+    proc = run_josh("export", "sft", str(one), "-o", str(tmp_path / "out"))
+    assert proc.returncode == 0 and "wrote 1 sft example to" in proc.stderr, proc.stderr
+    damaged = tmp_path / "damaged.jsonl"
+    damaged.write_text(f'{header}\n{{"task_id": "X", "nodes": [\n')
+    proc = run_josh("export", "sft", str(damaged), "-o", str(tmp_path / "out2"))
+    assert proc.returncode == 1 and "error: no trees to export: 1 line is damaged" in proc.stderr, proc.stderr

@@ -18,7 +18,7 @@ def test_a_dry_run_harvest_writes_trees_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "trees.jsonl"
     first = run_josh("harvest", "toolwoz", "--limit", "4", "--out", str(out))
     assert first.returncode == 0, first.stderr
-    assert "DRY RUN" in first.stderr and "4 trees (4 tasks x 1 trials)" in first.stderr
+    assert "DRY RUN" in first.stderr and "4 trees (4 tasks x 1 trial)" in first.stderr
     trees = records(out)
     assert [t["task_id"] for t in sorted(trees, key=lambda t: t["task_id"])] == sorted(
         json.loads(line)["task_id"]
@@ -40,7 +40,7 @@ def test_a_dry_run_harvest_writes_trees_and_resumes(tmp_path: Path) -> None:
     assert "golden paths" in first.stderr and "with a golden path" in first.stdout
     more = run_josh("harvest", "toolwoz", "--limit", "6", "--out", str(out), "--resume")
     assert more.returncode == 0, more.stderr
-    assert "6 trees (6 tasks x 1 trials), 4 already done" in more.stderr
+    assert "6 trees (6 tasks x 1 trial), 4 already done" in more.stderr
     keys = Counter(t["task_id"] for t in records(out))
     assert len(keys) == 6 and set(keys.values()) == {1}
 

@@ -10,7 +10,7 @@ import pytest
 from josh.cli.live import LiveTotals, ProgressLines, elapsed
 from tests.test_cli_data import run_josh
 
-TOTALS = r"reward \d\.\d{3} · 100% \d\.\d{3}( · golden paths \d+)? · err \d+ · [\d,]+k tok · (\$\d+\.\d\d|unpriced)"
+TOTALS = r"reward \d\.\d{3} · 100% \d\.\d{3}( · golden paths \d+)? · err \d+ · [\d,]+k? tok · (\$\d+\.\d\d|unpriced)"
 
 
 class Clock:
@@ -41,7 +41,7 @@ def test_a_line_at_each_tenth_every_few_seconds_and_at_the_end() -> None:
     counts = [int(re.match(r"eval toolwoz: (\d+)/450 ", line)[1]) for line in said]  # type: ignore[index]
     assert counts == [45, 90, 100, 135, 180, 225, 270, 315, 360, 405, 450]
     assert said[2] == (
-        "eval toolwoz: 100/450 conversations · reward 0.750 · 100% 0.500 · err 0 · 0k tok · $0.00 · 1m32s elapsed"
+        "eval toolwoz: 100/450 conversations · reward 0.750 · 100% 0.500 · err 0 · 0 tok · $0.00 · 1m32s elapsed"
     )
     assert said[-1].endswith("2m16s elapsed")
 
@@ -116,3 +116,15 @@ def test_a_reader_that_goes_away_stops_the_run_as_ctrl_c_does(tmp_path: Path) ->
     status = json.loads(out.read_text().splitlines()[-1])
     assert status["type"] == "status" and status["status"] == "cancelled"
     assert out.with_suffix(".summary.json").is_file()
+
+
+def test_tokens_under_a_thousand_are_counted_exactly() -> None:
+    """A short run showed `0k tok`; under 1,000 the count is exact, above it in thousands."""
+
+    def line(tokens: int) -> str:
+        usage = {"prompt_tokens": tokens - tokens // 4, "completion_tokens": tokens // 4}
+        return LiveTotals([{**record("T1"), "agent_usage": usage}]).line()
+
+    assert " · 0 tok · " in LiveTotals([record("T1")]).line()
+    assert " · 412 tok · " in line(412) and " · 999 tok · " in line(999)
+    assert " · 1k tok · " in line(1000) and " · 41k tok · " in line(41_200)

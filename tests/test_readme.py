@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -135,3 +136,19 @@ def test_the_readme_points_at_nothing_outside_the_repository() -> None:
     assert re.findall(r"\.\./[\w.-]+", README) == []  # a path beside the checkout (`../` alone is a prefix)
     scripts = re.findall(r"scripts/[\w.]+\.py", README)
     assert scripts and all((ROOT / script).is_file() for script in scripts), scripts
+
+
+def test_the_readmes_runs_leave_no_untracked_file_in_a_checkout() -> None:
+    """`--out trees.jsonl` in the repository root writes trees.summary.json, trees.config.json and
+    trees.jsonl.lock beside it: git ignores them, as it ignores the run file, and ignores no tracked file."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    side_files = ["trees.jsonl", "trees.summary.json", "trees.config.json", "trees.jsonl.lock"]
+    ignored = git("check-ignore", "--no-index", *side_files, "runs/x/run.summary.json").stdout.split()
+    assert ignored == [*side_files, "runs/x/run.summary.json"]
+    assert git("check-ignore", "--no-index", "tests/fixtures/run.config.json").stdout == ""  # fixtures stay
+    assert git("ls-files", "--cached", "--ignored", "--exclude-standard").stdout == ""

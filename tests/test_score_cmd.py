@@ -127,7 +127,7 @@ def test_a_hostile_line_gets_an_error_record_and_the_rest_is_scored(bad: bytes, 
     _assert_good(records[0])
     _assert_good(records[2])
     assert records[1]["line"] == 2 and reason in records[1]["error"], records[1]
-    assert "scored 2 conversations (1 bad lines)" in proc.stderr.decode()
+    assert "scored 2 conversations (1 bad line)" in proc.stderr.decode()
 
 
 def test_a_lone_surrogate_in_a_value_is_scored_and_written_as_utf8() -> None:
@@ -208,3 +208,32 @@ def test_an_unwritable_out_is_one_clear_error(tmp_path: Path) -> None:
     proc = run_josh("score", "--out", str(tmp_path / "no" / "such" / "dir.jsonl"), input=GOOD + "\n")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "cannot write" in proc.stderr and "No such file or directory" in proc.stderr
+
+
+def test_the_summary_is_one_line_in_a_pipe() -> None:
+    """`josh score x.jsonl > scored.jsonl 2> log`: the summary was cut at 80 columns, before "0.250 (0 at 1.0)"."""
+    proc, _ = _score_bytes(f"{GOOD}\n".encode())
+    said = [line for line in proc.stderr.decode().splitlines() if line.startswith("scored ")]
+    assert len(said) == 1 and said[0].endswith("100% success rate 0.000 (0 at 1.0)"), said
+
+
+def test_one_of_each_is_said_in_the_singular() -> None:
+    proc, _ = _score_bytes(f"{GOOD}\nnot json\n".encode())
+    assert "scored 1 conversation (1 bad line): " in proc.stderr.decode()
+    proc, _ = _score_bytes(b"not json\n")
+    assert "no trajectories to score (1 bad line; see their error records)" in proc.stderr.decode()
+
+
+def test_dev_null_is_empty_input_and_a_pipe_is_read(tmp_path: Path) -> None:
+    """A path that is not a regular file is read (`/dev/null`, `/dev/stdin`, a shell's `<(...)`); a folder
+    or a missing path is one clear error."""
+    empty = run_josh("score", "/dev/null")
+    assert empty.returncode == 0 and empty.stdout == "", empty.stderr
+    assert "no trajectories to score (the input has no non-blank line)" in empty.stderr
+    piped = run_josh("score", "/dev/stdin", input=GOOD + "\n")
+    assert piped.returncode == 0 and json.loads(piped.stdout)["reward"] == 0.25, piped.stderr
+    folder = run_josh("score", str(tmp_path))
+    assert (
+        folder.returncode == 1
+        and folder.stderr.strip() == f"error: {tmp_path} is a folder: name a JSONL file of trajectories"
+    )

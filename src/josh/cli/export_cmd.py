@@ -10,7 +10,7 @@ from rich.table import Table
 
 from josh.agents.react import ReactAgent
 from josh.benchmarks.toolwoz_prompts import toolwoz_prompts
-from josh.cli.console import err, report, user_errors
+from josh.cli.console import counted, err, report, user_errors
 from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.envs.toolwoz.cache_lock import exclusive
 from josh.envs.toolwoz.fetch import download_wheel
@@ -131,12 +131,14 @@ def run_export(
     result = export_examples(kind, source.trees, reference_selection=reference_selection)
     if not result.examples:
         why = "; ".join(f"{n} {reason}" for reason, n in result.skipped_trees.items())
-        raise JoshError(f"no {kind} examples in {len(source.trees)} trees{f' ({why})' if why else ''}")
+        raise JoshError(
+            f"no {kind} examples in {counted(len(source.trees), 'tree')}{f' ({why})' if why else ''}"
+        )
     summary = summary_of(result, source)
     train = write_export(out, result, summary, force=force)
     err.print(counts_table(result, source))
     err.print(
-        f"wrote {len(result.examples):,} {kind} examples to {train}; summary {out / SUMMARY_FILE}",
+        f"wrote {counted(len(result.examples), f'{kind} example')} to {train}; summary {out / SUMMARY_FILE}",
         soft_wrap=True,
     )
 
@@ -154,11 +156,16 @@ def load_reference_trees() -> TreesInput:
 def _skipped(source: TreesInput) -> str:
     parts = []
     if source.errored:
-        parts.append(f"{source.errored} trees ended in an error")
+        parts.append(f"{counted(source.errored, 'tree')} ended in an error")
     if source.invalid:
-        parts.append(f"{len(source.invalid)} records are not valid trees")
+        parts.append(
+            f"{counted(len(source.invalid), 'record')} "
+            + ("is not a valid tree" if len(source.invalid) == 1 else "are not valid trees")
+        )
     if source.damaged_lines:
-        parts.append(f"{source.damaged_lines} lines are damaged")
+        parts.append(
+            f"{counted(source.damaged_lines, 'line')} {'is' if source.damaged_lines == 1 else 'are'} damaged"
+        )
     return "; ".join(parts)
 
 

@@ -83,7 +83,7 @@ class LiveTotals:
         golden = f" · golden paths {sum(trees):,}" if trees else ""
         return (
             f"reward {average:.3f} · 100% {perfect:.3f}{golden} · err {self.errors} · "
-            f"{tokens / 1000:,.0f}k tok · {cost}"
+            f"{f'{tokens:,}' if tokens < 1000 else f'{tokens / 1000:,.0f}k'} tok · {cost}"
         )
 
 

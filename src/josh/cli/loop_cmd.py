@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from rich.markup import escape
 
 from josh.cli.console import err, fail, user_errors
 from josh.cli.run_flow import EXIT_INTERRUPTED
+from josh.cli.train_cmd import NEEDS_TRAIN
 from josh.loop.config import load_loop_config
 from josh.loop.run import StageFailed, run_loop
 
@@ -59,6 +61,10 @@ def loop(
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if not plan:
         typer.echo(f"loop finished: {config.out}")
+
+
+# The install line comes from its one constant, so it is added to the docstring here.
+loop.__doc__ = f"{inspect.cleandoc(loop.__doc__ or '')}\n\n{NEEDS_TRAIN}"
 
 
 @contextlib.contextmanager

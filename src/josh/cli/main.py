@@ -7,6 +7,7 @@ import typer
 from josh import __version__
 from josh.cli import data_cmd, eval_cmd, export_cmd, harvest_cmd, loop_cmd, score_cmd, train_cmd, view_cmd
 from josh.cli.console import setup_logging
+from josh.cli.help_text import reflow_help
 from josh.loop.child_process import die_with_parent
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app.command("report")(eval_cmd.report_cmd)
 app.command("serve-mock")(eval_cmd.serve_mock)
 app.command("view")(view_cmd.view)
 app.command("loop")(loop_cmd.loop)
+reflow_help(app)  # each help paragraph one line, for Rich to wrap at any width
 
 
 def _version(value: bool) -> None:

@@ -30,7 +30,7 @@ from josh.benchmarks.context_check import check_context
 from josh.benchmarks.jobs import left_out_tasks, pending_jobs, select_tasks
 from josh.benchmarks.toolwoz import Endpoints, check_keys, discover_models, preflight
 from josh.benchmarks.toolwoz_config import SCRIPTED, RunOptions
-from josh.cli.console import err, out, report
+from josh.cli.console import counted, err, out, report
 from josh.cli.live import LiveTotals, live_progress
 from josh.cli.options import ADAPTATIONS_KEY, config_for_file, resolve, with_options
 from josh.cli.render import print_summary
@@ -200,7 +200,8 @@ def execute(job: RunJob) -> None:
             f" ({errored:,} of them ended in an error: {again})" if errored else ""
         )
         err.print(
-            f"{total:,} {job.kind} ({len(task_ids):,} tasks x {cfg.trials} trials), {already}; "
+            f"{counted(total, job.kind[:-1])} ({counted(len(task_ids), 'task')} x {counted(cfg.trials, 'trial')}), "
+            f"{already}; "
             f"agent {cfg.agent}, user {cfg.user} ({customer}), prompts {cfg.prompts}, "
             f"{'strict' if cfg.strict_errors else 'lenient'} errors -> {out_path}",
             soft_wrap=True,

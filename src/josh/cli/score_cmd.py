@@ -13,7 +13,7 @@ from typing import IO, Annotated, Any
 import typer
 from rich.table import Table
 
-from josh.cli.console import err, report, user_errors
+from josh.cli.console import counted, err, report, user_errors
 from josh.envs.toolwoz.env import ToolWOZEnvironment
 from josh.errors import JoshError, UnknownTaskError
 from josh.runner.text_encoding import sniff_encoding
@@ -175,14 +175,14 @@ def print_summary(summary: dict[str, Any]) -> None:
         err.print(
             "no trajectories to score "
             + (
-                f"({bad:,} bad lines; see their error records)"
+                f"({counted(bad, 'bad line')}; see their error records)"
                 if bad
                 else "(the input has no non-blank line)"
             )
         )
         return
     err.print(
-        f"scored {summary['scored']:,} conversations ({summary['errors']:,} bad lines): "
+        f"scored {counted(summary['scored'], 'conversation')} ({counted(summary['errors'], 'bad line')}): "
         f"average reward [bold]{summary['average_reward']:.3f}[/bold], "
         f"100% success rate [bold]{summary['success_rate']:.3f}[/bold] ({summary['perfect']:,} at 1.0)"
     )
@@ -218,8 +218,10 @@ def score(
     output is always UTF-8. The summary goes to stderr.
     """
     from_stdin = path is None or str(path) == "-"
-    if not from_stdin and not path.is_file():
-        raise JoshError(f"{path} does not exist or is not a file")
+    if not from_stdin and not path.exists():
+        raise JoshError(f"{path} does not exist")
+    if not from_stdin and path.is_dir():
+        raise JoshError(f"{path} is a folder: name a JSONL file of trajectories")  # a pipe, /dev/null: read
     with contextlib.ExitStack() as stack:
         # Bytes in and out: each line is decoded on its own, so one bad line cannot stop the rest.
         source = sys.stdin.buffer if from_stdin else stack.enter_context(_open(path, "rb"))

@@ -13,15 +13,17 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from josh.cli.console import err, user_errors
+from josh.cli.console import counted, err, user_errors
 from josh.cli.options import load_config_file, resolve, with_options
 from josh.errors import JoshError
+from josh.llm.hf_model import TRAIN_INSTALL
 from josh.train.config import KINDS, SOURCES, Kind, TrainConfig, options_for
+
+NEEDS_TRAIN = f"Needs the \\[train] extra: {escape(TRAIN_INSTALL)}"  # Rich markup would eat a bare [train]
 
 train_app = typer.Typer(
     help="Train a LoRA adapter on `josh export` data with TRL (SFT, KTO, DPO); needs the \\[train] extra "
-    "(pip install torch==2.13.0 && pip install 'josh-toolkit\\[train]'). "
-    "Many GPUs or machines: `accelerate launch -m josh.cli.main train ...`.",
+    f"({escape(TRAIN_INSTALL)}). Many GPUs or machines: `accelerate launch -m josh.cli.main train ...`.",
     no_args_is_help=True,
 )
 
@@ -44,8 +46,10 @@ DEFAULTS_FROM = {
     "sft": "The defaults are those of the paper's sft_agent_successful.py (josh-train 0.1.4), except the "
     "loss on the assistant's tokens only.",
     "kto": "The defaults are those of the paper's finetune_agent.py (josh-train 0.1.4), the script that reads "
-    "the released trees. Its kto_ft.py disagrees: --grad-accum 16 --beta 0.1 --desirable-weight 1.0 "
-    "--undesirable-weight 2.71 (with --batch-size 1 there; TRL 1.16's KTO needs 2 or more).",
+    "the released trees. Its kto_ft.py disagrees (gradient accumulation 16, beta 0.1, desirable weight 1.0, "
+    "undesirable weight 2.71, at batch 1): pass --grad-accum 8 --beta 0.1 --desirable-weight 1.0 "
+    "--undesirable-weight 2.71 to follow it (8, not 16, at batch 2: TRL 1.16's KTO needs 2 or more, so "
+    "josh's KTO batch is 2 x 4).",
     "dpo": "The paper has no DPO script: the defaults are finetune_agent.py's LoRA and optimiser settings "
     "and TRL's default beta, 0.1.",
 }
@@ -58,7 +62,7 @@ def _help(kind: Kind) -> str:
         "library versions, how many examples were truncated or dropped and why) and OUT/checkpoints. Rerun "
         "with the same OUT to resume from the last checkpoint; if OUT holds this very run, finished, nothing is "
         "done unless --force. One run at a time per OUT (a second is refused, naming the first). Exit status 0, "
-        f"or 1 with one line for bad options or data. Defaults from: {SOURCES[kind]}."
+        f"or 1 with one line for bad options or data. Defaults from: {SOURCES[kind]}.\n\n{NEEDS_TRAIN}"
     )
 
 
@@ -98,7 +102,7 @@ def run_train(kind: Kind, options: dict[str, Any], config_file: Path | None, *, 
         return
     if result.already_done:
         err.print(
-            f"{escape(str(cfg.out))} already holds this run, finished ({result.global_step} steps): "
+            f"{escape(str(cfg.out))} already holds this run, finished ({counted(result.global_step, 'step')}): "
             f"adapter {escape(str(result.adapter_dir))}; nothing to do (--force trains again)",
             soft_wrap=True,
         )
@@ -106,7 +110,7 @@ def run_train(kind: Kind, options: dict[str, Any], config_file: Path | None, *, 
     resumed = f", resumed from {escape(str(result.resumed_from))}" if result.resumed_from else ""
     last = f", last logged loss {result.losses[-1]:.4g}" if result.losses else ""
     err.print(
-        f"trained {kind} for {result.global_step} steps{resumed}{last}: adapter "
+        f"trained {kind} for {counted(result.global_step, 'step')}{resumed}{last}: adapter "
         f"{escape(str(result.adapter_dir))}; config {escape(str(result.config_path))}",
         soft_wrap=True,
     )

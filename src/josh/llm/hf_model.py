@@ -70,10 +70,8 @@ DEFAULT_MAX_BATCH_SIZE = 32
 TOP_K, TOP_P = 50, 0.95  # the paper's sampling
 ADAPTER_CONFIG = "adapter_config.json"
 GGUF_SUFFIX = ".gguf"
-TRAIN_EXTRA_HINT = (
-    "install the training extra: pip install torch==2.13.0 (the CPU wheel or your CUDA build), then "
-    "pip install 'josh-toolkit[train]'"
-)
+TRAIN_INSTALL = "pip install torch==2.13.0 && pip install 'josh-toolkit[train]'"  # the README's line
+TRAIN_EXTRA_HINT = f"install the training extra (torch first, its CPU wheel or your CUDA build): {TRAIN_INSTALL}"
 _TOOL_CALL_BLOCK = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 _TOOL_CALL_TAGS = ("<tool_call>", "</tool_call>")
 _STOP_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")

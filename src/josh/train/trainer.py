@@ -39,7 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from josh.errors import JoshError
-from josh.llm.hf_model import four_bit_config, is_gguf, pretrained_source, quiet_gguf_conversion
+from josh.llm.hf_model import (
+    TRAIN_INSTALL,
+    four_bit_config,
+    is_gguf,
+    pretrained_source,
+    quiet_gguf_conversion,
+)
 from josh.runner.lock import RunLock, RunLockedError
 from josh.train.config import TrainConfig
 from josh.train.truncation import FitReport, fit_examples
@@ -51,7 +57,6 @@ CHECKPOINTS_DIR = "checkpoints"
 CONFIG_FILE = "train_config.json"
 GENERATION_MARKER = re.compile(r"{%-?\s*generation\s*-?%}")  # what assistant_only_loss needs in a template
 RECORDED_KEY = "recorded"  # the part of train_config.json that records facts, not options
-TRAIN_EXTRA = "pip install 'josh-toolkit[train]'"
 STACK = ("torch", "transformers", "trl", "peft", "datasets", "accelerate")
 
 # The columns each kind needs (TRL's conversational formats); `tools` is optional everywhere.
@@ -93,7 +98,7 @@ def check_stack() -> None:
     """Fail with the install line if the `[train]` extra is missing."""
     missing = [name for name in STACK if importlib.util.find_spec(name) is None]
     if missing:
-        raise JoshError(f"training needs {', '.join(missing)} (the [train] extra): {TRAIN_EXTRA}")
+        raise JoshError(f"training needs {', '.join(missing)} (the [train] extra): {TRAIN_INSTALL}")
 
 
 # -- data --------------------------------------------------------------------------------------------------
