@@ -45,8 +45,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from josh.benchmarks.toolwoz import evaluate, open_endpoints
-from josh.benchmarks.toolwoz_config import ToolWOZEvalConfig
+from josh.benchmarks.endpoints import open_endpoints
+from josh.benchmarks.toolwoz.benchmark import evaluate
+from josh.benchmarks.toolwoz.config import ToolWOZEvalConfig
 from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.llm.hf_model import HFChatModel
 from josh.runner import open_run, read_run

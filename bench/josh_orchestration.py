@@ -74,9 +74,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from josh.benchmarks.toolwoz import Endpoints, open_endpoints
-from josh.benchmarks.toolwoz_harvest import harvest, harvest_tree
-from josh.benchmarks.toolwoz_harvest_config import ToolWOZHarvestConfig
+from josh.benchmarks.endpoints import Endpoints, open_endpoints
+from josh.benchmarks.toolwoz.config import ToolWOZHarvestConfig
+from josh.benchmarks.toolwoz.harvest import harvest, harvest_tree
 from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.llm.base import ChatModel
 from josh.runner import open_run, read_run

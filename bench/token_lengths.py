@@ -60,8 +60,9 @@ def first_prompts(tokenizer: Any) -> list[tuple[str, int, int, int]]:
     import asyncio
 
     from josh.benchmarks.context_check import first_requests
-    from josh.benchmarks.toolwoz import Endpoints, ToolWOZBenchmark
-    from josh.benchmarks.toolwoz_config import ToolWOZEvalConfig
+    from josh.benchmarks.endpoints import Endpoints
+    from josh.benchmarks.toolwoz.benchmark import ToolWOZBenchmark
+    from josh.benchmarks.toolwoz.config import ToolWOZEvalConfig
     from josh.export import to_openai
     from josh.llm.scripted import ScriptedChatModel
 
@@ -73,8 +74,8 @@ def first_prompts(tokenizer: Any) -> list[tuple[str, int, int, int]]:
         cfg = ToolWOZEvalConfig.model_validate({"agent": agent, "user": user, "prompts": "paper"})
         runs.append((f"ToolWOZ ({agent} agent, {user} customer, paper prompts)", toolwoz.setups(cfg, env), "MUL0003", ""))
     try:
-        from josh.benchmarks.tau2 import Tau2Benchmark
-        from josh.benchmarks.tau2_config import Tau2EvalConfig
+        from josh.benchmarks.tau2.benchmark import Tau2Benchmark
+        from josh.benchmarks.tau2.config import Tau2EvalConfig
     except ImportError:
         Tau2Benchmark = None  # noqa: N806
     if Tau2Benchmark is not None:

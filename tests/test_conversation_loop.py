@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from josh.agents import ReactAgent
-from josh.benchmarks.toolwoz_config import ToolWOZEvalConfig
+from josh.benchmarks.toolwoz.config import ToolWOZEvalConfig
 from josh.llm.base import RetryableLLMError
 from josh.llm.ledger import CallLedger
 from josh.llm.scripted import ChatRequest, ScriptedChatModel

@@ -394,8 +394,8 @@ def test_missing_keys_and_bad_flags_stop_before_any_work(tmp_path: Path) -> None
 
 
 def test_base_url_without_model_uses_the_endpoints_only_model(tmp_path: Path) -> None:
-    from josh.benchmarks.toolwoz import discover_models
-    from josh.benchmarks.toolwoz_config import ToolWOZEvalConfig
+    from josh.benchmarks.endpoints import discover_models
+    from josh.benchmarks.toolwoz.config import ToolWOZEvalConfig
 
     server = answering(
         200, b'{"object": "list", "data": [{"id": "/models/llama-3-8b.gguf", "object": "model"}]}'

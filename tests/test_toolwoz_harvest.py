@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from josh.benchmarks import toolwoz
-from josh.benchmarks.toolwoz import Endpoints, open_endpoints
-from josh.benchmarks.toolwoz_harvest import harvest
-from josh.benchmarks.toolwoz_harvest_config import ToolWOZHarvestConfig
+from josh.benchmarks.endpoints import Endpoints, open_endpoints
+from josh.benchmarks.toolwoz import setups as toolwoz_setups
+from josh.benchmarks.toolwoz.config import ToolWOZHarvestConfig
+from josh.benchmarks.toolwoz.harvest import harvest
 from josh.cli.options import config_for_file, resolve
 from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.errors import JoshError
@@ -286,13 +286,13 @@ def test_a_tree_builds_its_agent_once(
     prompt (the tool schemas as indented JSON) is rendered once a tree, not once a node (it was most of the
     in-process harvest's time). MUL0001 (no mistakes) grows 5 nodes; each call still goes through its
     branch's model, so the siblings' first calls are one call with n=2 (one per expansion)."""
-    build_agent, built = toolwoz.build_agent, []
+    build_agent, built = toolwoz_setups.build_agent, []
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         built.append(build_agent(*args, **kwargs))
         return built[-1]
 
-    monkeypatch.setattr(toolwoz, "build_agent", counting)  # what ToolWOZSetups builds with
+    monkeypatch.setattr(toolwoz_setups, "build_agent", counting)  # what ToolWOZSetups builds with
     _, [tree] = run(toolwoz_env, config(task=["MUL0001"], agent=agent), tmp_path / "trees.jsonl")
     assert len(tree["nodes"]) == 5 and tree["reward"] == 1.0
     assert len(built) == 1

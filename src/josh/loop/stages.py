@@ -142,8 +142,7 @@ def check_options(stages: Sequence[Stage], where: Path) -> None:
     section) and train, each against its command's own config, a misspelt key with the closest name."""
     from pydantic import BaseModel, ValidationError
 
-    from josh.benchmarks.toolwoz_config import ToolWOZEvalConfig
-    from josh.benchmarks.toolwoz_harvest_config import ToolWOZHarvestConfig
+    from josh.benchmarks.toolwoz.config import ToolWOZEvalConfig, ToolWOZHarvestConfig
     from josh.train.config import TrainConfig
 
     configs: dict[str, type[BaseModel]] = {

@@ -99,7 +99,7 @@ class GoalUserSimulator:
     max_tokens: int | None = 256
     seed: int | None = 42
     name: str = "goal"
-    # The prompts ({goals} is filled in); the paper's: `josh.benchmarks.toolwoz_prompts.toolwoz_prompts("paper")`.
+    # The prompts ({goals} is filled in); the paper's: `josh.benchmarks.toolwoz.prompts.toolwoz_prompts("paper")`.
     opening_prompt: str = OPENING_PROMPT  # the only message of the first request
     system_prompt: str = SYSTEM_PROMPT  # first message of later requests, before the conversation
     turn_prompt: str | None = (
@@ -195,7 +195,7 @@ class GuideUserSimulator:
     seed: int | None = 42
     name: str = "guide"
     # The coach prompt ({goals}, {goal_convo}, {current_convo} are filled in); the paper's:
-    # `josh.benchmarks.toolwoz_prompts.toolwoz_prompts("paper")`.
+    # `josh.benchmarks.toolwoz.prompts.toolwoz_prompts("paper")`.
     guide_prompt: str = GUIDE_PROMPT
     stop_tokens: Sequence[str] = (END_CONVERSATION,)
 

@@ -1,4 +1,7 @@
-"""`josh eval toolwoz`: agents and user simulators on ToolWOZ tasks, many at once, recorded append-only."""
+"""The models of a run, whatever the benchmark: the agent's and the customer's endpoints (an OpenAI-compatible
+server, an in-process `hf:` model, or josh's scripted mock for a dry run), the checks before any work (keys,
+the endpoint's only model, the preflight), and `Endpoints`, what the run loops and the commands pass around.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from josh.agents import FunctionCallingAgent, ReactAgent
-from josh.agents.base import Agent
-from josh.benchmarks.evaluation import evaluate as generic_evaluate
-from josh.benchmarks.setup import TaskSetup
-from josh.benchmarks.toolwoz_config import SCRIPTED, MockOptions, RunOptions, ToolWOZEvalConfig
-from josh.benchmarks.toolwoz_prompts import ToolWOZPrompts, toolwoz_prompts
-from josh.envs.toolwoz import Task, ToolWOZEnvironment
-from josh.envs.toolwoz.env import Crediting
+from josh.benchmarks.run_options import SCRIPTED, MockOptions, RunOptions
 from josh.errors import JoshError
 from josh.llm import OpenAIChatModel, ResponseCache, RetryPolicy
 from josh.llm.base import ChatModel, LLMError, UnreachableError
@@ -23,51 +19,9 @@ from josh.llm.breaker import EndpointBreaker
 from josh.llm.hf_model import HFChatModel, is_hf_spec, parse_hf_spec
 from josh.mock import MockConfig, MockScript, MockServer, toolwoz_script
 from josh.mock.scripted_backend import scripted_model
-from josh.runner import RunWriter
-from josh.users import GoalUserSimulator, GuideUserSimulator, ReplayUserSimulator
-from josh.users.simulators import UserSimulator
 
 MOCK_AGENT_MODEL = "josh-mock-agent"
 MOCK_USER_MODEL = "josh-mock-user"
-
-
-def build_agent(
-    config: RunOptions, model: ChatModel, tools: list[dict[str, Any]], trial: int, prompts: ToolWOZPrompts
-) -> Agent:
-    """The agent of one conversation: the paper's ReAct or function-calling agent with the run's prompts."""
-    common: dict[str, Any] = {
-        "model": model,
-        "tools": tools,
-        "temperature": config.temperature,
-        "max_tokens": config.max_tokens,
-        "seed": config.seed + trial,
-        "strict_errors": config.strict_errors,
-        **prompts.agent_options(config.agent),
-    }
-    if config.agent == "react":
-        return ReactAgent(**common)
-    return FunctionCallingAgent(**common, parse_text_tool_calls=config.parse_text_tool_calls)
-
-
-def build_user(
-    config: RunOptions, model: ChatModel | None, task: Task, trial: int, prompts: ToolWOZPrompts
-) -> UserSimulator:
-    """The customer of one conversation."""
-    turns = [(t.role, t.text) for t in task.turns]
-    if config.user == "replay":
-        return ReplayUserSimulator(turns)
-    assert model is not None
-    common = {
-        "temperature": config.user_temperature,
-        "max_tokens": config.user_max_tokens,
-        "seed": config.seed + trial,
-        **prompts.user_options(config.user),
-    }
-    if config.user == "guide":
-        return GuideUserSimulator(model, task.goal_messages, turns, **common)
-    return GoalUserSimulator(model, task.goal_messages, **common)
-
-
 OPENAI_URL = "https://api.openai.com/v1"
 
 
@@ -277,76 +231,3 @@ async def preflight(endpoints: Endpoints) -> None:
             await model.check()  # type: ignore[attr-defined]
         except LLMError as exc:
             raise type(exc)(f"{role} endpoint ({model.name}): {exc}") from None
-
-
-def toolwoz_domains(goal_names: list[str]) -> list[str]:
-    """A ToolWOZ task's domains: the suffixes of its goal calls' API names (`book_hotel` -> `hotel`)."""
-    return sorted({name.split("_", 1)[-1] for name in goal_names})
-
-
-@dataclass(frozen=True)
-class ToolWOZSetups:
-    """ToolWOZ for the run commands (`josh.benchmarks.setup.TaskSetups`): the paper's agents and customers;
-    goals are the task's goal calls, named by their API."""
-
-    config: RunOptions
-    env: ToolWOZEnvironment
-    prompts: ToolWOZPrompts
-    crediting: Crediting = "call"  # when a met goal stops being pending (`ToolWOZSession`); harvests: "turn"
-
-    @property
-    def tools(self) -> list[dict[str, Any]]:
-        return self.env.tool_schemas if self.config.agent == "fc" else []
-
-    def build_agent(self, model: ChatModel, trial: int) -> Agent:
-        return build_agent(self.config, model, self.env.tool_schemas, trial, self.prompts)
-
-    def setup(self, task_id: str, trial: int, user_model: ChatModel | None) -> TaskSetup:
-        task = self.env.task(task_id)
-        goals = [g.name for g in task.goal_calls]
-        return TaskSetup(
-            session=self.env.session(task_id, strict=self.config.strict_errors, crediting=self.crediting),
-            user=build_user(self.config, user_model, task, trial, self.prompts),
-            goals=goals,
-            domains=toolwoz_domains(goals),
-        )
-
-
-async def evaluate(
-    config: ToolWOZEvalConfig,
-    env: ToolWOZEnvironment,
-    endpoints: Endpoints,
-    writer: RunWriter,
-    *,
-    on_record: Callable[[dict[str, Any]], None] | None = None,
-    retry_errors: bool = False,
-) -> int:
-    """Run every ToolWOZ (task, trial) not yet in `writer` (see `josh.benchmarks.evaluation`)."""
-    setups = ToolWOZSetups(config, env, toolwoz_prompts(config.prompts))
-    return await generic_evaluate(
-        config, env, setups, endpoints, writer, on_record=on_record, retry_errors=retry_errors
-    )
-
-
-@dataclass(frozen=True)
-class ToolWOZBenchmark:
-    """ToolWOZ for the run commands (`josh.benchmarks.benchmark.Benchmark`)."""
-
-    name: str = "ToolWOZ"
-
-    def load(self, report: Callable[[str], None]) -> ToolWOZEnvironment:
-        return ToolWOZEnvironment.load(report)
-
-    def check(self, cfg: RunOptions) -> None:
-        toolwoz_prompts(
-            cfg.prompts
-        )  # the paper's text comes from the wheel: a problem shows now, not mid-run
-
-    def setups(self, cfg: RunOptions, env: ToolWOZEnvironment) -> ToolWOZSetups:
-        return ToolWOZSetups(cfg, env, toolwoz_prompts(cfg.prompts))
-
-    def open_endpoints(self, cfg: RunOptions, env: ToolWOZEnvironment) -> Endpoints:
-        return open_endpoints(cfg, env)
-
-    def mock_script(self, task: Task) -> MockScript:
-        return toolwoz_script(task)

@@ -1,19 +1,21 @@
-"""Configuration of a ToolWOZ JOSH harvest: every `RunOptions` option, plus the harvest's own
-(`josh.benchmarks.harvest_config`)."""
+"""The options of ToolWOZ's commands: `josh eval toolwoz` (every `RunOptions` option, whose defaults are the
+paper's) and `josh harvest toolwoz` (those plus the harvest's own, `josh.benchmarks.harvest_options`)."""
 
 from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from josh.benchmarks.harvest_config import (
-    PAPER_JOSH_TEMPERATURE,
-    SEARCH,
-    TEMPERATURE_ABOVE_0,
-    HarvestOptions,
-)
-from josh.benchmarks.toolwoz_config import TASKS, RunOptions, Split, _opt
+from josh.benchmarks.harvest_options import SEARCH, HarvestOptions
+from josh.benchmarks.run_options import TASKS, RunOptions, Split, _opt
 
-__all__ = ["PAPER_JOSH_TEMPERATURE", "SEARCH", "TEMPERATURE_ABOVE_0", "ToolWOZHarvestConfig"]
+
+class ToolWOZEvalConfig(RunOptions):
+    """A whole `josh eval toolwoz` run."""
+
+    trials: int = _opt(1, "Conversations per task; the summary reports pass^k for k up to this.", TASKS, ge=1)
+    max_turns: int = _opt(
+        15, "Messages per conversation, customer and agent together (the paper: 15).", TASKS, ge=1
+    )
 
 
 class ToolWOZHarvestConfig(HarvestOptions, RunOptions):

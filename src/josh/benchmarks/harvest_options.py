@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, field_validator
 
-from josh.benchmarks.toolwoz_config import AGENT, _opt
+from josh.benchmarks.run_options import AGENT, _opt
 from josh.search import SearchConfig
 
 SEARCH = "JOSH search"

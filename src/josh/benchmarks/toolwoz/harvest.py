@@ -7,10 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 from josh.benchmarks import harvest as generic
+from josh.benchmarks.endpoints import Endpoints
 from josh.benchmarks.harvest import harvest_error_record
-from josh.benchmarks.toolwoz import Endpoints, ToolWOZSetups, toolwoz_domains
-from josh.benchmarks.toolwoz_harvest_config import ToolWOZHarvestConfig
-from josh.benchmarks.toolwoz_prompts import ToolWOZPrompts, toolwoz_prompts
+from josh.benchmarks.toolwoz.config import ToolWOZHarvestConfig
+from josh.benchmarks.toolwoz.prompts import ToolWOZPrompts, toolwoz_prompts
+from josh.benchmarks.toolwoz.setups import ToolWOZSetups, toolwoz_domains
 from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.runner import RunWriter
 from josh.search import SearchConfig, TreeRecord

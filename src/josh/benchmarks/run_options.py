@@ -1,11 +1,15 @@
-"""Configuration of a ToolWOZ run. Every option is declared once, here, with its help text.
+"""The run options every benchmark shares. Every option is declared once, here, with its help text.
 
 One vocabulary: a field's name is its command-line flag (`max_tokens` is `--max-tokens`) and its key in a
 YAML config file (`max_tokens: 256` or `max-tokens: 256`), so `RUN.config.json`, which a run writes beside its
 results, can be fed back with `--config`. The CLI builds its options from these fields (see
 `josh.cli.options`), so `--help`, YAML and saved configs cannot drift apart. `RunOptions` holds what every
-command that runs conversations shares (endpoints, protocol, tasks, throughput); `ToolWOZEvalConfig` adds what
-only evaluation needs.
+command that runs conversations shares (endpoints, protocol, tasks, throughput); a benchmark's folder adds what
+only its commands need (`josh.benchmarks.toolwoz.config`, `josh.benchmarks.tau2.config`).
+
+The defaults and the choices of `split` and `prompts` are the paper's (ToolWOZ's, the first benchmark); a
+benchmark whose differ re-declares those fields in its own options (tau2 does), which keeps each option's
+place in `--help` and in `RUN.config.json`.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ class MockOptions(BaseModel):
 
 
 class RunOptions(MockOptions):
-    """Options shared by every command that runs ToolWOZ conversations."""
+    """Options shared by every command that runs conversations, on any benchmark (ToolWOZ's defaults)."""
 
     PANELS: ClassVar[tuple[str, ...]] = (AGENT, CUSTOMER, PROTOCOL, TASKS, THROUGHPUT, MOCK)
     # The customer's model of a real run when --user-model is not given: the benchmark's own setting.
@@ -299,11 +303,3 @@ class RunOptions(MockOptions):
         text = json.dumps(self.result_fields(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-
-class ToolWOZEvalConfig(RunOptions):
-    """A whole `josh eval toolwoz` run."""
-
-    trials: int = _opt(1, "Conversations per task; the summary reports pass^k for k up to this.", TASKS, ge=1)
-    max_turns: int = _opt(
-        15, "Messages per conversation, customer and agent together (the paper: 15).", TASKS, ge=1
-    )

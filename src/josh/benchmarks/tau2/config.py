@@ -1,4 +1,5 @@
-"""The options of `josh eval tau2`: the shared run options that apply to tau2, and tau2's own."""
+"""The options of `josh eval tau2` and `josh harvest tau2`: the shared run options that apply to tau2, and
+tau2's own."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import model_validator
 
-from josh.benchmarks.harvest_config import SEARCH, HarvestOptions
-from josh.benchmarks.toolwoz_config import AGENT, CUSTOMER, PROTOCOL, TASKS, RunOptions, _opt
+from josh.benchmarks.harvest_options import SEARCH, HarvestOptions
+from josh.benchmarks.run_options import AGENT, CUSTOMER, PROTOCOL, TASKS, RunOptions, _opt
 from josh.users.simulators import USER_TOOL_ROUNDS
 
 Tau2Domain = Literal["airline", "retail", "telecom"]
 Tau2Split = Literal["train", "test", "base", "all"]
+DEFAULT_TAU2_DOMAIN = "airline"  # what `josh serve-mock --benchmark tau2` plays without --domain
 
 # tau2 stops a simulation after 200 steps, counting every message: tool calls and tool results too. josh's
 # limit counts what the customer and the agent say to each other (the greeting included), the tool traffic
