@@ -14,7 +14,7 @@ schemas and the customer's goal): 1,400 to 3,000 tokens with the tiny tokenizer.
 
 What to expect on a CPU: reading a prompt (prefill) is compute-bound, so batching cannot speed up reading
 distinct prompts; generating is mostly per-step overhead and reading the KV cache, which a batch shares. The
-backend's CPU loop (`HFChatModel._decode`) reads a batch's common prompt prefix once and attends to it with one
+backend's CPU loop (`josh.llm.hf.decode`) reads a batch's common prompt prefix once and attends to it with one
 product for all rows, keeps each row's own part in a preallocated cache (`generate`'s cache concatenation copied
 the whole 16-row cache every step: 40% of a batched step at 3.7k tokens of context), and drops finished rows.
 Here the agent's 16 prompts of a phase are the same (random weights write the same newlines for every customer),
@@ -49,7 +49,7 @@ from josh.benchmarks.endpoints import open_endpoints
 from josh.benchmarks.toolwoz.benchmark import evaluate
 from josh.benchmarks.toolwoz.config import ToolWOZEvalConfig
 from josh.envs.toolwoz import ToolWOZEnvironment
-from josh.llm.hf_model import HFChatModel
+from josh.llm.hf import HFChatModel
 from josh.runner import open_run, read_run
 from josh.train.tiny_model import build_tiny_model
 

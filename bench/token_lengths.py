@@ -33,7 +33,7 @@ MAX_LENGTH, MAX_PROMPT_LENGTH = 5256, 5000  # josh train's default; the paper's 
 def load_tokenizer(spec: str | None) -> Any:
     from transformers import AutoTokenizer
 
-    from josh.llm.hf_model import is_gguf, pretrained_source, quiet_gguf_conversion
+    from josh.llm.hf.spec import is_gguf, pretrained_source, quiet_gguf_conversion
 
     if spec is None:
         found = subprocess.run(

@@ -12,7 +12,7 @@ import typer.rich_utils
 from typer.testing import CliRunner
 
 from josh.cli.main import app
-from josh.llm.hf_model import TRAIN_INSTALL
+from josh.llm.hf.spec import TRAIN_INSTALL
 from tests.test_readme import README
 
 

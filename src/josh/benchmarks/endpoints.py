@@ -16,7 +16,7 @@ from josh.errors import JoshError
 from josh.llm import OpenAIChatModel, ResponseCache, RetryPolicy
 from josh.llm.base import ChatModel, LLMError, UnreachableError
 from josh.llm.breaker import EndpointBreaker
-from josh.llm.hf_model import HFChatModel, is_hf_spec, parse_hf_spec
+from josh.llm.hf import HFChatModel, is_hf_spec, parse_hf_spec
 from josh.mock import MockConfig, MockScript, MockServer, toolwoz_script
 from josh.mock.scripted_backend import scripted_model
 

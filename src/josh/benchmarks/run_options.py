@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from josh.envs.toolwoz.env import SPLIT_CHOICES
-from josh.llm.hf_model import is_hf_spec
+from josh.llm.hf.spec import is_hf_spec
 
 Split = Literal["test", "full_test", "val", "train", "paper_train", "all"]
 assert set(SPLIT_CHOICES) == set(Split.__args__)  # type: ignore[attr-defined]

@@ -36,7 +36,7 @@ from josh.cli.options import ADAPTATIONS_KEY, config_for_file, resolve, with_opt
 from josh.cli.render import print_summary
 from josh.errors import JoshError
 from josh.llm.base import EndpointError, is_context_overflow
-from josh.llm.hf_model import is_hf_spec
+from josh.llm.hf.spec import is_hf_spec
 from josh.runner import RunContents, RunWriter, open_run, read_run, summarize
 from josh.runner.runfile import check_writable
 from josh.runner.summary import latest_by_key

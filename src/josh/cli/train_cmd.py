@@ -16,7 +16,7 @@ from rich.markup import escape
 from josh.cli.console import counted, err, user_errors
 from josh.cli.options import load_config_file, resolve, with_options
 from josh.errors import JoshError
-from josh.llm.hf_model import TRAIN_INSTALL
+from josh.llm.hf.spec import TRAIN_INSTALL
 from josh.train.config import KINDS, SOURCES, Kind, TrainConfig, options_for
 
 NEEDS_TRAIN = f"Needs the \\[train] extra: {escape(TRAIN_INSTALL)}"  # Rich markup would eat a bare [train]

@@ -13,7 +13,7 @@ from josh.llm.base import (
 from josh.llm.breaker import EndpointBreaker
 from josh.llm.cache import ResponseCache
 from josh.llm.context import ContextWindow, PromptSize
-from josh.llm.hf_model import HFChatModel, parse_hf_spec
+from josh.llm.hf import HFChatModel, parse_hf_spec
 from josh.llm.ledger import CallLedger
 from josh.llm.openai_model import OpenAIChatModel
 from josh.llm.retry import RetryPolicy

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from josh.errors import JoshError
-from josh.llm.hf_model import (
+from josh.llm.hf.spec import (
     TRAIN_INSTALL,
     four_bit_config,
     is_gguf,
