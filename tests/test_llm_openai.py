@@ -33,7 +33,9 @@ from josh.llm import (
     RetryPolicy,
 )
 from josh.llm.base import UnreachableError
-from josh.llm.openai_model import classify, metadata_headers, parse_tool_call, to_wire, trailing_as_user
+from josh.llm.openai_compat.adaptations import trailing_as_user
+from josh.llm.openai_compat.errors import classify
+from josh.llm.openai_compat.wire import metadata_headers, parse_tool_call, to_wire
 from josh.llm.pricing import cost, price_for
 from josh.llm.retry import retry_after_seconds
 from josh.types import (

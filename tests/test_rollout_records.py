@@ -14,7 +14,7 @@ from josh.agents import FunctionCallingAgent
 from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.llm.base import RetryableLLMError
 from josh.llm.ledger import CallLedger
-from josh.llm.openai_model import parse_tool_call
+from josh.llm.openai_compat.wire import parse_tool_call
 from josh.llm.scripted import ChatRequest, ScriptedChatModel
 from josh.rollout import run_conversation
 from josh.runner import open_run, read_run

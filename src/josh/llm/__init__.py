@@ -15,7 +15,7 @@ from josh.llm.cache import ResponseCache
 from josh.llm.context import ContextWindow, PromptSize
 from josh.llm.hf import HFChatModel, parse_hf_spec
 from josh.llm.ledger import CallLedger
-from josh.llm.openai_model import OpenAIChatModel
+from josh.llm.openai_compat import OpenAIChatModel
 from josh.llm.retry import RetryPolicy
 from josh.llm.scripted import ScriptedChatModel
 from josh.llm.siblings import SiblingGroup, SiblingModel

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from josh.llm.openai_model import metadata_headers, parse_tool_call, to_wire
+from josh.llm.openai_compat.wire import metadata_headers, parse_tool_call, to_wire
 from josh.mock.policies import MockConfig, MockScript, ScriptedToolWOZ, toolwoz_script
 from josh.types import AssistantMessage, Message, Usage
 
