@@ -170,7 +170,7 @@ def test_trl_keeps_every_example_josh_fitted_to_max_length_whole(
     (TRL 1.16: cut at the end, drop a KTO/DPO example whose prompt fills max_length) then drops none and cuts
     none: the lengths josh measured are TRL's (this chat template renders tools and tool calls its own way)."""
     from josh.train.config import TrainConfig
-    from josh.train.trainer import fit_dataset, read_examples, to_dataset
+    from josh.train.data import fit_dataset, read_examples, to_dataset
 
     limit = 1024  # TRL's default: the ReAct prompt alone is longer
     config = transformers.LlamaConfig(

@@ -244,7 +244,7 @@ def test_the_shared_loops_take_the_options_they_read() -> None:
 
 # ---------------------------------------------------------------------------------------------- file sizes
 
-LONGEST = 520  # lines; "about 500"
+LONGEST = 550  # lines: "about 500", a tenth over at most
 
 
 def test_long_modules_say_why_they_are_whole() -> None:

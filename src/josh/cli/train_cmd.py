@@ -91,7 +91,8 @@ def run_train(kind: Kind, options: dict[str, Any], config_file: Path | None, *, 
             raise JoshError(f"{config_file} is a {found} config: run `josh train {found} --config {config_file}`")
     cfg = resolve(TrainConfig, {**options, "kind": kind}, config_file)
 
-    from josh.train.trainer import process_state, train
+    from josh.train.hardware import process_state
+    from josh.train.trainer import train
 
     def show_data(report: Any) -> None:
         err.print(f"data: {escape(report.summary())}", soft_wrap=True)
