@@ -1,6 +1,6 @@
-"""What a benchmark gives the commands that run it (`josh eval NAME`, `josh harvest NAME`): its environment, its
-checks before any work, and its models (`Benchmark`), and the commands themselves (`BenchmarkCommands`: its
-options, its eval and harvest wiring, its help). The run itself (run file, resume, progress, summary, exit
+"""What a benchmark gives the commands that run it (`josh eval NAME`, `josh harvest NAME`): its environment,
+its checks before any work, and its models (`Benchmark`), and the commands themselves (`BenchmarkCommands`:
+its options, its eval and harvest wiring, its help). The run itself (run file, resume, progress, summary, exit
 status) is the same for every benchmark (`josh.cli.run_flow`); each folder under `josh/benchmarks/`
 (`toolwoz/`, `tau2/`) is one implementation, registered once in `josh.cli.benchmarks`."""
 
@@ -67,9 +67,9 @@ class BenchmarkCommands:
 
     name: str  # the commands' word: `josh eval toolwoz`
     eval_config: type[RunOptions]  # the options of `josh eval NAME` (one flag per field)
-    harvest_config: type[RunOptions]  # the options of `josh harvest NAME`: the run options plus `HarvestOptions`
-    evaluate: RunWork  # one conversation per (task, trial), with the shared loop (`josh.benchmarks.evaluation`)
-    harvest: RunWork  # one JOSH tree per (task, trial), with the shared loop (`josh.benchmarks.harvest`)
+    harvest_config: type[RunOptions]  # the options of `josh harvest NAME`: those plus `HarvestOptions`
+    evaluate: RunWork  # a conversation per (task, trial), with the shared loop (`josh.benchmarks.evaluation`)
+    harvest: RunWork  # a JOSH tree per (task, trial), with the shared loop (`josh.benchmarks.harvest`)
     benchmark: Callable[[Any], Benchmark]  # the benchmark a run's resolved options name
     out_prefix: Callable[[Any], str]  # of a run's default file name: runs/<prefix>-<split>-...; a harvest's
     # is "trees-" and this

@@ -99,7 +99,8 @@ class GoalUserSimulator:
     max_tokens: int | None = 256
     seed: int | None = 42
     name: str = "goal"
-    # The prompts ({goals} is filled in); the paper's: `josh.benchmarks.toolwoz.prompts.toolwoz_prompts("paper")`.
+    # The prompts ({goals} is filled in); the paper's:
+    # `josh.benchmarks.toolwoz.prompts.toolwoz_prompts("paper")`.
     opening_prompt: str = OPENING_PROMPT  # the only message of the first request
     system_prompt: str = SYSTEM_PROMPT  # first message of later requests, before the conversation
     turn_prompt: str | None = (

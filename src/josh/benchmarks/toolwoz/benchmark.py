@@ -1,6 +1,6 @@
-"""ToolWOZ for the run commands (`josh eval toolwoz`; `josh harvest toolwoz` in `josh.benchmarks.toolwoz.harvest`):
-its environment, its checks, its models and what josh's scripted mock plays on its tasks, and the evaluation
-of its tasks with the shared loop (`josh.benchmarks.evaluation`)."""
+"""ToolWOZ for the run commands (`josh eval toolwoz`; `josh harvest toolwoz` is in
+`josh.benchmarks.toolwoz.harvest`): its environment, its checks, its models and what josh's scripted mock
+plays on its tasks, and the evaluation of its tasks with the shared loop (`josh.benchmarks.evaluation`)."""
 
 from __future__ import annotations
 

@@ -151,7 +151,7 @@ def pick(logits: Any, temperature: float) -> Any:
     return torch.multinomial(logits.softmax(-1), 1)[:, 0]
 
 
-# ---------------------------------------------------------------------------------------------- cascade attention
+# ------------------------------------------------------------------------------------------ cascade attention
 
 _CASCADE = "josh_cascade"
 

@@ -62,8 +62,8 @@ def server_root(base_url: str) -> str:
 
 
 async def served_context_window(get_json: GetJson, base_url: str, model: str) -> ContextWindow | None:
-    """The context the server at `base_url` gives `model`, where it says: llama.cpp's context per slot (`/props`
-    `default_generation_settings.n_ctx`, else its `/v1/models` `meta.n_ctx`, else the model's
+    """The context the server at `base_url` gives `model`, where it says: llama.cpp's context per slot
+    (`/props` `default_generation_settings.n_ctx`, else its `/v1/models` `meta.n_ctx`, else the model's
     `n_ctx_train`), vLLM's `max_model_len` (`/v1/models`). None when the server does not say (OpenAI) or
     cannot be asked: this is a best-effort look, never an error."""
     listing = await get_json(f"{base_url}/models")
@@ -101,9 +101,9 @@ async def served_prompt_size(
     wire: list[dict[str, Any]],
     tools: Sequence[Mapping[str, Any]] | None,
 ) -> PromptSize | None:
-    """The tokens of a request's prompt (`wire`, as it would be sent) as the server at `base_url` counts them: its chat template applied, then its
-    tokenizer (vLLM: `/tokenize` with the messages; llama.cpp: `/apply-template`, then `/tokenize`).
-    None when the server has no such routes."""
+    """The tokens of a request's prompt (`wire`, as it would be sent) as the server at `base_url` counts
+    them: its chat template applied, then its tokenizer (vLLM: `/tokenize` with the messages; llama.cpp:
+    `/apply-template`, then `/tokenize`). None when the server has no such routes."""
     chat: dict[str, Any] = {"messages": wire}
     if tools:
         chat["tools"] = [dict(tool) for tool in tools]
