@@ -51,7 +51,10 @@ def test_eval_runs_the_papers_react_prompt_through_a_gguf_models_tokenizer_and_t
     assert calls and all(c.get("error") is None for c in calls), calls
     # the paper's ReAct prompt with the tool schemas, counted by SmolLM2's own tokenizer and chat template
     assert calls[0]["prompt_tokens"] > 3_500
-    assert record["internal"] and record["internal"][0]["role"] == "assistant"  # the model's own reply
+    assert all(c["completion_tokens"] > 0 for c in calls)  # the model wrote; 16 tokens rarely hold a whole command
+    replies = [m["content"] for m in record["internal"] if m["role"] == "assistant"]
+    # each reply went through the paper's protocol: a command it found, or its stand-in for none
+    assert replies and all(r == "ERROR: NO COMMAND FOUND" or "<COMMAND_END>" in r for r in replies), replies
     config = json.loads(out.with_suffix(".config.json").read_text())
     assert config["model"] == f"hf:{smollm2}" and config["prompts"] == "paper"
 

@@ -115,8 +115,8 @@ def fit_dataset(dataset: Any, config: TrainConfig, tokenizer: Any) -> tuple[Any,
 
     kept, report = fit_examples(dataset.to_list(), config.kind, tokenizer, config.max_length, config.truncation)
     path = config.training_data()
+    other = "" if config.truncation == "keep-end" else ", or use --truncation keep-end"
     if not kept:
-        other = "" if config.truncation == "keep-end" else ", or use --truncation keep-end"
         raise JoshError(
             f"no example of {path} fits in --max-length {config.max_length} tokens ("
             + "; ".join(f"{n:,}: {why}" for why, n in report.dropped_why.items())
@@ -126,7 +126,7 @@ def fit_dataset(dataset: Any, config: TrainConfig, tokenizer: Any) -> tuple[Any,
         only = "desirable (true)" if kept[0]["label"] else "undesirable (false)"
         raise JoshError(
             f"only {only} examples of {path} fit in --max-length {config.max_length} tokens "
-            f"({report.dropped:,} dropped): KTO needs both labels; raise --max-length or use --truncation keep-end"
+            f"({report.dropped:,} dropped): KTO needs both labels; raise --max-length{other}"
         )
     # the same features: a message key that only dropped examples had is still there (as None), as TRL read it
     return Dataset.from_list(kept, features=dataset.features), report
