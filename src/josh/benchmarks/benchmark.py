@@ -46,7 +46,8 @@ class Benchmark(Protocol):
 
 class RunWork(Protocol):
     """A command's own part of a run: every pending (task, trial) of `env`, each record written to `writer`
-    and handed to `on_record`; returns how many ran (the benchmark's `evaluate` or `harvest`)."""
+    and handed to `on_record`; returns how many ran (the benchmark's `evaluate` or `harvest`). `jobs`: exactly
+    these (task, trial) pairs instead of the pending ones (a Ray worker's share)."""
 
     def __call__(
         self,
@@ -57,6 +58,7 @@ class RunWork(Protocol):
         *,
         on_record: Callable[[dict[str, Any]], None] | None = None,
         retry_errors: bool = False,
+        jobs: list[tuple[str, int]] | None = None,
     ) -> Awaitable[int]: ...
 
 

@@ -32,11 +32,14 @@ async def evaluate(
     *,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     retry_errors: bool = False,
+    jobs: list[tuple[str, int]] | None = None,
 ) -> int:
     """Run every (task, trial) of `env` not yet in `writer` (and, with `retry_errors`, those that ended in an
     error); append each record as it finishes. Returns the number of conversations run. `config`: a
-    benchmark's evaluation options (`EvalOptions`)."""
-    jobs = pending_jobs(env, config, writer, retry_errors=retry_errors)
+    benchmark's evaluation options (`EvalOptions`). `jobs`: run exactly these (task, trial) pairs instead (a
+    Ray worker's share, `josh.benchmarks.ray_jobs`)."""
+    if jobs is None:
+        jobs = pending_jobs(env, config, writer, retry_errors=retry_errors)
 
     async def worker(job: tuple[str, int]) -> dict[str, Any]:
         task_id, trial = job

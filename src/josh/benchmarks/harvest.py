@@ -140,15 +140,18 @@ async def harvest(
     on_record: Callable[[dict[str, Any]], None] | None = None,
     retry_errors: bool = False,
     search: SearchConfig | None = None,
+    jobs: list[tuple[str, int]] | None = None,
 ) -> int:
     """Grow a tree for every (task, trial) of `env` not yet in `writer` (and, with `retry_errors`, those that
     ended in an error); append each record as it finishes. Returns the number of trees grown.
 
-    `search` overrides the search settings of `config` (e.g. `sequential=True` for a benchmark).
+    `search` overrides the search settings of `config` (e.g. `sequential=True` for a benchmark); `jobs`: grow
+    exactly these (task, trial) trees instead (a Ray worker's share, `josh.benchmarks.ray_jobs`).
     """
     if config.temperature <= 0:  # a config built without validation
         raise JoshError(f"--temperature {config.temperature}: {TEMPERATURE_ABOVE_0}")
-    jobs = pending_jobs(env, config, writer, retry_errors=retry_errors)
+    if jobs is None:
+        jobs = pending_jobs(env, config, writer, retry_errors=retry_errors)
     search = search or config.search_config()
 
     async def worker(job: tuple[str, int]) -> dict[str, Any]:

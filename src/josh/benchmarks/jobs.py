@@ -102,8 +102,7 @@ async def record_jobs(
     An `EndpointError` stops the run and records nothing for unfinished jobs. Returns the number of jobs."""
 
     def on_result(job: tuple[str, int], record: dict[str, Any]) -> None:
-        writer.write(record)
-        if on_record is not None:
+        if writer.write(record) and on_record is not None:  # a duplicate (a retried Ray task) is dropped
             on_record(record)
 
     await run_pool(

@@ -221,6 +221,15 @@ class RunOptions(MockOptions):
         "header itself).",
         AGENT,
     )
+    ray: str | None = _opt(
+        None,
+        "Spread the trees (eval: conversations) over a Ray cluster, one Ray task each, --concurrency at once: "
+        "'local' starts a cluster on this machine for the run; an address joins a running one (ray://HEAD:10001, "
+        "or 'auto' on one of its nodes). Every worker calls the endpoints itself: on a real cluster --base-url "
+        "must be reachable from the workers (a dry run's mock endpoint listens on 127.0.0.1, for a local "
+        "cluster). Needs the [ray] extra: pip install 'josh-toolkit[ray]'.",
+        THROUGHPUT,
+    )
     cache_dir: str | None = _opt(
         None, "Cache model responses in this folder: an identical rerun costs nothing and needs no endpoint.",
         THROUGHPUT,
@@ -275,7 +284,7 @@ class RunOptions(MockOptions):
     # Options that do not change a conversation's result: which tasks and how many trials run (a resumed
     # run may extend them), throughput, keys, prices, the cache, and injected infrastructure faults.
     NOT_HASHED: ClassVar[frozenset[str]] = frozenset({
-        "task", "limit", "concurrency", "hf_batch_size", "timeout", "max_retries", "max_outage", "cache_dir",
+        "task", "limit", "concurrency", "ray", "hf_batch_size", "timeout", "max_retries", "max_outage", "cache_dir",
         "api_key_env", "user_api_key_env", "price_in", "price_out", "user_price_in", "user_price_out", "mock_error_rate",
         "mock_hang_rate", "mock_latency", "mock_hang_seconds", "mock_seed",
     })  # fmt: skip

@@ -12,6 +12,8 @@ import typer
 from josh.benchmarks.benchmark import BenchmarkCommands
 from josh.benchmarks.endpoints import Endpoints, mock_config
 from josh.benchmarks.harvest_options import HarvestOptions
+from josh.benchmarks.jobs import error_record
+from josh.benchmarks.ray_jobs import run_on_ray
 from josh.benchmarks.run_options import SCRIPTED, MockOptions
 from josh.cli.benchmarks import BENCHMARKS, ServeMockOptions, registered
 from josh.cli.console import err, out, report, user_errors
@@ -43,6 +45,11 @@ def add_eval_command(entry: BenchmarkCommands) -> None:
         cfg = resolve_run(entry.eval_config, options, config_file, resume=resume, retry_errors=retry_errors)
 
         def work(env: Any, endpoints: Endpoints, writer: RunWriter, on_record: OnRecord) -> Awaitable[int]:
+            if cfg.ray:
+                return run_on_ray(
+                    entry.evaluate, entry.benchmark(cfg), cfg, env, endpoints, writer, on_record=on_record,
+                    on_error=error_record, retry_errors=retry_errors,
+                )  # fmt: skip
             return entry.evaluate(cfg, env, endpoints, writer, on_record=on_record, retry_errors=retry_errors)
 
         job = RunJob(

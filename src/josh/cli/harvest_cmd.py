@@ -11,6 +11,8 @@ import typer
 
 from josh.benchmarks.benchmark import BenchmarkCommands
 from josh.benchmarks.endpoints import Endpoints
+from josh.benchmarks.harvest import harvest_error_record
+from josh.benchmarks.ray_jobs import run_on_ray
 from josh.cli.benchmarks import BENCHMARKS
 from josh.cli.console import user_errors
 from josh.cli.run_flow import OnRecord, RunJob, execute, resolve_run, run_command
@@ -37,6 +39,11 @@ def add_harvest_command(entry: BenchmarkCommands) -> None:
         cfg = resolve_run(entry.harvest_config, options, config_file, resume=resume, retry_errors=retry_errors)
 
         def work(env: Any, endpoints: Endpoints, writer: RunWriter, on_record: OnRecord) -> Awaitable[int]:
+            if cfg.ray:
+                return run_on_ray(
+                    entry.harvest, entry.benchmark(cfg), cfg, env, endpoints, writer, on_record=on_record,
+                    on_error=harvest_error_record, retry_errors=retry_errors,
+                )  # fmt: skip
             return entry.harvest(cfg, env, endpoints, writer, on_record=on_record, retry_errors=retry_errors)
 
         job = RunJob(

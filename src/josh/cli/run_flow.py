@@ -38,6 +38,7 @@ from josh.errors import JoshError
 from josh.llm.base import EndpointError, is_context_overflow
 from josh.llm.hf.spec import is_hf_spec
 from josh.runner import RunContents, RunWriter, open_run, read_run, summarize
+from josh.runner.ray_cluster import import_ray, ray_cluster
 from josh.runner.runfile import check_writable
 from josh.runner.summary import latest_by_key
 
@@ -158,6 +159,8 @@ def execute(job: RunJob) -> None:
     """Run `job` to its end, print and save its summary, and exit with the run's status (see the commands'
     --help: 0 all scored, 3 some ended in an error, 4 the endpoint stopped the run, 130 interrupted)."""
     cfg = job.cfg
+    if cfg.ray:
+        import_ray()  # without Ray installed: one line, before any work
     env = job.benchmark.load(report)
     job.benchmark.check(cfg)
     task_ids = select_tasks(env, cfg)
@@ -209,7 +212,8 @@ def execute(job: RunJob) -> None:
         return writer, writer.previous  # what the file held, read under its lock
 
     first_task = task_ids[0] if task_ids and not cfg.dry_run and cfg.model != SCRIPTED else None
-    outcome = asyncio.run(_run(job, env, endpoints, open_writer, total, first_task))
+    with ray_cluster(cfg.ray, report) if cfg.ray else contextlib.nullcontext():
+        outcome = asyncio.run(_run(job, env, endpoints, open_writer, total, first_task))
     contents = read_run(out_path, resuming=True)  # a run's damaged lines run again on --resume
     records = latest_by_key(contents.records)
     write_config(out_path, cfg, endpoints)  # now with what the run learnt of its endpoints

@@ -261,17 +261,27 @@ class RunWriter:
         self.errored = errored or set()  # keys whose latest record is an error (see --retry-errors)
         self._lock = lock
         self.previous = previous
+        self.written: set[tuple[str, int]] = set()  # the keys this run has appended (not those resumed)
 
-    def write(self, record: dict[str, Any]) -> None:
-        """Append one finished task's record. Never fails on what the record holds (see `encode_line`)."""
+    def write(self, record: dict[str, Any]) -> bool:
+        """Append one finished task's record. Never fails on what the record holds (see `encode_line`).
+
+        A second record of a key this run already wrote is dropped (False): one record per (task, trial)
+        and run, even when a retried Ray task sends its tree again. A key recorded by an earlier run of the
+        file (`--resume --retry-errors`) is written again, and the last line wins."""
+        key = (record["task_id"], int(record.get("trial", 0)))
+        if key in self.written:
+            log.debug("dropped a second record of %s trial %d", *key)
+            return False
         self._handle.write(encode_line(record))
         self._handle.flush()
-        key = (record["task_id"], int(record.get("trial", 0)))
+        self.written.add(key)
         self.done.add(key)
         if record.get("status") == "error":
             self.errored.add(key)
         else:
             self.errored.discard(key)
+        return True
 
     def close(self, status: str, **extra: Any) -> None:
         """Append the final status line (`success`, `error` or `cancelled`, plus `extra` fields such as

@@ -65,6 +65,7 @@ async def evaluate(
     *,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     retry_errors: bool = False,
+    jobs: list[tuple[str, int]] | None = None,
 ) -> int:
     """Run every tau2 (task, trial) not yet in `writer` (see `josh.benchmarks.evaluation`)."""
     return await generic_evaluate(
@@ -75,4 +76,5 @@ async def evaluate(
         writer,
         on_record=on_record,
         retry_errors=retry_errors,
+        jobs=jobs,
     )

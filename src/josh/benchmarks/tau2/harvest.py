@@ -24,9 +24,10 @@ async def harvest(
     on_record: Callable[[dict[str, Any]], None] | None = None,
     retry_errors: bool = False,
     search: SearchConfig | None = None,
+    jobs: list[tuple[str, int]] | None = None,
 ) -> int:
     """Grow a JOSH tree for every tau2 (task, trial) not yet in `writer` (see `josh.benchmarks.harvest`)."""
     return await generic.harvest(
         config, env, Tau2Setups(config, env), endpoints, writer, on_record=on_record,
-        retry_errors=retry_errors, search=search,
+        retry_errors=retry_errors, search=search, jobs=jobs,
     )  # fmt: skip

@@ -27,11 +27,12 @@ async def evaluate(
     *,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     retry_errors: bool = False,
+    jobs: list[tuple[str, int]] | None = None,
 ) -> int:
     """Run every ToolWOZ (task, trial) not yet in `writer` (see `josh.benchmarks.evaluation`)."""
     setups = ToolWOZSetups(config, env, toolwoz_prompts(config.prompts))
     return await generic_evaluate(
-        config, env, setups, endpoints, writer, on_record=on_record, retry_errors=retry_errors
+        config, env, setups, endpoints, writer, on_record=on_record, retry_errors=retry_errors, jobs=jobs
     )
 
 

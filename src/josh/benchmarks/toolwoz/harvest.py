@@ -43,9 +43,11 @@ async def harvest(
     on_record: Callable[[dict[str, Any]], None] | None = None,
     retry_errors: bool = False,
     search: SearchConfig | None = None,
+    jobs: list[tuple[str, int]] | None = None,
 ) -> int:
     """Grow a tree for every ToolWOZ (task, trial) not yet in `writer` (see `josh.benchmarks.harvest`)."""
     source = ToolWOZSetups(config, env, toolwoz_prompts(config.prompts), config.crediting)
     return await generic.harvest(
-        config, env, source, endpoints, writer, on_record=on_record, retry_errors=retry_errors, search=search
-    )
+        config, env, source, endpoints, writer, on_record=on_record, retry_errors=retry_errors, search=search,
+        jobs=jobs,
+    )  # fmt: skip
