@@ -459,3 +459,21 @@ def test_a_file_that_starts_with_a_newline_is_not_a_run(tmp_path: Path) -> None:
     path.write_text("\n" + json.dumps({"type": "header", "format_version": 1}) + "\n")
     with pytest.raises(JoshError, match="is not a josh run file"):  # an empty first line, not an empty file
         read_run(path)
+
+
+def test_a_run_writes_one_record_per_key_and_drops_a_second(tmp_path: Path) -> None:
+    """A retried Ray task may send its tree again: the writer keeps the first and drops the second; a key an
+    earlier run of the file recorded (an error, under --resume --retry-errors) is written again."""
+    path = tmp_path / "run.jsonl"
+    writer = start(path)
+    assert writer.write({**ok("A"), "status": "error", "reward": None}) is True
+    assert writer.write(ok("A")) is False  # the same key again in this run: dropped
+    assert writer.write(ok("A", trial=1)) is True
+    writer.close("success")
+    assert [(r["task_id"], r["trial"], r["status"]) for r in read_run(path).records] == [
+        ("A", 0, "error"), ("A", 1, "success"),
+    ]  # fmt: skip
+    again = start(path, resume=True)
+    assert ("A", 0) in again.errored and again.write(ok("A")) is True
+    again.close("success")
+    assert read_run(path).keyed()[("A", 0)]["status"] == "success"
