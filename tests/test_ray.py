@@ -114,3 +114,16 @@ def test_without_ray_the_flag_is_one_line_naming_the_install(
 def test_a_worker_stopped_by_its_endpoint_stops_the_run_with_that_error() -> None:
     assert type(StoppedBy("EndpointDownError", "down for 300 s").exception()) is EndpointDownError
     assert type(StoppedBy("NotAnError", "?").exception()) is EndpointError
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://127.0.0.1:1", "no-port-here"])
+def test_an_address_nothing_listens_on_is_one_line_at_once(tmp_path: Path, address: str) -> None:
+    pytest.importorskip("ray")
+    out = tmp_path / "run.jsonl"
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["harvest", "toolwoz", "--limit", "1", "--ray", address, "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and address in lines[0], lines
+    assert time.monotonic() - started < 30  # Ray alone retries for minutes
+    assert not out.exists()

@@ -38,7 +38,7 @@ from josh.errors import JoshError
 from josh.llm.base import EndpointError, is_context_overflow
 from josh.llm.hf.spec import is_hf_spec
 from josh.runner import RunContents, RunWriter, open_run, read_run, summarize
-from josh.runner.ray_cluster import import_ray, ray_cluster
+from josh.runner.ray_cluster import check_address, import_ray, ray_cluster
 from josh.runner.runfile import check_writable
 from josh.runner.summary import latest_by_key
 
@@ -161,6 +161,7 @@ def execute(job: RunJob) -> None:
     cfg = job.cfg
     if cfg.ray:
         import_ray()  # without Ray installed: one line, before any work
+        check_address(cfg.ray)  # and an address nothing listens on
     env = job.benchmark.load(report)
     job.benchmark.check(cfg)
     task_ids = select_tasks(env, cfg)

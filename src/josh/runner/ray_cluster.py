@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -60,6 +61,29 @@ def ray_cluster(address: str, report: Callable[[str], None]) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()  # stops a local cluster; disconnects from a remote one, which keeps running
+
+
+def check_address(address: str, timeout: float = 5.0) -> None:
+    """Refuse, in one line, a `--ray` address that is not HOST:PORT or that nothing listens on: Ray itself
+    retries the connection for minutes, printing its own warnings, before it gives up. `local` and `auto`
+    pass (Ray finds or starts the cluster itself)."""
+    if address in (LOCAL, "auto"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise JoshError(
+            f"--ray {address}: not HOST:PORT; give ray://HEAD:10001 (Ray Client), HEAD:6379 (the head's "
+            "address), `auto` on a node of a running cluster, or `local`"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise JoshError(
+            f"cannot reach the Ray cluster at {address} ({reason.lower()}): is its head running "
+            "(`ray start --head`) and the port open from here?"
+        ) from None
 
 
 def _describe(ray: Any) -> str:
