@@ -196,3 +196,12 @@ def test_bad_options_are_one_clear_error(toolwoz_env: ToolWOZEnvironment) -> Non
         env = gym.make("toolwoz", task_id="MUL0003", user="replay")
         env.reset()
         env.step(42)  # type: ignore[arg-type]
+
+
+def test_the_readme_gym_snippet_runs(toolwoz_env: ToolWOZEnvironment, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_readme import README
+
+    section = README.split("## From RL stacks (Gym, TRL)", 1)[1]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(snippet, "README.md", "exec"), {})
+    assert capsys.readouterr().out.strip()  # the customer answered

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from josh.errors import JoshError
@@ -15,7 +16,8 @@ BENCHMARKS = ("toolwoz", "tau2")
 def customer_model(user_model: ChatModel | str | None, *, base_url: str | None = None,
                    api_key: str | None = None) -> ChatModel | None:  # fmt: skip
     """The customer's chat model: a `ChatModel` as it is; `hf:PATH` a local Hugging Face model; another
-    name a model on the OpenAI-compatible server at `base_url` (None: OpenAI's, `api_key` its key)."""
+    name a model on the OpenAI-compatible server at `base_url` (None: OpenAI's), `api_key` its key (None:
+    `OPENAI_API_KEY` for OpenAI's)."""
     if user_model is None or not isinstance(user_model, str):
         return user_model
     if user_model.startswith("hf:"):
@@ -24,6 +26,8 @@ def customer_model(user_model: ChatModel | str | None, *, base_url: str | None =
         return HFChatModel(user_model)
     from josh.llm.openai_compat import OpenAIChatModel
 
+    if api_key is None and base_url is None:
+        api_key = os.environ.get("OPENAI_API_KEY")
     return OpenAIChatModel(user_model, base_url=base_url, api_key=api_key)
 
 
