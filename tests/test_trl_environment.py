@@ -89,10 +89,16 @@ def test_adapter_errors_are_one_line(toolwoz_env: ToolWOZEnvironment) -> None:
 
 
 @pytest.mark.slow
-def test_two_grpo_steps_through_the_adapter_on_the_tiny_model(toolwoz_env: ToolWOZEnvironment, tmp_path: Path) -> None:
-    """TRL 1.16's environment mode on CPU (no vLLM): two GRPO steps, two generations, 8-token completions;
-    the environment's reward is logged as its own column and each rollout's env was reset on a dataset task."""
+def test_two_grpo_steps_through_the_adapter_on_the_tiny_model(
+    toolwoz_env: ToolWOZEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TRL 1.16's environment mode on CPU (no vLLM): two GRPO steps, two generations, short completions.
+    The random model writes no tool call, so its first reply of each rollout is read as a call of
+    `reply_to_customer` (TRL's own tool loop then runs it on the rollout's env); the environment's reward is
+    logged as its own column, and each rollout's env was reset on a dataset task and heard the customer (whose
+    answer, longer than the 8-token completions, TRL then leaves out of the completion: its overlong rule)."""
     pytest.importorskip("trl")
+    import trl.trainer.grpo_trainer as grpo
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
     from trl.chat_template_utils import qwen3_template
@@ -102,6 +108,15 @@ def test_two_grpo_steps_through_the_adapter_on_the_tiny_model(toolwoz_env: ToolW
     model_dir = build_tiny_model(tmp_path / "tiny")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.response_template = qwen3_template  # the tiny model writes Hermes tool calls, as Qwen does
+    parse = grpo.parse_response
+
+    def first_reply_talks(tok: Any, ids: Any, prefix: Any = None, **kwargs: Any) -> dict[str, Any]:
+        if prefix is not None and "<tool_response>" not in tok.decode(prefix):
+            call = {"name": "reply_to_customer", "arguments": {"message": "Hello, which area?"}}
+            return {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": call}]}
+        return parse(tok, ids, prefix=prefix, **kwargs)
+
+    monkeypatch.setattr(grpo, "parse_response", first_reply_talks)
     # one tool besides the customer keeps the prompt short (the tiny model's 512-token vocabulary)
     factory = trl_environment_factory(
         tasks=gym_tasks("toolwoz", user="replay", environment=toolwoz_env), tools=["book_hotel"]
@@ -109,7 +124,7 @@ def test_two_grpo_steps_through_the_adapter_on_the_tiny_model(toolwoz_env: ToolW
     dataset = trl_dataset(split="test", limit=2, environment_factory=factory)
     args = GRPOConfig(
         output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=2, num_generations=2,
-        max_completion_length=8, max_tool_calling_iterations=2, report_to=[], logging_steps=1,
+        max_completion_length=8, max_tool_calling_iterations=1, report_to=[], logging_steps=1,
         use_cpu=True, save_strategy="no", seed=0,
     )  # fmt: skip
     trainer = GRPOTrainer(
@@ -120,5 +135,10 @@ def test_two_grpo_steps_through_the_adapter_on_the_tiny_model(toolwoz_env: ToolW
     steps = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert len(steps) == 2
     assert all("rewards/JoshToolWOZEnvironment/mean" in entry for entry in steps)
+    assert all(entry["tools/call_frequency"] > 0 for entry in steps)
     pool = trainer._environment_pool[None]
     assert pool and all(env._env is not None and env._env.task_id in dataset["task_id"] for env in pool)
+    for env in pool:  # the customer heard the agent through the tool, and answered
+        said = [m for m in env._env.observation() if m["role"] != "tool"]
+        assert [m["role"] for m in said] == ["user", "assistant", "user"]
+        assert said[1]["content"] == "Hello, which area?"
