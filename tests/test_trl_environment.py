@@ -142,3 +142,13 @@ def test_two_grpo_steps_through_the_adapter_on_the_tiny_model(
         said = [m for m in env._env.observation() if m["role"] != "tool"]
         assert [m["role"] for m in said] == ["user", "assistant", "user"]
         assert said[1]["content"] == "Hello, which area?"
+
+
+def test_without_datasets_the_dataset_says_how_to_install_it(
+    toolwoz_env: ToolWOZEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "datasets", None)  # `import datasets` now fails
+    with pytest.raises(JoshError, match=r"josh-toolkit\[train\]"):
+        trl_dataset(tasks=gym_tasks("toolwoz", user="replay", environment=toolwoz_env), limit=1)

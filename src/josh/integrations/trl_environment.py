@@ -29,6 +29,7 @@ from josh.errors import JoshError
 from josh.gym.env import AsyncChatEnv, _Loop
 from josh.gym.make import gym_tasks
 from josh.gym.tasks import GymTasks
+from josh.llm.hf.spec import TRAIN_EXTRA_HINT
 
 TALK_NOTE = (
     "You speak to the customer only through the tool reply_to_customer: call it with what you want to say, "
@@ -206,7 +207,10 @@ def trl_dataset(
     """The tasks of a split as a `datasets.Dataset` of prompts for `GRPOTrainer`: columns `prompt` (the
     agent's system prompt with how to talk to the customer, tau2's greeting where the agent speaks first,
     and an empty user message that `reset` fills with the customer's opening) and `task_id`."""
-    from datasets import Dataset
+    try:
+        from datasets import Dataset
+    except ImportError:
+        raise JoshError(f"trl_dataset needs the datasets package: {TRAIN_EXTRA_HINT}") from None
 
     if environment_factory is not None:
         tasks = environment_factory.tasks
