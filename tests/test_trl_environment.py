@@ -31,6 +31,7 @@ def _tools_as_trl_sees_them(instance: JoshTRLEnvironment) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow  # imports transformers (5 s)
 def test_the_tools_give_back_the_benchmarks_schemas(toolwoz_env: ToolWOZEnvironment) -> None:
     from transformers.utils import get_json_schema
 
