@@ -1,5 +1,5 @@
 """A scripted, OpenAI-compatible mock endpoint that plays agent and user on benchmark tasks
-(ToolWOZ's; tau2's through `josh.benchmarks.tau2.mock_script.tau2_script`).
+(ToolWOZ's; tau2's through `josh.mock.tau2_script.tau2_script`).
 
 It is not a language model: an oracle agent makes the task's goal calls (with a configurable mistake
 rate) and a scripted customer reveals the goal. It is how users dry-run pipelines, how tests exercise

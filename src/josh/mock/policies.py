@@ -8,7 +8,7 @@ Which task it is about comes from `X-Josh-Task-Id`, else from the goal text or t
 What the policies play on a task is its `MockScript`: the oracle agent's calls, the lines the customer
 reveals, what the agent must say when done, the customer's own system prompt (where the environment gives
 one) and its stop word. `toolwoz_script` makes it from a ToolWOZ task; another benchmark passes its own
-`script` function (tau2's: `josh.benchmarks.tau2.mock_script.tau2_script`).
+`script` function (tau2's: `josh.mock.tau2_script.tau2_script`).
 """
 
 from __future__ import annotations

@@ -6,5 +6,5 @@
 - `benchmark`: the environment, checks and models of a run, and its evaluation;
 - `harvest`: its JOSH harvest;
 - `commands`: all of it as `josh.cli.benchmarks` registers it;
-- `mock_script`: what josh's scripted mock plays on its tasks.
+- what josh's scripted mock plays on its tasks is `josh.mock.tau2_script` (below, so `josh.gym` plays it too).
 """

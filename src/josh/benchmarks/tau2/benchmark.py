@@ -20,11 +20,11 @@ from josh.benchmarks.endpoints import Endpoints, open_endpoints
 from josh.benchmarks.evaluation import evaluate as generic_evaluate
 from josh.benchmarks.run_options import RunOptions
 from josh.benchmarks.tau2.config import Tau2EvalConfig, Tau2RunOptions
-from josh.benchmarks.tau2.mock_script import tau2_script
 from josh.benchmarks.tau2.prompts import agent_system_prompt
 from josh.benchmarks.tau2.setups import Tau2Setups
 from josh.envs.tau2 import Tau2Environment, Tau2Task
 from josh.mock import MockScript
+from josh.mock.tau2_script import tau2_script
 from josh.runner import RunWriter
 
 

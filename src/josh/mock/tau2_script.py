@@ -1,10 +1,11 @@
-"""What josh's scripted mock plays on a tau2 task (dry runs, `josh serve-mock --benchmark tau2`)."""
+"""What josh's scripted mock plays on a tau2 task (dry runs, `josh serve-mock --benchmark tau2`, the scripted
+customer of `josh.gym`)."""
 
 from __future__ import annotations
 
 from josh.envs.tau2 import Tau2Task
 from josh.envs.tau2.data_model import STOP_TOKENS
-from josh.mock import MockCall, MockScript
+from josh.mock.policies import MockCall, MockScript
 
 
 def _pieces(text: str, count: int = 3) -> tuple[str, ...]:
