@@ -1,4 +1,4 @@
-"""`josh export sft|kto|dpo TREES -o DIR`: harvested trees as TRL datasets (one file, plus its summary)."""
+"""`josh export sft|kto|dpo|grpo TREES -o DIR`: harvested trees as TRL datasets (one file, plus its summary)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ from josh.export import (
 from josh.llm.base import ChatModel
 
 export_app = typer.Typer(
-    help="Export harvested trees as training data for TRL (SFT, KTO, DPO).", no_args_is_help=True
+    help="Export harvested trees as training data for TRL (SFT, KTO, DPO) and policy-gradient trainers (GRPO "
+    "groups).",
+    no_args_is_help=True,
 )
 
 # The options every kind shares, declared once.
@@ -106,6 +108,21 @@ def export_dpo(
     Replies to the exact same prompt, one on a successful path (and no protocol error) and one not.
     Writes DIR/train.jsonl and DIR/summary.json."""
     run_export("dpo", trees, out, reference_selection, reference_trees, force)
+
+
+@export_app.command("grpo")
+@user_errors
+def export_grpo(out: Out, trees: Trees = None, force: Force = False) -> None:
+    """GRPO groups {"group_id", "task_id", "trial", "node", "prompt", "completion", "tools", "reward",
+    "advantage"}: sibling turns from one shared prefix.
+
+    One group per branching point of every tree (a node with two or more children), one row per sibling:
+    the prompt is the system prompt and the conversation up to the branching point, the completion the
+    sibling's agent turn, the reward the most goals met on a path from the sibling down to a leaf over the
+    task's goal calls, and the advantage that reward minus the group's mean. Writes DIR/train.jsonl and
+    DIR/summary.json; the counts include the groups whose rewards differ (the ones a policy gradient learns
+    from)."""
+    run_export("grpo", trees, out, False, False, force)
 
 
 def run_export(
