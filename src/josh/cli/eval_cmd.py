@@ -108,11 +108,14 @@ def _same_kind(run: Path, first: RunContents, other: Path, second: RunContents) 
 @user_errors
 def report_cmd(
     run: Annotated[
-        Path, typer.Argument(help="A run file (JSONL) written by josh eval or josh harvest, or a josh loop folder.")
+        Path,
+        typer.Argument(help="A run file (JSONL) written by josh eval or josh harvest, or a josh loop folder."),
     ],
     other: Annotated[
         Path | None,
-        typer.Argument(help="A second run file of the same kind (eval or harvest), or a second loop folder, to compare."),
+        typer.Argument(
+            help="A second run file of the same kind (eval or harvest), or a second loop folder, to compare."
+        ),
     ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the summary (or the comparison) as JSON instead of tables.")

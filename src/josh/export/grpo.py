@@ -70,7 +70,8 @@ def grpo_groups(trees: Iterable[HarvestedTree]) -> ExportResult:
             for child in children[point.id]:
                 turn = agent_turn(child)
                 if not turn or any(is_stand_in(m) for m in turn):
-                    result.dropped["siblings left out: no model reply (a failed reply's stand-in, or none)"] += 1
+                    why = "siblings left out: no model reply (a failed reply's stand-in, or none)"
+                    result.dropped[why] += 1
                     continue
                 siblings.append((child, turn, best[child.id] / goals))
             if len(siblings) < 2:

@@ -425,7 +425,9 @@ def read_loop_report(folder: Path) -> dict[str, Any]:
 LOOP_ROWS = {
     "average reward": lambda entry, detail: (entry["metrics"].get(ALL) or {}).get("average_reward"),
     "100% success rate": lambda entry, detail: (entry["metrics"].get(ALL) or {}).get("success_rate"),
-    "harvest agent + customer model calls": lambda entry, detail: (detail.get("harvest") or {}).get("model_calls"),
+    "harvest agent + customer model calls": lambda entry, detail: (detail.get("harvest") or {}).get(
+        "model_calls"
+    ),
     "harvest trees at reward 1.0": lambda entry, detail: (detail.get("harvest") or {}).get("perfect"),
     "training examples": lambda entry, detail: (detail.get("export") or {}).get("examples"),
 }
@@ -444,7 +446,8 @@ def loop_rows(reports: Sequence[dict[str, Any]]) -> list[list[str]]:
                 entry = next((e for e in report["rounds"] if e["round"] == round_), None)
                 detail = next((d for d in report.get("training", []) if d.get("round") == round_), {})
                 value = None if entry is None else measure(entry, detail)
-                cells.append("n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else f"{value:,}")
+                shown = f"{value:.3f}" if isinstance(value, float) else f"{value:,}"
+                cells.append("n/a" if value is None else shown)
             if round_ == 0 and name not in ("average reward", "100% success rate"):
                 continue
             rows.append([str(round_), name, *cells])

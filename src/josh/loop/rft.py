@@ -37,8 +37,8 @@ class RftBudget:
         """The budget as `josh loop --plan` prints it."""
         return (
             f"rft: {self.samples} conversations a task (harvest beam 1, trials x {self.samples}), at most "
-            f"{self.samples} x {self.max_steps} = {self.rft_turns} agent turns a task; JOSH with beam {self.beam} "
-            f"and {self.max_steps} steps spends at most {self.josh_turns} (its leaves a step: "
+            f"{self.samples} x {self.max_steps} = {self.rft_turns} agent turns a task; JOSH with beam "
+            f"{self.beam} and {self.max_steps} steps spends at most {self.josh_turns} (its leaves a step: "
             f"{josh_leaves_text(self.beam, self.max_steps)})"
         )
 
