@@ -61,7 +61,10 @@ def test_a_tree_without_goal_calls_or_branches_gives_no_group() -> None:
     no_goals = _tree().record.model_copy(update={"goal_calls": []})
     result = export_examples("grpo", [HarvestedTree(flat), HarvestedTree(no_goals)])
     assert not result.examples
-    assert dict(result.skipped_trees) == {"no branching point": 1, "no goal calls (no reward to compare)": 1}
+    assert dict(result.skipped_trees) == {
+        "no branching point (a harvest with --beam 1 never branches)": 1,
+        "no goal calls (no reward to compare)": 1,
+    }
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -87,7 +90,9 @@ def _check_groups(rows: list[dict[str, Any]], counts: dict[str, int]) -> None:
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_dry_run_trees_export_groups_that_datasets_loads(dry_run_trees: dict[str, Path], tmp_path: Path) -> None:
+def test_dry_run_trees_export_groups_that_datasets_loads(
+    dry_run_trees: dict[str, Path], tmp_path: Path
+) -> None:
     datasets = pytest.importorskip("datasets")
     out = tmp_path / "grpo"
     proc = run_josh("export", "grpo", str(dry_run_trees["react"]), "-o", str(out))
@@ -103,10 +108,15 @@ def test_dry_run_trees_export_groups_that_datasets_loads(dry_run_trees: dict[str
     assert loaded[0]["advantage"] == pytest.approx(rows[0]["advantage"])
     again = run_josh("export", "grpo", str(dry_run_trees["react"]), "-o", str(out))
     assert again.returncode == 1 and "already exists; pass --force" in again.stderr
+    nothing = run_josh("export", "grpo", "-o", str(out))
+    assert nothing.returncode == 1 and "name the trees file(s)" in nothing.stderr
+    assert "--reference-trees" not in nothing.stderr  # grpo has no such option
 
 
 @pytest.mark.data
-def test_function_calling_groups_load_with_their_tool_calls(dry_run_trees: dict[str, Path], tmp_path: Path) -> None:
+def test_function_calling_groups_load_with_their_tool_calls(
+    dry_run_trees: dict[str, Path], tmp_path: Path
+) -> None:
     datasets = pytest.importorskip("datasets")
     source = read_trees([dry_run_trees["fc"]])
     result = export_examples("grpo", source.trees)

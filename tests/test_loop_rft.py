@@ -26,11 +26,17 @@ def test_n_matches_the_most_agent_turns_a_josh_tree_takes() -> None:
     # beam 8, 15 steps (the defaults): 2, 4, 8, then 8 a step: 110 turns; 110 / 15 rounded up: 8 conversations
     assert josh_leaves(8, 15) == [2, 4] + [8] * 13
     paper = rft_budget({})
-    assert (paper.beam, paper.max_steps, paper.josh_turns, paper.samples, paper.rft_turns) == (8, 15, 110, 8, 120)
+    assert (paper.beam, paper.max_steps, paper.josh_turns, paper.samples, paper.rft_turns) == (
+        8,
+        15,
+        110,
+        8,
+        120,
+    )
     assert "2 + 4 + 8 x 13" in paper.line()
     # beam 6 stops doubling at 4 (8 > 6): 2 + 4 + 4 = 10 turns in 3 steps, N = 4; beam 1 never branches: N = 1
-    assert (rft_budget({"beam": 6, "max_steps": 3}).josh_turns, rft_budget({"beam": 6, "max_steps": 3}).samples) == (
-        10, 4)  # fmt: skip
+    small = rft_budget({"beam": 6, "max_steps": 3})
+    assert (small.josh_turns, small.samples) == (10, 4)
     assert rft_budget({"beam": 1, "max_steps": 5}).samples == 1
 
 
@@ -44,7 +50,9 @@ def test_the_rft_example_is_the_papers_loop_with_one_line_changed() -> None:
     assert [(a, b) for a, b in zip(josh, rft, strict=True) if a != b] == [("method: kto", "method: rft")]
 
 
-def test_the_rft_plan_samples_n_conversations_a_task_and_trains_sft(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_rft_plan_samples_n_conversations_a_task_and_trains_sft(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     path = EXAMPLES / "loop-rft.yaml"
     config = load_loop_config(path)
     stages = plan(config)
@@ -54,7 +62,12 @@ def test_the_rft_plan_samples_n_conversations_a_task_and_trains_sft(capsys: pyte
         "round 1: export sft data", "round 1: train (sft, LoRA)", "round 1: evaluate the trained model",
     ]  # fmt: skip
     harvest = stages[1].options
-    assert (harvest["beam"], harvest["trials"], harvest["max_steps"], harvest["split"]) == (1, 8, 15, "paper_train")
+    assert (harvest["beam"], harvest["trials"], harvest["max_steps"], harvest["split"]) == (
+        1,
+        8,
+        15,
+        "paper_train",
+    )
     assert stages[2].args[:2] == ["export", "sft"] and "--reference-selection" in stages[2].args
     assert stages[3].args[:2] == ["train", "sft"]
     said: list[str] = []
@@ -88,10 +101,13 @@ def _run_without_training(config_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             result = josh(*stage.args)  # in-process: a child process per stage costs seconds of start-up
             assert result.exit_code == 0, result.output
         elif stage.kind == "eval":
-            writer = open_run(stage.output, config={}, config_hash="h", seed=0, resume=False, command="eval toolwoz")
+            writer = open_run(
+                stage.output, config={}, config_hash="h", seed=0, resume=False, command="eval toolwoz"
+            )
             for task in ("a", "b"):
-                writer.write({"task_id": task, "trial": 0, "status": "success", "reward": min(stage.round, 1) * 1.0,
-                              "goal_calls": ["book_taxi"], "termination": "user_stop"})  # fmt: skip
+                reward = min(stage.round, 1) * 1.0
+                record = {"task_id": task, "trial": 0, "status": "success", "reward": reward}
+                writer.write({**record, "goal_calls": ["book_taxi"], "termination": "user_stop"})
             writer.close("success")
         else:
             (stage.output / "adapter").mkdir(parents=True)
@@ -140,11 +156,16 @@ def test_an_rft_round_beside_a_josh_round_and_the_two_loops_side_by_side(
     lonely = josh("report", str(folders["sft"]), str(rft / "trees.jsonl"))
     assert lonely.exit_code == 1 and "two loop folders or two run files" in lonely.output
     empty = josh("report", str(tmp_path), str(folders["rft"]))
-    assert empty.exit_code == 1 and "without a loop report" in empty.output and "Traceback" not in empty.output
+    assert (
+        empty.exit_code == 1 and "without a loop report" in empty.output and "Traceback" not in empty.output
+    )
 
 
 def test_a_loop_folder_alone_shows_its_rounds(tmp_path: Path) -> None:
-    report = {"method": "rft", "rounds": [{"round": 0, "metrics": {"all": {"average_reward": 0.5, "success_rate": 0.25}}}]}
+    report = {
+        "method": "rft",
+        "rounds": [{"round": 0, "metrics": {"all": {"average_reward": 0.5, "success_rate": 0.25}}}],
+    }
     (tmp_path / "report.json").write_text(json.dumps(report))
     result = josh("report", str(tmp_path))
     assert result.exit_code == 0, result.output

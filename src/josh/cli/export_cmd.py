@@ -137,10 +137,8 @@ def run_export(
     if reference_trees and trees:
         raise JoshError("give trees files or --reference-trees, not both")
     if not reference_trees and not trees:
-        raise JoshError(
-            "name the trees file(s) to export (written by `josh harvest ... --out FILE`), or pass "
-            "--reference-trees for the paper's released trees"
-        )
+        paper = "" if kind == "grpo" else ", or pass --reference-trees for the paper's released trees"
+        raise JoshError(f"name the trees file(s) to export (written by `josh harvest ... --out FILE`){paper}")
     check_output(out, force=force)
     source = load_reference_trees() if reference_trees else read_trees(trees or [])
     if not source.trees:

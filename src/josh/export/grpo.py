@@ -61,7 +61,7 @@ def grpo_groups(trees: Iterable[HarvestedTree]) -> ExportResult:
         children = tree.children()
         points = [n for n in tree.record.nodes if len(children[n.id]) >= 2]
         if not points:
-            result.skipped_trees["no branching point"] += 1
+            result.skipped_trees["no branching point (a harvest with --beam 1 never branches)"] += 1
             continue
         best, system, forms = best_rewards(tree), system_messages(tree), OpenAIForms()
         for point in points:
@@ -94,4 +94,3 @@ def grpo_groups(trees: Iterable[HarvestedTree]) -> ExportResult:
                 }
                 result.add(row, origin(tree))
     return result
-

@@ -57,7 +57,9 @@ def josh_leaves_text(beam: int, max_steps: int) -> str:
     steps = josh_leaves(beam, max_steps)
     growing = [n for i, n in enumerate(steps) if i == 0 or n != steps[i - 1]]
     plateau = len(steps) - len(growing) + 1
-    shown = [str(n) for n in growing[:-1]] + [f"{growing[-1]} x {plateau}" if plateau > 1 else str(growing[-1])]
+    shown = [str(n) for n in growing[:-1]] + [
+        f"{growing[-1]} x {plateau}" if plateau > 1 else str(growing[-1])
+    ]
     return " + ".join(shown)
 
 
