@@ -107,7 +107,7 @@ def _run_without_training(config_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             for task in ("a", "b"):
                 reward = min(stage.round, 1) * 1.0
                 record = {"task_id": task, "trial": 0, "status": "success", "reward": reward}
-                writer.write({**record, "goal_calls": ["book_taxi"], "termination": "user_stop"})
+                writer.write({**record, "goal_calls": ["book_taxi"], "termination": "user_ended"})
             writer.close("success")
         else:
             (stage.output / "adapter").mkdir(parents=True)

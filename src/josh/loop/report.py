@@ -446,8 +446,10 @@ def loop_rows(reports: Sequence[dict[str, Any]]) -> list[list[str]]:
                 entry = next((e for e in report["rounds"] if e["round"] == round_), None)
                 detail = next((d for d in report.get("training", []) if d.get("round") == round_), {})
                 value = None if entry is None else measure(entry, detail)
-                shown = f"{value:.3f}" if isinstance(value, float) else f"{value:,}"
-                cells.append("n/a" if value is None else shown)
+                if value is None:
+                    cells.append("n/a")
+                else:
+                    cells.append(f"{value:.3f}" if isinstance(value, float) else f"{value:,}")
             if round_ == 0 and name not in ("average reward", "100% success rate"):
                 continue
             rows.append([str(round_), name, *cells])
