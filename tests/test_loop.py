@@ -153,7 +153,7 @@ def test_harvest_may_name_its_own_model(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("method: kto\n", "'model': Field required"),
-        ("model: m\nmethod: ppo\n", "'method': Input should be 'sft', 'kto' or 'dpo'"),
+        ("model: m\nmethod: ppo\n", "'method': Input should be 'sft', 'kto', 'dpo' or 'rft'"),
         ("model: m\nrounds: 0\n", "'rounds': Input should be greater than or equal to 1"),
         ("model: m+adapter\n", "name the base model only"),
         ("model: m\neval: [1]\n", "'eval': must be a mapping"),

@@ -209,12 +209,24 @@ def test_a_zero_temperature_is_refused(toolwoz_env: ToolWOZEnvironment, tmp_path
         run(toolwoz_env, unchecked, tmp_path / "t.jsonl")
 
 
+def test_beam_1_samples_one_conversation_a_tree(toolwoz_env: ToolWOZEnvironment, tmp_path: Path) -> None:
+    """Beam 1 never branches: each tree is one sampled conversation (flat sampling, as RFT draws), and the
+    trials of a task differ (trial t samples with seed + t)."""
+    count, records = run(
+        toolwoz_env, config(limit=4, beam=1, trials=4, mock_mistake_rate=0.5), tmp_path / "t.jsonl"
+    )
+    assert count == 16
+    trees = [TreeRecord.model_validate(r) for r in records]
+    assert all(len(t.nodes) == 1 and t.nodes[0].golden == bool(t.reward) for t in trees)
+    assert len({t.reward for t in trees}) > 1
+
+
 def test_the_harvest_defaults() -> None:
     cfg = ToolWOZHarvestConfig()
     assert (cfg.split, cfg.temperature, cfg.user_temperature) == ("train", 1.0, 0.0)
     assert (cfg.beam, cfg.max_steps, cfg.use_n) == (8, 15, True)
     with pytest.raises(JoshError, match="--beam"):
-        resolve(ToolWOZHarvestConfig, {"beam": 1})
+        resolve(ToolWOZHarvestConfig, {"beam": 0})
     assert "max_turns" not in ToolWOZHarvestConfig.model_fields  # a tree's limit is --max-steps
     saved = config_for_file(ToolWOZHarvestConfig())  # what a run writes beside its results, fed back
     assert (

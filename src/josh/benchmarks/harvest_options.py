@@ -29,7 +29,7 @@ def _search_opt(name: str, **constraints: Any) -> Any:
 class HarvestOptions(BaseModel):
     """Mixed in before a benchmark's run options: `class XHarvestConfig(HarvestOptions, XRunOptions)`."""
 
-    beam: int = _search_opt("beam", ge=2)
+    beam: int = _search_opt("beam", ge=1)
     max_steps: int = _search_opt("max_steps", ge=1)
     use_n: bool = _search_opt("use_n")
     finish: bool = _search_opt("finish")

@@ -114,16 +114,29 @@ def _same_kind(run: Path, first: RunContents, other: Path, second: RunContents) 
 
 @user_errors
 def report_cmd(
-    run: Annotated[Path, typer.Argument(help="A run file (JSONL) written by josh eval or josh harvest.")],
+    run: Annotated[
+        Path,
+        typer.Argument(help="A run file (JSONL) written by josh eval or josh harvest, or a josh loop folder."),
+    ],
     other: Annotated[
-        Path | None, typer.Argument(help="A second run file of the same kind (eval or harvest) to compare.")
+        Path | None,
+        typer.Argument(
+            help="A second run file of the same kind (eval or harvest), or a second loop folder, to compare."
+        ),
     ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the summary (or the comparison) as JSON instead of tables.")
     ] = False,
 ) -> None:
     """Summarise a run, or compare two evals or two harvests: each run's settings, metrics side by side, and
-    a paired permutation test with a bootstrap interval over the tasks both ran."""
+    a paired permutation test with a bootstrap interval over the tasks both ran.
+
+    Given two `josh loop` folders (e.g. one of `method: kto` and one of `method: rft`), shows both loops'
+    rounds side by side (reward, success, what each round's harvest spent, the examples trained on), then
+    compares their last rounds' evaluations as two eval runs."""
+    if run.is_dir() or (other is not None and other.is_dir()):
+        compare_loops(run, other, json_out)
+        return
     first = read_run(run)
     summary = summarize(first.records)
     if other is None:
@@ -159,6 +172,39 @@ def report_cmd(
             soft_wrap=True,
         )
     print_comparison(out, summary, summary2, (run.name, other.name), paired)
+
+
+def compare_loops(first: Path, second: Path | None, json_out: bool) -> None:
+    """`josh report LOOP_A [LOOP_B]`: the loops' rounds side by side, then their last evaluations compared."""
+    from rich.table import Table
+
+    from josh.loop.report import loop_rows, read_loop_report
+
+    folders = [first] if second is None else [first, second]
+    if any(not folder.is_dir() for folder in folders):
+        raise JoshError("josh report compares two loop folders or two run files, not one of each")
+    reports = [read_loop_report(folder) for folder in folders]
+    names = [f"{folder.name} ({report['method']})" for folder, report in zip(folders, reports, strict=True)]
+    rows = loop_rows(reports)
+    lasts = [report["rounds"][-1] for report in reports]
+    if json_out:
+        payload: dict[str, Any] = {"loops": names, "header": ["round", "measure", *names], "rows": rows}
+        if len(lasts) == 2:
+            records = [read_run(Path(last["run_file"])).records for last in lasts]
+            payload["paired"] = compare_runs(records[0], records[1])
+        out.print_json(json.dumps(payload))
+        return
+    table = Table(title="loops side by side, every round (round 0: the base model)", title_justify="left")
+    for column in ("round", "measure", *names):
+        table.add_column(column, justify="left" if column in ("round", "measure") else "right")
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    if len(lasts) == 2:
+        runs = [read_run(Path(last["run_file"])) for last in lasts]
+        labels = (f"{names[0]} round {lasts[0]['round']}", f"{names[1]} round {lasts[1]['round']}")
+        paired = compare_runs(runs[0].records, runs[1].records)
+        print_comparison(out, summarize(runs[0].records), summarize(runs[1].records), labels, paired)
 
 
 @user_errors

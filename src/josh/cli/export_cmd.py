@@ -1,4 +1,4 @@
-"""`josh export sft|kto|dpo TREES -o DIR`: harvested trees as TRL datasets (one file, plus its summary)."""
+"""`josh export sft|kto|dpo|grpo TREES -o DIR`: harvested trees as TRL datasets (one file, plus its summary)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ from josh.export import (
 from josh.llm.base import ChatModel
 
 export_app = typer.Typer(
-    help="Export harvested trees as training data for TRL (SFT, KTO, DPO).", no_args_is_help=True
+    help="Export harvested trees as training data for TRL (SFT, KTO, DPO) and policy-gradient trainers (GRPO "
+    "groups).",
+    no_args_is_help=True,
 )
 
 # The options every kind shares, declared once.
@@ -108,6 +110,21 @@ def export_dpo(
     run_export("dpo", trees, out, reference_selection, reference_trees, force)
 
 
+@export_app.command("grpo")
+@user_errors
+def export_grpo(out: Out, trees: Trees = None, force: Force = False) -> None:
+    """GRPO groups {"group_id", "task_id", "trial", "node", "prompt", "completion", "tools", "reward",
+    "advantage"}: sibling turns from one shared prefix.
+
+    One group per branching point of every tree (a node with two or more children), one row per sibling:
+    the prompt is the system prompt and the conversation up to the branching point, the completion the
+    sibling's agent turn, the reward the most goals met on a path from the sibling down to a leaf over the
+    task's goal calls, and the advantage that reward minus the group's mean. Writes DIR/train.jsonl and
+    DIR/summary.json; the counts include the groups whose rewards differ (the ones a policy gradient learns
+    from)."""
+    run_export("grpo", trees, out, False, False, force)
+
+
 def run_export(
     kind: Kind,
     trees: list[Path] | None,
@@ -120,10 +137,8 @@ def run_export(
     if reference_trees and trees:
         raise JoshError("give trees files or --reference-trees, not both")
     if not reference_trees and not trees:
-        raise JoshError(
-            "name the trees file(s) to export (written by `josh harvest ... --out FILE`), or pass "
-            "--reference-trees for the paper's released trees"
-        )
+        paper = "" if kind == "grpo" else ", or pass --reference-trees for the paper's released trees"
+        raise JoshError(f"name the trees file(s) to export (written by `josh harvest ... --out FILE`){paper}")
     check_output(out, force=force)
     source = load_reference_trees() if reference_trees else read_trees(trees or [])
     if not source.trees:

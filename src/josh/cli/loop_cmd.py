@@ -29,9 +29,10 @@ def loop(
     """Self-train a model: evaluate it, harvest JOSH trees, export, train a LoRA adapter, evaluate again.
 
     CONFIG.yaml names the model (a Hugging Face id or a local folder, run in-process as hf:MODEL and then
-    hf:MODEL+ADAPTER), the method (sft, kto or dpo; the paper: kto), `rounds` (harvest -> train repeated
-    from the newest model) and each stage's options in its own command's vocabulary: `common` (eval and
-    harvest), `eval`, `harvest` (a `model` there harvests with another model, e.g. a teacher), `export`
+    hf:MODEL+ADAPTER), the method (sft, kto or dpo; the paper: kto; or rft, rejection-sampling fine-tuning:
+    SFT on the successes of N independent conversations a task, N matching JOSH's budget, printed by
+    --plan), `rounds` (harvest -> train repeated from the newest model) and each stage's options in its own
+    command's vocabulary: `common` (eval and harvest), `eval`, `harvest` (a `model` there harvests with another model, e.g. a teacher), `export`
     and `train`. Each stage is one josh command, printed before it runs; a stage whose output is complete
     is skipped, so running the same command again after a crash or Ctrl-C continues where it stopped.
     Ctrl-C or SIGTERM stops the running stage too, then exits 130; on Linux a stage dies with the loop

@@ -38,9 +38,9 @@ from josh.export.trees import HarvestedTree
 from josh.search import NodeRecord
 from josh.types import AssistantMessage, Message
 
-Kind = Literal["sft", "kto", "dpo"]
+Kind = Literal["sft", "kto", "dpo", "grpo"]
 Selection = Literal["josh", "reference"]
-KINDS: tuple[Kind, ...] = ("sft", "kto", "dpo")
+KINDS: tuple[Kind, ...] = ("sft", "kto", "dpo", "grpo")
 STRICT_END_REASON = "ended its branch under strict errors (the reference crashes there)"
 
 
@@ -72,7 +72,19 @@ class ExportResult:
             return {"label true": true, "label false": len(self.examples) - true}
         if self.kind == "dpo":
             return {"pairs": len(self.examples), "prompts": len({_key(e["prompt"]) for e in self.examples})}
+        if self.kind == "grpo":
+            return group_counts(self.examples)
         return {"examples": len(self.examples)}
+
+
+def group_counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """GRPO rows: rows, groups, and groups whose siblings' rewards differ (the ones a policy gradient learns
+    from: a group whose siblings all earned the same has every advantage 0)."""
+    rewards: dict[str, set[float]] = {}
+    for row in rows:
+        rewards.setdefault(row["group_id"], set()).add(round(row["reward"], 9))
+    varied = sum(1 for values in rewards.values() if len(values) > 1)
+    return {"rows": len(rows), "groups": len(rewards), "groups with reward variance": varied}
 
 
 def origin(tree: HarvestedTree) -> str:

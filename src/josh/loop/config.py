@@ -5,7 +5,7 @@ harvest toolwoz`, `josh export` and `josh train`), so anything a stage can do by
 
 ```yaml
 model: meta-llama/Meta-Llama-3-8B-Instruct   # the model to self-train (HF id or local folder)
-method: kto                                  # sft | kto | dpo
+method: kto                                  # sft | kto | dpo | rft
 rounds: 1                                    # harvest -> train repeated with the newest model
 common: {agent: react, user-model: gpt-4o}   # options of both eval and harvest
 eval: {split: test}                          # josh eval toolwoz options
@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from josh.errors import JoshError, did_you_mean
 
-Method = Literal["sft", "kto", "dpo"]
+Method = Literal["sft", "kto", "dpo", "rft"]
 
 # Options the loop sets itself, per stage: a stage section naming one would be silently overridden.
 LOOP_SETS = {
@@ -50,7 +50,11 @@ class LoopConfig(BaseModel):
         description="The model to self-train: a Hugging Face id or a local folder (evaluated and harvested "
         "in-process as hf:MODEL, then hf:MODEL+ADAPTER)."
     )
-    method: Method = Field("kto", description="Training method on the harvested trees (the paper: kto).")
+    method: Method = Field(
+        "kto",
+        description="Training method on the harvested trees (the paper: kto); rft: rejection-sampling "
+        "fine-tuning, SFT on the successes of independent samples with JOSH's budget (no tree search).",
+    )
     rounds: int = Field(1, ge=1, description="Harvest -> train rounds, each starting from the newest model.")
     out: Path | None = Field(None, description="The loop's folder (default: beside the config, named after it).")
     common: dict[str, Any] = Field(default_factory=dict, description="Options of both eval and harvest.")
@@ -82,6 +86,11 @@ class LoopConfig(BaseModel):
         """A stage's options: `common` under the stage's own section for eval and harvest."""
         own = getattr(self, stage)
         return {**self.common, **own} if stage in ("eval", "harvest") else dict(own)
+
+    @property
+    def trained_kind(self) -> str:
+        """The `josh export` and `josh train` kind of the method: RFT is SFT on its samples' successes."""
+        return "sft" if self.method == "rft" else self.method
 
 
 def load_loop_config(path: Path) -> LoopConfig:

@@ -403,3 +403,54 @@ def write_report(out: Path, report: dict[str, Any], viewer_links: dict[int, str]
     (out / "report.png").write_bytes(png)
     written.append(out / "report.png")
     return written
+
+
+# -- two loops side by side (`josh report LOOP_A LOOP_B`) -----------------------------------------------------
+
+
+def read_loop_report(folder: Path) -> dict[str, Any]:
+    """A loop folder's report.json; JoshError when the folder holds none (the loop has not finished)."""
+    try:
+        data = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("rounds"), list) or not data["rounds"]:
+        raise JoshError(
+            f"{folder} is a folder without a loop report (report.json): name a `josh loop` folder whose loop "
+            "has finished (the same `josh loop CONFIG` writes it), or a run file"
+        )
+    return data
+
+
+LOOP_ROWS = {
+    "average reward": lambda entry, detail: (entry["metrics"].get(ALL) or {}).get("average_reward"),
+    "100% success rate": lambda entry, detail: (entry["metrics"].get(ALL) or {}).get("success_rate"),
+    "harvest agent + customer model calls": lambda entry, detail: (detail.get("harvest") or {}).get(
+        "model_calls"
+    ),
+    "harvest trees at reward 1.0": lambda entry, detail: (detail.get("harvest") or {}).get("perfect"),
+    "training examples": lambda entry, detail: (detail.get("export") or {}).get("examples"),
+}
+
+
+def loop_rows(reports: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """Every round of each loop side by side, a row per round and measure: the evaluation's average reward
+    and 100% success rate, what the round's harvest (or RFT's sampling) spent and kept, the examples trained
+    on. "n/a" where a loop has no such round or measure (round 0 trains nothing)."""
+    rounds = sorted({entry["round"] for report in reports for entry in report["rounds"]})
+    rows = []
+    for round_ in rounds:
+        for name, measure in LOOP_ROWS.items():
+            cells = []
+            for report in reports:
+                entry = next((e for e in report["rounds"] if e["round"] == round_), None)
+                detail = next((d for d in report.get("training", []) if d.get("round") == round_), {})
+                value = None if entry is None else measure(entry, detail)
+                if value is None:
+                    cells.append("n/a")
+                else:
+                    cells.append(f"{value:.3f}" if isinstance(value, float) else f"{value:,}")
+            if round_ == 0 and name not in ("average reward", "100% success rate"):
+                continue
+            rows.append([str(round_), name, *cells])
+    return rows

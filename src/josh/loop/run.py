@@ -14,6 +14,7 @@ from josh.loop.child_process import stop_child
 from josh.loop.config import LoopConfig
 from josh.loop.diagnostics import add_stage_time, round_details, stage_times
 from josh.loop.report import RoundRun, build_report, write_report
+from josh.loop.rft import rft_budget
 from josh.loop.stages import (
     CONTINUE_EXIT_CODES,
     Stage,
@@ -71,6 +72,8 @@ def run_loop(config: LoopConfig, say: Say, *, source: Path, only_plan: bool = Fa
     assert config.out is not None
     stages = plan(config)
     check_options(stages, source)
+    if config.method == "rft":
+        say(rft_budget(config.section("harvest")).line())
     for index, stage in enumerate(stages, 1):
         done = stage.done()
         if only_plan:

@@ -10,6 +10,7 @@ Layout of the loop folder (round 0 is the model before training):
 
     round-0/eval.yaml, eval.jsonl             the base model on the eval split
     round-1/harvest.yaml, trees.jsonl         JOSH trees of the newest model (round 0's) on the train split
+                                              (method rft: N conversations a task, beam 1; `josh.loop.rft`)
     round-1/data/train.jsonl                  the training data exported from them
     round-1/train.yaml, train/adapter/        the LoRA adapter trained on it
     round-1/eval.yaml, eval.jsonl             the trained model on the eval split
@@ -33,6 +34,7 @@ import yaml
 from josh.errors import JoshError, did_you_mean
 from josh.loop.child_process import PARENT_PID_ENV
 from josh.loop.config import LoopConfig
+from josh.loop.rft import rft_budget
 from josh.runner import UnstartedRunError, read_run
 
 CONTINUE_EXIT_CODES = (0, 3)  # 3: some conversations ended in an error; they count as reward 0
@@ -114,23 +116,29 @@ def plan(config: LoopConfig) -> list[Stage]:
     for round_ in range(1, config.rounds + 1):
         where = round_dir(config, round_)
         harvest = {"model": model_spec(config, round_ - 1), **config.section("harvest")}
+        name = f"round {round_}: harvest JOSH trees"
+        if config.method == "rft":
+            samples = rft_budget(harvest).samples
+            harvest = {**harvest, "beam": 1, "trials": samples * int(harvest.get("trials", 1))}
+            name = f"round {round_}: sample {samples} conversations a task (rft: harvest with beam 1)"
         trees, data, trained = where / "trees.jsonl", where / "data", where / "train"
+        kind = config.trained_kind
         stages.append(Stage(
-            f"round {round_}: harvest JOSH trees", "harvest", round_, trees,
+            name, "harvest", round_, trees,
             ["harvest", "toolwoz", "--config", str(where / "harvest.yaml"), "--out", str(trees), "--resume"],
             harvest, where / "harvest.yaml",
         ))  # fmt: skip
-        export = ["export", config.method, str(trees), "-o", str(data), "--force"]
+        export = ["export", kind, str(trees), "-o", str(data), "--force"]
         if config.export.get("reference_selection"):
             export.append("--reference-selection")
-        stages.append(Stage(f"round {round_}: export {config.method} data", "export", round_, data, export))
-        train = ["train", config.method, "--data", str(data), "--model", config.model, "--out", str(trained)]
+        stages.append(Stage(f"round {round_}: export {kind} data", "export", round_, data, export))
+        train = ["train", kind, "--data", str(data), "--model", config.model, "--out", str(trained)]
         previous = adapter_of(config, round_ - 1)
         if previous is not None:
             train += ["--init-adapter", str(previous)]
         train += ["--config", str(where / "train.yaml")]
         stages.append(Stage(
-            f"round {round_}: train ({config.method}, LoRA)", "train", round_, trained, train,
+            f"round {round_}: train ({kind}, LoRA)", "train", round_, trained, train,
             dict(config.train), where / "train.yaml",
         ))  # fmt: skip
         stages.append(_eval_stage(config, round_))
@@ -219,7 +227,10 @@ def check_export(stage: Stage, method: str) -> None:
                 "needs both: harvest more tasks (harvest: limit) or a model that sometimes succeeds"
             )
     elif not int(summary.get("examples", 0)):
-        why = "no tree reached reward 1.0" if method == "sft" else "no sibling replies split success and failure"
+        why = {
+            "sft": "no tree reached reward 1.0",
+            "rft": "no sampled conversation reached reward 1.0",
+        }.get(method, "no sibling replies split success and failure")
         raise JoshError(
             f"{stage.name}: no {method} example ({why}): harvest more tasks (harvest: limit), or use "
             "method: kto"

@@ -12,9 +12,10 @@ class SearchConfig(BaseModel):
 
     beam: int = Field(
         8,
-        ge=2,
+        ge=1,
         description="Most live leaves of a tree: every live leaf splits in two while twice their number is at "
-        "most this (1, 2, 4, 8 with the paper's 8), then each leaf goes on alone.",
+        "most this (1, 2, 4, 8 with the paper's 8), then each leaf goes on alone; 1 never splits: each tree "
+        "is one sampled conversation (flat sampling, as rejection-sampling fine-tuning draws).",
     )
     max_steps: int = Field(
         15,
