@@ -1,8 +1,10 @@
-"""`OpenAIChatModel`: the transport to any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, the josh mock) via
-the openai SDK: requests, retries, the circuit breaker, the response cache, the concurrency limit.
+"""`OpenAIChatModel`: the client of any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, the josh mock), over
+josh's thin HTTP client (`josh.llm.openai_compat.transport`) or the openai SDK: requests, retries, the circuit
+breaker, the response cache, the concurrency limit.
 
 With the wire format it sends (`josh.llm.openai_compat.wire`), the only module that builds OpenAI wire dicts.
-Retries are ours (the SDK's `max_retries` is 0, so the two loops never multiply), every provider error is
+Retries are ours (the SDK's `max_retries` is 0, so the two loops never multiply), every provider error (both
+transports raise the SDK's exceptions) is
 mapped to the `LLMError` tree by `classify` (`josh.llm.openai_compat.errors`), and the API key never appears
 in a repr, an error message or a log line. An optional `EndpointBreaker` shared by the models of one endpoint
 pauses every request during an outage (see `josh.llm.breaker`).
@@ -20,10 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 import openai
@@ -55,6 +58,7 @@ from josh.llm.openai_compat.errors import (
     status_detail,
     truncate,
 )
+from josh.llm.openai_compat.transport import DirectTransport, uses_proxy
 from josh.llm.openai_compat.wire import metadata_headers, parse_tool_call, response_field, to_wire
 from josh.llm.pricing import cost
 from josh.llm.retry import RetryPolicy
@@ -63,6 +67,8 @@ from josh.types import AssistantMessage, Message, Usage
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT = 15.0  # seconds a preflight `check` waits at most
+OPENAI_URL = "https://api.openai.com/v1"
+Transport = Literal["direct", "sdk"]
 _T = TypeVar("_T")
 
 
@@ -93,6 +99,9 @@ class OpenAIChatModel:
             (the default) means none: every request spends its own retries, whatever the others see.
         trailing_assistant: "keep" sends the caller's messages as they are until the server refuses
             trailing assistant messages; "as_user" sends them as one user message from the start.
+        transport: "direct" (the default) sends requests with josh's thin HTTP/1.1 client
+            (`josh.llm.openai_compat.transport`, ~10x less CPU a call than the SDK); "sdk" with the openai
+            SDK. A URL the environment sends through a proxy always uses the SDK (`transport` says which).
 
     `adaptations` lists, in words, each change this instance made to the wire form because the server
     refused the caller's (for the run's record).
@@ -110,6 +119,7 @@ class OpenAIChatModel:
         price_override: tuple[float, float] | None = None,
         breaker: EndpointBreaker | None = None,
         trailing_assistant: TrailingAssistant = "keep",
+        transport: Transport = "direct",
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
@@ -117,6 +127,8 @@ class OpenAIChatModel:
             raise ValueError(f"timeout must be positive, got {timeout}")
         if trailing_assistant not in ("keep", "as_user"):
             raise ValueError(f"trailing_assistant must be 'keep' or 'as_user', got {trailing_assistant!r}")
+        if transport not in ("direct", "sdk"):
+            raise ValueError(f"transport must be 'direct' or 'sdk', got {transport!r}")
         self.name = model
         self.timeout = timeout
         self.retry = retry if retry is not None else RetryPolicy()
@@ -126,10 +138,19 @@ class OpenAIChatModel:
         self.adaptations: list[str] = []
         self._trailing: TrailingAssistant = trailing_assistant
         self._api_key = Secret(api_key or DEFAULT_API_KEY)
-        self._client = openai.AsyncOpenAI(
-            api_key=self._api_key.value, base_url=base_url, timeout=timeout, max_retries=0
-        )
-        self.base_url = str(self._client.base_url).rstrip("/")
+        # The SDK's own default: OPENAI_BASE_URL, else OpenAI.
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
+        if transport == "direct" and uses_proxy(self.base_url):
+            transport = "sdk"
+        self.transport: Transport = transport
+        self._direct: DirectTransport | None = None
+        self._client: openai.AsyncOpenAI | None = None
+        if transport == "direct":
+            self._direct = DirectTransport(self.base_url, {"Authorization": f"Bearer {self._api_key.value}"})
+        else:
+            self._client = openai.AsyncOpenAI(
+                api_key=self._api_key.value, base_url=self.base_url, timeout=timeout, max_retries=0
+            )
         self._semaphore = asyncio.Semaphore(max_concurrency)
 
     def __repr__(self) -> str:
@@ -152,7 +173,10 @@ class OpenAIChatModel:
 
     async def aclose(self) -> None:
         """Close the HTTP connections. The cache belongs to the caller and stays open."""
-        await self._client.close()
+        if self._direct is not None:
+            await self._direct.aclose()
+        if self._client is not None:
+            await self._client.close()
 
     async def chat(
         self,
@@ -243,7 +267,11 @@ class OpenAIChatModel:
         timeout = min(self.timeout, CHECK_TIMEOUT)
 
         async def once() -> list[str]:
-            page = await self._client.models.list(timeout=timeout)
+            if self._direct is not None:
+                page = await self._direct.request("GET", "/models", timeout=timeout)
+            else:
+                assert self._client is not None
+                page = await self._client.models.list(timeout=timeout)
             data = response_field(page, "data")
             if not isinstance(data, list):
                 raise MalformedResponseError(f"no model list in {truncate(repr(page))}", "a model list")
@@ -409,9 +437,16 @@ class OpenAIChatModel:
     ) -> list[AssistantMessage]:
         """One request, bypassing the concurrency limit (a probe must not queue behind hung requests)."""
         start = time.perf_counter()
-        response = await self._client.chat.completions.create(
-            **params, extra_headers=headers or None, **options
-        )
+        if self._direct is not None:
+            timeout = options.get("timeout", self.timeout)
+            response = await self._direct.request(
+                "POST", "/chat/completions", params, headers=headers, timeout=timeout
+            )
+        else:
+            assert self._client is not None
+            response = await self._client.chat.completions.create(
+                **params, extra_headers=headers or None, **options
+            )
         return self._to_messages(response, time.perf_counter() - start)
 
     def _to_messages(self, response: Any, latency: float) -> list[AssistantMessage]:
