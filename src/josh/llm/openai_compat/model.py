@@ -31,7 +31,14 @@ from typing import Any, Literal, TypeVar
 import httpx
 import openai
 
-from josh.llm.base import EndpointError, FatalLLMError, LLMError, RetryableLLMError, UnreachableError
+from josh.llm.base import (
+    EndpointError,
+    EndpointOutageError,
+    FatalLLMError,
+    LLMError,
+    RetryableLLMError,
+    UnreachableError,
+)
 from josh.llm.breaker import EndpointBreaker
 from josh.llm.cache import ResponseCache
 from josh.llm.context import ContextWindow, PromptSize
@@ -59,7 +66,13 @@ from josh.llm.openai_compat.errors import (
     truncate,
 )
 from josh.llm.openai_compat.transport import DirectTransport, uses_proxy
-from josh.llm.openai_compat.wire import metadata_headers, parse_tool_call, response_field, to_wire
+from josh.llm.openai_compat.wire import (
+    metadata_headers,
+    parse_tool_call,
+    response_field,
+    session_headers,
+    to_wire,
+)
 from josh.llm.pricing import cost
 from josh.llm.retry import RetryPolicy
 from josh.types import AssistantMessage, Message, Usage
@@ -104,7 +117,9 @@ class OpenAIChatModel:
             SDK. A URL the environment sends through a proxy always uses the SDK (`transport` says which).
 
     `adaptations` lists, in words, each change this instance made to the wire form because the server
-    refused the caller's (for the run's record).
+    refused the caller's (for the run's record). `failover` (False by default; an `EndpointPool` sets it)
+    makes a request raise `EndpointOutageError` as soon as the breaker is open instead of waiting for the
+    endpoint to come back, so that it can go to another endpoint.
     """
 
     def __init__(
@@ -136,6 +151,7 @@ class OpenAIChatModel:
         self.price_override = price_override
         self.breaker = breaker
         self.adaptations: list[str] = []
+        self.failover = False
         self._trailing: TrailingAssistant = trailing_assistant
         self._api_key = Secret(api_key or DEFAULT_API_KEY)
         # The SDK's own default: OPENAI_BASE_URL, else OpenAI.
@@ -198,7 +214,7 @@ class OpenAIChatModel:
             raise ValueError(f"n must be at least 1, got {n}")
         wire = [to_wire(message) for message in messages]
         tool_list = [dict(tool) for tool in tools] if tools else None
-        headers = metadata_headers(metadata)
+        headers = {**metadata_headers(metadata), **session_headers(metadata)}
         key = None
         if self.cache is not None:
             request = {
@@ -370,7 +386,7 @@ class OpenAIChatModel:
         attempt = 0
         while True:
             if breaker is not None:
-                await breaker.wait_ready()
+                await self._ready(breaker)
             attempt += 1
             try:
                 result = await once()
@@ -387,6 +403,8 @@ class OpenAIChatModel:
                 breaker.record_failure(
                     self._probe, endpoint=f"the endpoint {self.base_url}", error=str(error)
                 )
+                if self.failover and breaker.state != "closed":
+                    raise EndpointOutageError(f"{self.base_url} is unavailable ({error})") from None
             if isinstance(error, FatalLLMError):
                 if recover is not None and recover(failure):
                     attempt -= 1
@@ -398,7 +416,7 @@ class OpenAIChatModel:
                 raise UnreachableError(str(error)) from self._cause(failure)
             if attempt >= self.retry.max_attempts:
                 if breaker is not None and unavailable and breaker.is_open:
-                    await breaker.wait_ready()  # an outage, not this request's failure: wait for the verdict
+                    await self._ready(breaker)  # an outage, not this request's failure: wait for the verdict
                     attempt -= 1
                     continue
                 message = f"{error} (gave up after {attempt} attempts)"
@@ -416,6 +434,13 @@ class OpenAIChatModel:
                 self.retry.max_attempts,
             )
             await asyncio.sleep(wait)
+
+    async def _ready(self, breaker: EndpointBreaker) -> None:
+        """Wait while the breaker is open (see `EndpointBreaker.wait_ready`); with `failover`, raise
+        `EndpointOutageError` at once instead."""
+        if self.failover and breaker.state != "closed":
+            raise EndpointOutageError(f"{self.base_url} is unavailable")
+        await breaker.wait_ready()
 
     async def _probe(self) -> str | None:
         """The breaker's probe: the preflight's tiny request, once. None when the endpoint answered with
