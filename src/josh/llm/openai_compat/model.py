@@ -388,6 +388,7 @@ class OpenAIChatModel:
             if breaker is not None:
                 await self._ready(breaker)
             attempt += 1
+            outages = breaker.outages if breaker is not None else 0
             try:
                 result = await once()
             except REQUEST_ERRORS as exc:
@@ -399,6 +400,11 @@ class OpenAIChatModel:
             # Raised outside the except block, so an exception echoing the key is not kept as __context__.
             error = self._classify(failure)
             unavailable = is_unavailable(failure)
+            if breaker is not None and unavailable and breaker.state == "closed" and breaker.outages != outages:
+                # Sent before an outage that has ended since (its answer came late): not news about the
+                # endpoint now, and not this request's failure: send it again, uncounted.
+                attempt -= 1
+                continue
             if breaker is not None and unavailable:
                 breaker.record_failure(
                     self._probe, endpoint=f"the endpoint {self.base_url}", error=str(error)
