@@ -63,7 +63,7 @@ What it prints, all measured in one run:
   the best of 3.
 
 Usage: python bench/josh_orchestration.py [--tasks 20] [--latency 0.05] [--beam 8] [--mistake-rate 0.8]
-       [--concurrency 20] [--user replay|goal] [--no-fully-sequential]
+       [--concurrency 20] [--user replay|goal] [--no-fully-sequential] [--client-only]
 """
 
 from __future__ import annotations
@@ -104,6 +104,7 @@ class Harvest:
     seconds: float
     cpu_seconds: float
     records: list[dict[str, Any]]
+    mock_cpu_seconds: float | None = None  # the mock's, when it runs in its own process
 
     @property
     def calls(self) -> int:
@@ -153,6 +154,14 @@ class MockProcess:
                 raise SystemExit("josh serve-mock did not start")
             found = re.search(r"http://127\.0\.0\.1:\d+/v1", line)
         self.base_url = found.group(0)
+
+    def cpu_seconds(self) -> float | None:
+        """The mock process's CPU time so far (Linux's /proc), None where it cannot be read."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def __enter__(self) -> MockProcess:
         return self
@@ -425,6 +434,35 @@ def load_report() -> str:
     return f"load average {one:.2f} (1 min) {five:.2f} (5 min) on {os.cpu_count()} cores"
 
 
+def print_client(
+    args: argparse.Namespace,
+    calls: list[Any],
+    cpu_sdk: float,
+    cpu_direct: float,
+    apart: Harvest,
+    bound: float,
+    machine: str | None = None,
+) -> None:
+    if machine is not None:
+        print(f"\njosh's client, {args.latency * 1000:.0f} ms a model call; machine: {machine}")
+    print(
+        f"  client CPU per model call, the mock in its own process ({len(calls)} calls of {min(args.tasks, 5)} "
+        f"trees replayed): openai SDK {cpu_sdk:.2f} ms, josh's client {cpu_direct:.2f} ms "
+        f"({cpu_sdk / cpu_direct:.1f}x less; target <= 1.5 ms)"
+    )
+    print(
+        f"  HTTP, the mock in its own process: wall {apart.seconds:.2f} s, bound {bound:.2f} s, "
+        f"critical-path ratio {apart.seconds / bound:.2f} (target <= 1.15); this process's CPU "
+        f"{apart.cpu_seconds:.2f} s, {apart.cpu_seconds / apart.calls * 1000:.2f} ms a call (search, agents, "
+        "client)"
+        + (
+            f"; the mock's process {apart.mock_cpu_seconds / apart.calls * 1000:.2f} ms a call"
+            if apart.mock_cpu_seconds is not None
+            else ""
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -435,6 +473,12 @@ def main() -> None:
     parser.add_argument("--mistake-rate", type=float, default=0.8, help="the oracle's wrong goal calls")
     parser.add_argument("--concurrency", type=int, default=20, help="trees at once")
     parser.add_argument("--user", choices=["replay", "goal"], default="replay", help="the customer")
+    parser.add_argument(
+        "--client-only",
+        action="store_true",
+        help="only the client's CPU per call and the harvest with the mock in its own process (and, to "
+        "compare, in-process), about 30 s",
+    )
     parser.add_argument(
         "--no-fully-sequential",
         dest="fully_sequential",
@@ -459,9 +503,19 @@ def main() -> None:
         cpu_sdk = min(client_cpu_ms(fast.base_url, calls, "sdk", 2) for _ in range(2))
         cpu_direct = min(client_cpu_ms(fast.base_url, calls, "direct", 2) for _ in range(2))
     with MockProcess(args.latency, args.mistake_rate) as mock:
+        mock_cpu = mock.cpu_seconds()
         apart = run_harvest(env, external(args, mock.base_url))
-    ours = run_harvest(env, over_http)
+        after_cpu = mock.cpu_seconds()
+    apart.mock_cpu_seconds = None if mock_cpu is None or after_cpu is None else after_cpu - mock_cpu
     held = run_harvest(env, in_process, hold=args.latency)
+    if args.client_only:
+        print_client(args, calls, cpu_sdk, cpu_direct, apart, bound_of(apart), load_report())
+        print(
+            f"  in-process model held as long (no HTTP): critical-path ratio "
+            f"{held.seconds / bound_of(held):.2f}, CPU {held.cpu_seconds / held.calls * 1000:.2f} ms a call"
+        )
+        return
+    ours = run_harvest(env, over_http)
     leaf_seq = run_harvest(env, over_http, sequential=True)
     held_leaf_seq = run_harvest(env, in_process, sequential=True, hold=args.latency)
     full_seq = None
@@ -495,17 +549,7 @@ def main() -> None:
         f"{sum(widths) / len(widths):.1f} on average; {full_beam} of {len(shapes)} trees reached "
         f"{args.beam} live leaves"
     )
-    print(
-        f"  client CPU per model call, the mock in its own process ({len(calls)} calls of {min(args.tasks, 5)} "
-        f"trees replayed): openai SDK {cpu_sdk:.2f} ms, josh's client {cpu_direct:.2f} ms "
-        f"({cpu_sdk / cpu_direct:.1f}x less; target <= 1.5 ms)"
-    )
-    print(
-        f"  HTTP, the mock in its own process: wall {apart.seconds:.2f} s, bound {apart_bound:.2f} s, "
-        f"critical-path ratio {apart.seconds / apart_bound:.2f} (target <= 1.15); this process's CPU "
-        f"{apart.cpu_seconds:.2f} s, {apart.cpu_seconds / apart.calls * 1000:.2f} ms a call (search, agents, "
-        "client)"
-    )
+    print_client(args, calls, cpu_sdk, cpu_direct, apart, apart_bound)
     print("                                           HTTP mock   in-process model held as long")
     print(f"  wall time                               {ours.seconds:7.2f} s   {held.seconds:7.2f} s")
     print(f"  critical-path bound                     {bound:7.2f} s   {held_bound:7.2f} s")
