@@ -141,7 +141,7 @@ def test_base_url_is_repeatable_and_one_url_keeps_its_hash() -> None:
 def test_a_harvest_over_two_endpoints_finishes_after_one_is_killed(tmp_path: Path) -> None:
     """The issue's acceptance test: 12/12 trees, exit 0, with one of two endpoints killed mid-run."""
     ports = [free_port(), free_port()]
-    servers = [serve_mock(port, "--mock-latency", "0.05", "--mock-mistake-rate", "0.5") for port in ports]
+    servers = [serve_mock(port, "--mock-latency", "0.02", "--mock-mistake-rate", "0.5") for port in ports]
     urls = [f"http://127.0.0.1:{port}/v1" for port in ports]
     out = tmp_path / "trees.jsonl"
     args = ["harvest", "toolwoz", "--model", "josh-mock-agent", "--user-model", "josh-mock-user",
@@ -169,3 +169,32 @@ def test_a_harvest_over_two_endpoints_finishes_after_one_is_killed(tmp_path: Pat
     calls = json.loads((tmp_path / "trees.summary.json").read_text())["calls_per_endpoint"]
     assert set(calls["agent"]) == set(urls) and all(count > 0 for count in calls["agent"].values())
     assert "agent calls per endpoint" in stderr
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_an_eval_over_two_endpoints_stops_with_4_when_both_die(tmp_path: Path) -> None:
+    ports = [free_port(), free_port()]
+    servers = [serve_mock(port, "--mock-latency", "0.05") for port in ports]
+    urls = [f"http://127.0.0.1:{port}/v1" for port in ports]
+    out = tmp_path / "run.jsonl"
+    args = ["eval", "toolwoz", "--model", "josh-mock-agent", "--user-model", "josh-mock-user",
+            "--base-url", urls[0], "--base-url", urls[1], "--user-base-url", urls[0], "--user-base-url", urls[1],
+            "--limit", "30", "--concurrency", "2", "--max-outage", "2", "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "josh.cli.main", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_records(out, 2, proc)
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 4, stderr
+    assert "all 2 endpoints of josh-mock-" in stderr and "--resume" in stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines() if '"task_id"' in line]
+    assert rows and all(row["status"] == "success" for row in rows)  # no error records for what did not run
