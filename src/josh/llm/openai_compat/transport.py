@@ -119,7 +119,7 @@ class DirectTransport:
         timeout: float,
     ) -> Any:
         """The JSON of the answer to `method` `base_url + path` with `body` as JSON (None: no body)."""
-        data = b"" if body is None else json.dumps(body, ensure_ascii=False).encode()
+        data = b"" if body is None else json.dumps(body).encode()  # ASCII, as httpx sends it
         head = [f"{method} {self._path}{path} HTTP/1.1", self._fixed]
         if body is not None:
             head.append("Content-Type: application/json")
@@ -161,8 +161,9 @@ class DirectTransport:
             connection = await self._connect()
         keep = False
         try:
-            connection.writer.write(message)
             try:
+                connection.writer.write(message)
+                await connection.writer.drain()
                 head = await connection.reader.readuntil(b"\r\n\r\n")
             except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError) as exc:
                 if reused and not getattr(exc, "partial", b""):
