@@ -189,11 +189,12 @@ def make_config(args: argparse.Namespace, **options: Any) -> ToolWOZHarvestConfi
     return ToolWOZHarvestConfig.model_validate(settings)
 
 
-def external(args: argparse.Namespace, base_url: str, **options: Any) -> ToolWOZHarvestConfig:
-    """The harvest over HTTP against the mock endpoint in its own process at `base_url`."""
+def external(args: argparse.Namespace, base_urls: list[str], **options: Any) -> ToolWOZHarvestConfig:
+    """The harvest over HTTP against the mock endpoint in its own process(es) at `base_urls` (several: josh
+    spreads the trees over them, as over several servers of a model)."""
     agent, user = MODEL_NAMES
     return make_config(
-        args, model=agent, base_url=base_url, user_model=user, user_base_url=base_url, **options
+        args, model=agent, base_url=base_urls, user_model=user, user_base_url=base_urls, **options
     )
 
 
@@ -451,12 +452,13 @@ def print_client(
         f"({cpu_sdk / cpu_direct:.1f}x less; target <= 1.5 ms)"
     )
     print(
-        f"  HTTP, the mock in its own process: wall {apart.seconds:.2f} s, bound {bound:.2f} s, "
+        f"  HTTP, the mock in {args.mock_processes} process(es) of its own: wall {apart.seconds:.2f} s, "
+        f"bound {bound:.2f} s, "
         f"critical-path ratio {apart.seconds / bound:.2f} (target <= 1.15); this process's CPU "
         f"{apart.cpu_seconds:.2f} s, {apart.cpu_seconds / apart.calls * 1000:.2f} ms a call (search, agents, "
         "client)"
         + (
-            f"; the mock's process {apart.mock_cpu_seconds / apart.calls * 1000:.2f} ms a call"
+            f"; the mock's processes {apart.mock_cpu_seconds / apart.calls * 1000:.2f} ms a call"
             if apart.mock_cpu_seconds is not None
             else ""
         )
@@ -473,6 +475,13 @@ def main() -> None:
     parser.add_argument("--mistake-rate", type=float, default=0.8, help="the oracle's wrong goal calls")
     parser.add_argument("--concurrency", type=int, default=20, help="trees at once")
     parser.add_argument("--user", choices=["replay", "goal"], default="replay", help="the customer")
+    parser.add_argument(
+        "--mock-processes",
+        type=int,
+        default=1,
+        help="mock endpoints in their own processes for the harvest over HTTP (josh spreads the trees over "
+        "them as over several servers)",
+    )
     parser.add_argument(
         "--client-only",
         action="store_true",
@@ -502,11 +511,16 @@ def main() -> None:
     with MockProcess(0.0, args.mistake_rate) as fast:
         cpu_sdk = min(client_cpu_ms(fast.base_url, calls, "sdk", 2) for _ in range(2))
         cpu_direct = min(client_cpu_ms(fast.base_url, calls, "direct", 2) for _ in range(2))
-    with MockProcess(args.latency, args.mistake_rate) as mock:
-        mock_cpu = mock.cpu_seconds()
-        apart = run_harvest(env, external(args, mock.base_url))
-        after_cpu = mock.cpu_seconds()
-    apart.mock_cpu_seconds = None if mock_cpu is None or after_cpu is None else after_cpu - mock_cpu
+    mocks = [MockProcess(args.latency, args.mistake_rate) for _ in range(args.mock_processes)]
+    try:
+        mock_cpu = [mock.cpu_seconds() for mock in mocks]
+        apart = run_harvest(env, external(args, [mock.base_url for mock in mocks]))
+        after_cpu = [mock.cpu_seconds() for mock in mocks]
+    finally:
+        for mock in mocks:
+            mock.__exit__()
+    if None not in mock_cpu and None not in after_cpu:
+        apart.mock_cpu_seconds = sum(after_cpu) - sum(mock_cpu)  # type: ignore[arg-type]
     held = run_harvest(env, in_process, hold=args.latency)
     if args.client_only:
         print_client(args, calls, cpu_sdk, cpu_direct, apart, bound_of(apart), load_report())
