@@ -400,7 +400,12 @@ class OpenAIChatModel:
             # Raised outside the except block, so an exception echoing the key is not kept as __context__.
             error = self._classify(failure)
             unavailable = is_unavailable(failure)
-            if breaker is not None and unavailable and breaker.state == "closed" and breaker.outages != outages:
+            if (
+                breaker is not None
+                and unavailable
+                and breaker.state == "closed"
+                and breaker.outages != outages
+            ):
                 # Sent before an outage that has ended since (its answer came late): not news about the
                 # endpoint now, and not this request's failure: send it again, uncounted.
                 attempt -= 1
