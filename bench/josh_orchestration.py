@@ -31,6 +31,12 @@ What it prints, all measured in one run:
     * Trees run in a pool of `--concurrency` workers, each taking the next task when free: the run's bound
       is the makespan of that schedule with each tree taking its own bound (with `--concurrency` >=
       `--tasks`, the slowest tree's bound).
+- the client's CPU per model call, with the mock endpoint in its own process (`josh serve-mock`, as a real
+  server is): the model calls of a few in-process trees replayed, 16 at once, through `OpenAIChatModel`
+  with the openai SDK's transport and with josh's own (`josh.llm.openai_compat.transport`); this process's
+  CPU time / calls (target <= 1.5 ms);
+- the harvest over HTTP with the mock in its own process: its critical-path ratio (below) and this
+  process's CPU per call (search, agents and client; the mock's work is the other process's);
 - "critical-path ratio": wall time / bound (target <= 1.15). Also this process's CPU time during the
   harvest: one Python process (one GIL) drives every request and serves the mock, so when CPU time nears
   wall time the run is CPU-bound (the HTTP client's work per call, times the calls), not waiting on the
@@ -57,7 +63,7 @@ What it prints, all measured in one run:
   the best of 3.
 
 Usage: python bench/josh_orchestration.py [--tasks 20] [--latency 0.05] [--beam 8] [--mistake-rate 0.8]
-       [--concurrency 20] [--user replay|goal] [--no-fully-sequential]
+       [--concurrency 20] [--user replay|goal] [--no-fully-sequential] [--client-only]
 """
 
 from __future__ import annotations
@@ -66,6 +72,9 @@ import argparse
 import asyncio
 import heapq
 import os
+import re
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -78,7 +87,9 @@ from josh.benchmarks.endpoints import Endpoints, open_endpoints
 from josh.benchmarks.toolwoz.config import ToolWOZHarvestConfig
 from josh.benchmarks.toolwoz.harvest import harvest, harvest_tree
 from josh.envs.toolwoz import ToolWOZEnvironment
+from josh.llm import OpenAIChatModel
 from josh.llm.base import ChatModel
+from josh.mock.policies import MODEL_NAMES
 from josh.runner import open_run, read_run
 from josh.search import SearchConfig
 from josh.types import AssistantMessage, Message
@@ -93,6 +104,7 @@ class Harvest:
     seconds: float
     cpu_seconds: float
     records: list[dict[str, Any]]
+    mock_cpu_seconds: float | None = None  # the mock's, when it runs in its own process
 
     @property
     def calls(self) -> int:
@@ -113,6 +125,52 @@ class HeldModel:
         await self.model.aclose()
 
 
+class RecordingModel:
+    """A chat model that notes every call (its messages and options) before asking `model`."""
+
+    def __init__(self, model: ChatModel, calls: list[tuple[Sequence[Message], dict[str, Any]]]) -> None:
+        self.model, self.calls, self.name = model, calls, model.name
+
+    async def chat(self, messages: Sequence[Message], **options: Any) -> list[AssistantMessage]:
+        self.calls.append((list(messages), dict(options)))
+        return await self.model.chat(messages, **options)
+
+    async def aclose(self) -> None:
+        await self.model.aclose()
+
+
+class MockProcess:
+    """`josh serve-mock` in its own process (as a real server is), on a free port."""
+
+    def __init__(self, latency: float, mistake_rate: float) -> None:
+        command = [sys.executable, "-m", "josh.cli.main", "serve-mock", "--port", "0",
+                   "--mock-latency", str(latency), "--mock-mistake-rate", str(mistake_rate)]  # fmt: skip
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        assert self.process.stderr is not None
+        found = None
+        while found is None:
+            line = self.process.stderr.readline()
+            if not line:
+                raise SystemExit("josh serve-mock did not start")
+            found = re.search(r"http://127\.0\.0\.1:\d+/v1", line)
+        self.base_url = found.group(0)
+
+    def cpu_seconds(self) -> float | None:
+        """The mock process's CPU time so far (Linux's /proc), None where it cannot be read."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def __enter__(self) -> MockProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+
 def make_config(args: argparse.Namespace, **options: Any) -> ToolWOZHarvestConfig:
     settings = {
         "limit": args.tasks,
@@ -125,7 +183,73 @@ def make_config(args: argparse.Namespace, **options: Any) -> ToolWOZHarvestConfi
     settings.update(options)
     if settings.get("model") == "scripted":
         settings.pop("mock_latency")  # in-process: no HTTP to hold
+    if settings.get("base_url"):  # a mock in its own process: its options are its own
+        settings.pop("mock_latency")
+        settings.pop("mock_mistake_rate")
     return ToolWOZHarvestConfig.model_validate(settings)
+
+
+def external(args: argparse.Namespace, base_urls: list[str], **options: Any) -> ToolWOZHarvestConfig:
+    """The harvest over HTTP against the mock endpoint in its own process(es) at `base_urls` (several: josh
+    spreads the trees over them, as over several servers of a model)."""
+    agent, user = MODEL_NAMES
+    return make_config(
+        args, model=agent, base_url=base_urls, user_model=user, user_base_url=base_urls, **options
+    )
+
+
+def record_calls(env: ToolWOZEnvironment, config: ToolWOZHarvestConfig) -> list[tuple[Any, dict[str, Any]]]:
+    """The model calls (messages, options) of an in-process harvest (`config.model` is "scripted")."""
+    calls: list[tuple[Any, dict[str, Any]]] = []
+    endpoints = open_endpoints(config, env)
+    recording = RecordingModel(endpoints.agent, calls)
+    endpoints = Endpoints(recording, recording if endpoints.user is not None else None)
+    with tempfile.TemporaryDirectory() as tmp:
+        writer = open_run(
+            Path(tmp) / "t.jsonl", config={}, config_hash="bench", seed=0, resume=False, command="b"
+        )
+
+        async def go() -> None:
+            try:
+                await harvest(config, env, endpoints, writer)
+            finally:
+                await endpoints.aclose()
+
+        asyncio.run(go())
+        writer.close("success")
+    return calls
+
+
+def client_cpu_ms(
+    base_url: str, calls: list[tuple[Any, dict[str, Any]]], transport: str, rounds: int
+) -> float:
+    """CPU milliseconds of this process per model call: `calls` replayed `rounds` times, 16 at once, against
+    the mock in its own process, through `OpenAIChatModel` with `transport` (the client alone: no search, no
+    agents, no mock)."""
+    agent, user = MODEL_NAMES
+
+    async def go() -> float:
+        models = {
+            role: OpenAIChatModel(name, base_url=base_url, transport=transport)  # type: ignore[arg-type]
+            for role, name in (("agent", agent), ("user", user))
+        }
+        gate = asyncio.Semaphore(16)
+
+        async def one(messages: Any, options: dict[str, Any]) -> None:
+            role = "user" if (options.get("metadata") or {}).get("role") == "user" else "agent"
+            async with gate:
+                await models[role].chat(messages, **options)
+
+        await asyncio.gather(*(one(m, o) for m, o in calls[:16]))  # warm: connections, caches
+        cpu = time.process_time()
+        for _ in range(rounds):
+            await asyncio.gather(*(one(m, o) for m, o in calls))
+        spent = time.process_time() - cpu
+        for model in models.values():
+            await model.aclose()
+        return spent / (rounds * len(calls)) * 1000
+
+    return asyncio.run(go())
 
 
 def run_harvest(
@@ -311,6 +435,36 @@ def load_report() -> str:
     return f"load average {one:.2f} (1 min) {five:.2f} (5 min) on {os.cpu_count()} cores"
 
 
+def print_client(
+    args: argparse.Namespace,
+    calls: list[Any],
+    cpu_sdk: float,
+    cpu_direct: float,
+    apart: Harvest,
+    bound: float,
+    machine: str | None = None,
+) -> None:
+    if machine is not None:
+        print(f"\njosh's client, {args.latency * 1000:.0f} ms a model call; machine: {machine}")
+    print(
+        f"  client CPU per model call, the mock in its own process ({len(calls)} calls of {min(args.tasks, 5)} "
+        f"trees replayed): openai SDK {cpu_sdk:.2f} ms, josh's client {cpu_direct:.2f} ms "
+        f"({cpu_sdk / cpu_direct:.1f}x less; target <= 1.5 ms)"
+    )
+    print(
+        f"  HTTP, the mock in {args.mock_processes} process(es) of its own: wall {apart.seconds:.2f} s, "
+        f"bound {bound:.2f} s, "
+        f"critical-path ratio {apart.seconds / bound:.2f} (target <= 1.15); this process's CPU "
+        f"{apart.cpu_seconds:.2f} s, {apart.cpu_seconds / apart.calls * 1000:.2f} ms a call (search, agents, "
+        "client)"
+        + (
+            f"; the mock's processes {apart.mock_cpu_seconds / apart.calls * 1000:.2f} ms a call"
+            if apart.mock_cpu_seconds is not None
+            else ""
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -321,6 +475,19 @@ def main() -> None:
     parser.add_argument("--mistake-rate", type=float, default=0.8, help="the oracle's wrong goal calls")
     parser.add_argument("--concurrency", type=int, default=20, help="trees at once")
     parser.add_argument("--user", choices=["replay", "goal"], default="replay", help="the customer")
+    parser.add_argument(
+        "--mock-processes",
+        type=int,
+        default=1,
+        help="mock endpoints in their own processes for the harvest over HTTP (josh spreads the trees over "
+        "them as over several servers)",
+    )
+    parser.add_argument(
+        "--client-only",
+        action="store_true",
+        help="only the client's CPU per call and the harvest with the mock in its own process (and, to "
+        "compare, in-process), about 30 s",
+    )
     parser.add_argument(
         "--no-fully-sequential",
         dest="fully_sequential",
@@ -340,8 +507,29 @@ def main() -> None:
         )
 
     run_harvest(env, make_config(args, limit=2, mock_latency=0.0))  # warm up
-    ours = run_harvest(env, over_http)
+    calls = record_calls(env, make_config(args, model="scripted", limit=min(args.tasks, 5)))
+    with MockProcess(0.0, args.mistake_rate) as fast:
+        cpu_sdk = min(client_cpu_ms(fast.base_url, calls, "sdk", 2) for _ in range(2))
+        cpu_direct = min(client_cpu_ms(fast.base_url, calls, "direct", 2) for _ in range(2))
+    mocks = [MockProcess(args.latency, args.mistake_rate) for _ in range(args.mock_processes)]
+    try:
+        mock_cpu = [mock.cpu_seconds() for mock in mocks]
+        apart = run_harvest(env, external(args, [mock.base_url for mock in mocks]))
+        after_cpu = [mock.cpu_seconds() for mock in mocks]
+    finally:
+        for mock in mocks:
+            mock.__exit__()
+    if None not in mock_cpu and None not in after_cpu:
+        apart.mock_cpu_seconds = sum(after_cpu) - sum(mock_cpu)  # type: ignore[arg-type]
     held = run_harvest(env, in_process, hold=args.latency)
+    if args.client_only:
+        print_client(args, calls, cpu_sdk, cpu_direct, apart, bound_of(apart), load_report())
+        print(
+            f"  in-process model held as long (no HTTP): critical-path ratio "
+            f"{held.seconds / bound_of(held):.2f}, CPU {held.cpu_seconds / held.calls * 1000:.2f} ms a call"
+        )
+        return
+    ours = run_harvest(env, over_http)
     leaf_seq = run_harvest(env, over_http, sequential=True)
     held_leaf_seq = run_harvest(env, in_process, sequential=True, hold=args.latency)
     full_seq = None
@@ -356,7 +544,7 @@ def main() -> None:
     after = load_report()
 
     shapes = shapes_in_order(ours.records, tasks)
-    bound, held_bound = bound_of(ours), bound_of(held)
+    bound, held_bound, apart_bound = bound_of(ours), bound_of(held), bound_of(apart)
     ceiling = pool_makespan(
         [s.serial_calls(customer_calls) for s in shapes], args.concurrency
     ) / pool_makespan([s.bound_calls(customer_calls) for s in shapes], args.concurrency)
@@ -375,6 +563,7 @@ def main() -> None:
         f"{sum(widths) / len(widths):.1f} on average; {full_beam} of {len(shapes)} trees reached "
         f"{args.beam} live leaves"
     )
+    print_client(args, calls, cpu_sdk, cpu_direct, apart, apart_bound)
     print("                                           HTTP mock   in-process model held as long")
     print(f"  wall time                               {ours.seconds:7.2f} s   {held.seconds:7.2f} s")
     print(f"  critical-path bound                     {bound:7.2f} s   {held_bound:7.2f} s")

@@ -13,7 +13,7 @@ from typing import Any
 
 from josh.benchmarks.run_options import SCRIPTED, MockOptions, RunOptions
 from josh.errors import JoshError
-from josh.llm import OpenAIChatModel, ResponseCache, RetryPolicy
+from josh.llm import EndpointPool, OpenAIChatModel, ResponseCache, RetryPolicy
 from josh.llm.base import ChatModel, LLMError, UnreachableError
 from josh.llm.breaker import EndpointBreaker
 from josh.llm.hf import HFChatModel, is_hf_spec, parse_hf_spec
@@ -39,10 +39,10 @@ def _key(env_name: str | None) -> str | None:
 def check_keys(config: RunOptions) -> None:
     """Before any work: a key variable the user named must be set, and a model on OpenAI needs a key (an
     in-process `hf:` model needs none)."""
-    roles = [("agent", "--api-key-env", config.api_key_env, "api_key_env", config.base_url)]
+    roles = [("agent", "--api-key-env", config.api_key_env, "api_key_env", config.agent_url)]
     if config.user != "replay":
         user_env = config.user_api_key_env or config.api_key_env
-        roles.append(("customer", "--user-api-key-env", user_env, "user_api_key_env", config.user_base_url))
+        roles.append(("customer", "--user-api-key-env", user_env, "user_api_key_env", config.user_url))
     for role, flag, env_name, field, base_url in roles:
         if role == "agent" and (config.dry_run or is_hf_spec(config.model)):
             continue
@@ -81,11 +81,11 @@ async def only_model(base_url: str, api_key: str | None, flag: str) -> str:
 async def discover_models(config: RunOptions) -> dict[str, str]:
     """Options to add when a base URL was given without its model: the endpoint's only model."""
     found = {}
-    if config.model is None and config.base_url:
-        found["model"] = await only_model(config.base_url, _key(config.api_key_env), "--model")
-    if config.user != "replay" and config.user_model is None and config.user_base_url:
+    if config.model is None and config.agent_url:
+        found["model"] = await only_model(config.agent_url, _key(config.api_key_env), "--model")
+    if config.user != "replay" and config.user_model is None and config.user_url:
         key = _key(config.user_api_key_env or config.api_key_env)
-        found["user_model"] = await only_model(config.user_base_url, key, "--user-model")
+        found["user_model"] = await only_model(config.user_url, key, "--user-model")
     return found
 
 
@@ -122,6 +122,13 @@ class Endpoints:
                 lines.append(f"{role}: {model.name}{shared}: {model.describe()}")
         return lines
 
+    def calls_per_endpoint(self) -> dict[str, dict[str, int]]:
+        """By role, the calls each server of a model with several `--base-url` answered in this session."""
+        roles = [("agent", self.agent)]
+        if self.user is not None and self.user is not self.agent:
+            roles.append(("customer", self.user))
+        return {role: dict(model.calls) for role, model in roles if isinstance(model, EndpointPool)}
+
     async def aclose(self) -> None:
         await self.agent.aclose()
         if self.user is not None and self.user is not self.agent:
@@ -152,6 +159,8 @@ def open_endpoints(
 
     The models of one endpoint share a circuit breaker: when the endpoint stops answering, every request
     waits while it is probed, and the run stops (`EndpointDownError`) if it stays down past `max_outage`.
+    A model with several base URLs is an `EndpointPool`: each session on one server, a dead server's work
+    moved to the live ones, and the run stopped only when all are down past `max_outage`.
     An `hf:PATH[+ADAPTER]` model is loaded in-process (free, no key, no breaker, no response cache); agent
     and customer naming the same folders share one instance, so their calls batch together.
     """
@@ -168,6 +177,17 @@ def open_endpoints(
     def endpoint(base_url: str | None, api_key: str | None) -> dict[str, Any]:
         breaker = breakers.setdefault(base_url, EndpointBreaker(max_outage_s=config.max_outage))
         return {**common, "base_url": base_url, "api_key": api_key, "breaker": breaker}
+
+    def served(
+        model: str, urls: list[str] | None, api_key: str | None, price: tuple[float, float] | None
+    ) -> ChatModel:
+        """The model at its URL, or a pool over its URLs when there are several (see `EndpointPool`)."""
+        if not urls or len(urls) == 1:
+            url = urls[0] if urls else None
+            return OpenAIChatModel(model, price_override=price, **endpoint(url, api_key))
+        return EndpointPool(
+            [OpenAIChatModel(model, price_override=price, **endpoint(url, api_key)) for url in urls]
+        )
 
     customer = config.user != "replay"
     if config.model == SCRIPTED:
@@ -200,9 +220,7 @@ def open_endpoints(
     if is_hf_spec(config.model):
         agent = in_process(config.model)
     else:
-        agent = OpenAIChatModel(
-            config.model, price_override=agent_price, **endpoint(config.base_url, agent_key)
-        )
+        agent = served(config.model, config.base_url, agent_key, agent_price)
     if not customer:
         return Endpoints(agent, None)
     user_model = config.customer_model
@@ -217,8 +235,7 @@ def open_endpoints(
         config.model, config.base_url, agent_key, agent_price
     ):  # fmt: skip
         return Endpoints(agent, agent)
-    user = OpenAIChatModel(user_model, price_override=user_price, **endpoint(config.user_base_url, user_key))
-    return Endpoints(agent, user)
+    return Endpoints(agent, served(user_model, config.user_base_url, user_key, user_price))
 
 
 async def preflight(endpoints: Endpoints) -> None:

@@ -18,7 +18,7 @@ import hashlib
 import json
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from josh.envs.toolwoz.env import SPLIT_CHOICES
 from josh.llm.hf.spec import is_hf_spec
@@ -86,8 +86,11 @@ class RunOptions(MockOptions):
         "with transformers (the [train] extra), concurrent calls batched; no --base-url, no key.",
         AGENT,
     )
-    base_url: str | None = _opt(
-        None, "OpenAI-compatible base URL of the agent's model, e.g. http://127.0.0.1:8000/v1 (default: OpenAI).",
+    base_url: list[str] | None = _opt(
+        None, "OpenAI-compatible base URL of the agent's model, e.g. http://127.0.0.1:8000/v1 (default: OpenAI). "
+        "Repeatable: several servers of the same model share the work; each tree (eval: conversation) stays "
+        "on one of them while it answers, new ones go to the least loaded, and a dead one's work moves to the "
+        "others.",
         AGENT,
     )  # fmt: skip
     api_key_env: str = _opt(
@@ -119,7 +122,9 @@ class RunOptions(MockOptions):
         "'hf:PATH[+ADAPTER]' runs a local model in-process (the agent's instance when it is the same spec).",
         CUSTOMER,
     )  # fmt: skip
-    user_base_url: str | None = _opt(None, "Customer model's base URL (default: OpenAI).", CUSTOMER)
+    user_base_url: list[str] | None = _opt(
+        None, "Customer model's base URL (default: OpenAI); repeatable, as --base-url.", CUSTOMER
+    )
     user_api_key_env: str | None = _opt(
         None, "Environment variable holding the customer endpoint's key (default: --api-key-env's).", CUSTOMER
     )
@@ -240,6 +245,25 @@ class RunOptions(MockOptions):
     def _one_task_is_a_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
 
+    @field_validator("base_url", "user_base_url", mode="before")
+    @classmethod
+    def _one_url_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("base_url", "user_base_url")
+    @classmethod
+    def _urls_are_distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            return None
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("the same URL is given twice")
+        return value
+
+    @field_serializer("base_url", "user_base_url")
+    def _one_url_is_written_alone(self, value: list[str] | None) -> str | list[str] | None:
+        """One URL is saved as the string it always was (run files, `RUN.config.json`, the config hash)."""
+        return value[0] if value is not None and len(value) == 1 else value
+
     @model_validator(mode="after")
     def _mock_options_need_a_dry_run(self) -> RunOptions:
         mock_set = sorted(name for name in self.model_fields_set if name.startswith("mock_"))
@@ -266,6 +290,16 @@ class RunOptions(MockOptions):
     def dry_run(self) -> bool:
         """No real model: the scripted mock, over HTTP (no --model) or in-process (--model scripted)."""
         return self.model in (None, SCRIPTED)
+
+    @property
+    def agent_url(self) -> str | None:
+        """The agent's first base URL (None: the default, OpenAI)."""
+        return self.base_url[0] if self.base_url else None
+
+    @property
+    def user_url(self) -> str | None:
+        """The customer's first base URL (None: the default, OpenAI)."""
+        return self.user_base_url[0] if self.user_base_url else None
 
     @property
     def requests_in_flight(self) -> int:
@@ -298,6 +332,9 @@ class RunOptions(MockOptions):
     def result_fields(self) -> dict[str, Any]:
         """The options that change a conversation's result: what the config hash (and resume) checks."""
         fields = self.model_dump(mode="json", exclude=set(self.NOT_HASHED) | {"trials"})
+        for name in ("base_url", "user_base_url"):  # servers of one model: the first names them (see README)
+            if isinstance(fields.get(name), list):
+                fields[name] = fields[name][0]
         for name in self.HASHED_WHEN_SET & set(fields):
             if fields[name] == type(self).model_fields[name].default:
                 del fields[name]

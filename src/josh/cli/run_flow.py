@@ -196,7 +196,7 @@ def execute(job: RunJob) -> None:
             "replayed" if cfg.user == "replay"
             else "scripted" if cfg.customer_model == SCRIPTED
             else f"{cfg.customer_model} in-process" if is_hf_spec(cfg.customer_model)
-            else f"{cfg.customer_model} at {cfg.user_base_url or 'OpenAI'}"
+            else f"{cfg.customer_model} at {' + '.join(cfg.user_base_url or ['OpenAI'])}"
         )  # fmt: skip
         errored = len(writer.errored)
         again = "running them again" if job.retry_errors else "--retry-errors runs them again"
@@ -219,6 +219,9 @@ def execute(job: RunJob) -> None:
     records = latest_by_key(contents.records)
     write_config(out_path, cfg, endpoints)  # now with what the run learnt of its endpoints
     summary = summarize(records, wall_s=contents.previous_wall_s)
+    per_endpoint = endpoints.calls_per_endpoint()
+    if per_endpoint:
+        summary["calls_per_endpoint"] = per_endpoint
     sidecar(out_path, "summary").write_text(json.dumps(summary, indent=2) + "\n")
     if records:
         print_summary(
@@ -228,6 +231,9 @@ def execute(job: RunJob) -> None:
         )
     else:
         err.print(f"no {job.kind[:-1]} finished: nothing to summarise")
+    for role, calls in per_endpoint.items():
+        shown = ", ".join(f"{url} {count:,}" for url, count in calls.items())
+        err.print(f"{role} calls per endpoint (this session): {shown}", soft_wrap=True)
     err.print(f"run file {out_path}; summary {sidecar(out_path, 'summary')}", soft_wrap=True)
     again = f"the same command plus --resume --out {out_path}"
     if outcome.status == "cancelled":

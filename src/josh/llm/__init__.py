@@ -6,6 +6,7 @@ from josh.llm.base import (
     ContextLengthError,
     EndpointDownError,
     EndpointError,
+    EndpointOutageError,
     FatalLLMError,
     LLMError,
     RetryableLLMError,
@@ -16,6 +17,7 @@ from josh.llm.context import ContextWindow, PromptSize
 from josh.llm.hf import HFChatModel, parse_hf_spec
 from josh.llm.ledger import CallLedger
 from josh.llm.openai_compat import OpenAIChatModel
+from josh.llm.pool import EndpointPool
 from josh.llm.retry import RetryPolicy
 from josh.llm.scripted import ScriptedChatModel
 from josh.llm.siblings import SiblingGroup, SiblingModel
@@ -28,6 +30,8 @@ __all__ = [
     "EndpointBreaker",
     "EndpointDownError",
     "EndpointError",
+    "EndpointOutageError",
+    "EndpointPool",
     "FatalLLMError",
     "HFChatModel",
     "LLMError",

@@ -17,6 +17,11 @@ class RetryableLLMError(LLMError):
     """Rate limit, timeout, 5xx or a dropped connection: worth another try."""
 
 
+class EndpointOutageError(RetryableLLMError):
+    """The endpoint's circuit breaker is open and its model was told not to wait for it
+    (`OpenAIChatModel.failover`, set by an `EndpointPool`, which sends the request to another endpoint)."""
+
+
 class FatalLLMError(LLMError):
     """Bad API key, bad request, unknown model, context too long: retrying cannot help.
 

@@ -80,6 +80,11 @@ class EndpointBreaker:
         return f"EndpointBreaker(state={self.state!r}, failures={self.failures}, probes={self.probes})"
 
     @property
+    def down_message(self) -> str:
+        """Why the endpoint was declared down ("" while it is not)."""
+        return self._down_message
+
+    @property
     def is_open(self) -> bool:
         """True while requests wait and the endpoint is being probed."""
         return self.state == "open"

@@ -58,6 +58,26 @@ def metadata_headers(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return headers
 
 
+def session_key(metadata: Mapping[str, str] | None) -> str | None:
+    """The session a call belongs to (a JOSH tree, an eval conversation): `TASK/TRIAL` from its metadata;
+    None when it names no task."""
+    if not metadata or "task_id" not in metadata:
+        return None
+    return f"{metadata['task_id']}/{metadata.get('trial', '0')}"
+
+
+# Where routers in front of a fleet look for a session to keep on one server: vllm-router's consistent_hash
+# (and rendezvous / sticky policies) read `X-Session-ID` first; SGLang's router (sgl-model-gateway) reads
+# `X-SMG-Routing-Key` with its consistent_hashing and manual policies.
+SESSION_HEADERS = ("X-Session-ID", "X-SMG-Routing-Key")
+
+
+def session_headers(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """`{"task_id": "MUL0003", "trial": "1"}` -> the headers routers hash on, valued `MUL0003/1`."""
+    key = session_key(metadata)
+    return {} if key is None else dict.fromkeys(SESSION_HEADERS, key)
+
+
 def _deeper_than(value: Any, limit: int) -> bool:
     """Whether containers in `value` nest more than `limit` levels (iterative: any depth is safe)."""
     stack = [(value, 1)]
