@@ -4,6 +4,7 @@ nothing: Ray runs its tree again, and every tree is recorded once."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -22,6 +23,7 @@ from josh.llm.base import EndpointDownError, EndpointError
 from josh.runner.ray_cluster import RAY_INSTALL
 from tests.test_cli_data import run_josh
 from tests.test_eval_cli import records
+from tests.test_eval_robustness import free_port, serve_mock
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +99,33 @@ def test_an_eval_over_ray_resumes_a_local_run(cluster: str, tmp_path: Path) -> N
     runs = records(out)
     assert len(runs) == len({(r["task_id"], r["trial"]) for r in runs}) == 4
     assert all(r["status"] == "success" and r["reward"] is not None and r["messages"] for r in runs)
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_workers_route_over_several_endpoints_and_the_summary_counts_their_calls(
+    cluster: str, tmp_path: Path
+) -> None:
+    """`--ray` with two `--base-url`: each worker's tree goes to a server, and the driver's summary counts the
+    calls the workers made on each (not the driver's own, which made none)."""
+    ports = [free_port(), free_port()]
+    servers = [serve_mock(port) for port in ports]
+    urls = [f"http://127.0.0.1:{port}/v1" for port in ports]
+    out = tmp_path / "trees.jsonl"
+    try:
+        run = run_josh(
+            "harvest", "toolwoz", "--model", "josh-mock-agent", "--base-url", urls[0], "--base-url", urls[1],
+            "--user", "replay", "--limit", "4", "--ray", cluster, "--out", str(out), timeout=180,
+        )  # fmt: skip
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()
+    assert run.returncode == 0, run.stderr
+    trees = records(out)
+    calls = json.loads((tmp_path / "trees.summary.json").read_text())["calls_per_endpoint"]["agent"]
+    assert set(calls) == set(urls)
+    assert sum(calls.values()) == sum(c["role"] == "agent" for t in trees for c in t["model_calls"]) > 0
 
 
 def test_without_ray_the_flag_is_one_line_naming_the_install(

@@ -129,6 +129,15 @@ class Endpoints:
             roles.append(("customer", self.user))
         return {role: dict(model.calls) for role, model in roles if isinstance(model, EndpointPool)}
 
+    def add_calls(self, per_endpoint: dict[str, dict[str, int]]) -> None:
+        """Count calls answered elsewhere (a Ray worker's share of the run) in `calls_per_endpoint`."""
+        roles = {"agent": self.agent, "customer": self.user}
+        for role, calls in per_endpoint.items():
+            model = roles.get(role)
+            if isinstance(model, EndpointPool):
+                for url, n in calls.items():
+                    model.calls[url] = model.calls.get(url, 0) + n
+
     async def aclose(self) -> None:
         await self.agent.aclose()
         if self.user is not None and self.user is not self.agent:

@@ -70,26 +70,36 @@ class _Records:
 _ENVIRONMENTS: dict[Benchmark, Any] = {}  # per worker process: loaded by its first job
 
 
-def run_share(share: RayShare, jobs: list[tuple[str, int]]) -> list[dict[str, Any]] | StoppedBy:
-    """On a Ray worker: run `jobs` with the benchmark's own loop and return their records (or why the
-    endpoint stopped them)."""
+@dataclass(frozen=True)
+class ShareResult:
+    """What a worker sends back: the jobs' records, and the calls each server answered for them."""
+
+    records: list[dict[str, Any]]
+    calls_per_endpoint: dict[str, dict[str, int]]
+
+
+def run_share(share: RayShare, jobs: list[tuple[str, int]]) -> ShareResult | StoppedBy:
+    """On a Ray worker: run `jobs` with the benchmark's own loop and return their records and calls per
+    server (or why the endpoint stopped them)."""
     env = _ENVIRONMENTS.get(share.benchmark)
     if env is None:
         env = _ENVIRONMENTS[share.benchmark] = share.benchmark.load(lambda line: None)
     records = _Records()
+    calls: dict[str, dict[str, int]] = {}
 
     async def run() -> None:
         endpoints = share.benchmark.open_endpoints(share.config, env)
         try:
             await share.work(share.config, env, endpoints, records, jobs=jobs)  # type: ignore[arg-type]
         finally:
+            calls.update(endpoints.calls_per_endpoint())
             await endpoints.aclose()
 
     try:
         asyncio.run(run())
     except EndpointError as exc:
         return StoppedBy(type(exc).__name__, str(exc))
-    return records.records
+    return ShareResult(records.records, calls)
 
 
 def for_workers(config: RunOptions, endpoints: Endpoints) -> RunOptions:
@@ -98,9 +108,9 @@ def for_workers(config: RunOptions, endpoints: Endpoints) -> RunOptions:
     if endpoints.mock is None:
         return config
     url = endpoints.mock.base_url
-    update: dict[str, Any] = {"model": MOCK_AGENT_MODEL, "base_url": url}
+    update: dict[str, Any] = {"model": MOCK_AGENT_MODEL, "base_url": [url]}  # a list, as validated
     if config.user != "replay":
-        update.update(user_model=MOCK_USER_MODEL, user_base_url=url)
+        update.update(user_model=MOCK_USER_MODEL, user_base_url=[url])
     return config.model_copy(update=update)
 
 
@@ -134,7 +144,8 @@ async def run_on_ray(
             raise cause from None
         if isinstance(result, StoppedBy):
             raise result.exception()
-        (record,) = result
+        endpoints.add_calls(result.calls_per_endpoint)  # the summary's calls per server, counted on the workers
+        (record,) = result.records
         return record
 
     return await record_jobs(jobs, worker, options, writer, on_record=on_record, on_error=on_error)
