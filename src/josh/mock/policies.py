@@ -223,12 +223,17 @@ class ScriptedToolWOZ:
         self._opening_index: dict[str, str] | None = None
         self._paper_markers: PromptMarkers | None = None
         self._paper_loaded = False
+        self._paper_lock = threading.Lock()
 
     def _paper(self) -> PromptMarkers | None:
         """The paper's markers, read from the wheel once, on first need (never for josh's prompts)."""
         if not self._paper_loaded:
-            self._paper_markers = paper_markers()
-            self._paper_loaded = True
+            # Once, not once a thread: the server answers each connection in its own thread, and a run's
+            # first requests (every preflight probe among them) arrive together; each read costs ~0.2 s.
+            with self._paper_lock:
+                if not self._paper_loaded:
+                    self._paper_markers = paper_markers()
+                    self._paper_loaded = True
         return self._paper_markers
 
     # -- entry point ----------------------------------------------------------------------------------
