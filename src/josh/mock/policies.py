@@ -224,6 +224,7 @@ class ScriptedToolWOZ:
         self._paper_markers: PromptMarkers | None = None
         self._paper_loaded = False
         self._paper_lock = threading.Lock()
+        self._scripts: dict[str, MockScript] = {}  # by task id: made once, not on every request
 
     def _paper(self) -> PromptMarkers | None:
         """The paper's markers, read from the wheel once, on first need (never for josh's prompts)."""
@@ -331,8 +332,11 @@ class ScriptedToolWOZ:
         return prompt is not None and first == prompt
 
     def _script(self, task_id: str) -> MockScript:
-        """The task's script (`KeyError` for an unknown task)."""
-        return self.script(self.env.task(task_id))
+        """The task's script (`KeyError` for an unknown task), made on the task's first request."""
+        script = self._scripts.get(task_id)
+        if script is None:
+            script = self._scripts[task_id] = self.script(self.env.task(task_id))
+        return script
 
     def _task(
         self, role: str, kind: str, messages: list[dict[str, Any]], headers: dict[str, str]
