@@ -27,13 +27,13 @@ class RecordingMock:
     def __init__(self, env: ToolWOZEnvironment) -> None:
         self.server = MockServer(env, MockConfig())
         self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
-        answer = self.server.policy.complete
+        answer = self.server.policy.complete_async
 
-        def complete(body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        async def complete(body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
             self.requests.append(({k.lower(): v for k, v in headers.items()}, body))  # no asserts here
-            return answer(body, headers)
+            return await answer(body, headers)
 
-        self.server.policy.complete = complete  # type: ignore[method-assign]
+        self.server.policy.complete_async = complete  # type: ignore[method-assign]
 
     def flags(self) -> list[str]:
         url = self.server.base_url

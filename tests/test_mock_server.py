@@ -1,4 +1,5 @@
-"""The mock endpoint's HTTP server: a client that goes away is one log line, never a traceback on stderr."""
+"""The mock endpoint's HTTP server: a client that goes away is one log line, never a traceback on stderr; held
+requests share one event loop, and stopping it closes them."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -81,3 +83,50 @@ def test_any_other_error_is_logged_once_with_its_traceback(
     )
     assert record.exc_info is not None and record.exc_info[0] is ValueError
     assert "Traceback" not in capfd.readouterr().err
+
+
+def _held_post(port: int) -> socket.socket:
+    body = b'{"messages": [{"role": "user", "content": "Hi!"}], "tools": [{"type": "function"}]}'
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Josh-Task-Id: MUL0001\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    return sock
+
+
+def test_requests_held_at_once_take_no_thread_each(toolwoz_env: ToolWOZEnvironment) -> None:
+    """The mock's latency is a timer on one event loop: a run's dozens of held connections cost no thread
+    each (with a thread each, their hand-offs of the GIL cost the mock more CPU than its policies)."""
+    from josh.mock import MockConfig
+
+    with MockServer(toolwoz_env, MockConfig(latency_s=0.5)) as mock:
+        before = threading.active_count()
+        socks = [_held_post(mock.port) for _ in range(32)]
+        try:
+            time.sleep(0.2)  # every request read and held
+            held = threading.active_count() - before
+            started = time.monotonic()
+            replies = [sock.recv(65536) for sock in socks]
+            waited = time.monotonic() - started
+        finally:
+            for sock in socks:
+                sock.close()
+    assert held == 0
+    assert all(reply.startswith(b"HTTP/1.1 200 OK\r\n") for reply in replies)
+    assert waited < 1.0  # held together, not one after another
+
+
+def test_stopping_does_not_wait_for_a_hanging_request(toolwoz_env: ToolWOZEnvironment) -> None:
+    from josh.mock import MockConfig
+
+    mock = MockServer(toolwoz_env, MockConfig(hang_rate=1.0, hang_s=30.0)).start()
+    sock = _held_post(mock.port)
+    try:
+        time.sleep(0.2)
+        started = time.monotonic()
+        mock.stop()
+        assert time.monotonic() - started < 2.0
+        assert sock.recv(100) == b""  # the connection is closed, unanswered
+    finally:
+        sock.close()

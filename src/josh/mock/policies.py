@@ -13,6 +13,7 @@ one) and its stop word. `toolwoz_script` makes it from a ToolWOZ task; another b
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import random
@@ -61,6 +62,15 @@ class MockConfig:
             raise ValueError("latency and hang durations must be >= 0")
 
 
+@dataclass(frozen=True)
+class Draws:
+    """A request's draws of the fault generator: HTTP 500, hang, and (empty, malformed) for each choice."""
+
+    error: bool
+    hang: bool
+    per_choice: tuple[tuple[float, float], ...]
+
+
 class MockRequestError(Exception):
     """A request the mock cannot answer (HTTP 400 with this message)."""
 
@@ -84,6 +94,8 @@ def _digest(messages: list[dict[str, Any]]) -> str:
 
 def _content(message: dict[str, Any]) -> str:
     content = message.get("content") or ""
+    if type(content) is str:  # nearly every message: the quick way out
+        return content
     if isinstance(content, list):  # content parts
         return "".join(p.get("text", "") for p in content if isinstance(p, dict))
     return str(content)
@@ -241,10 +253,30 @@ class ScriptedToolWOZ:
 
     def complete(self, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         """The response body for one `/v1/chat/completions` request. May sleep (latency, hangs) or raise."""
+        draws = self.draw(body)
+        if self.config.latency_s:
+            time.sleep(self.config.latency_s)
+        if draws.error:
+            raise InjectedServerError("injected fault: HTTP 500")
+        if draws.hang:
+            time.sleep(self.config.hang_s)
+        return self.answer(body, headers, draws)
+
+    async def complete_async(self, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        """`complete` for a server on an event loop: the latency and hangs are awaited, not slept."""
+        draws = self.draw(body)
+        if self.config.latency_s:
+            await asyncio.sleep(self.config.latency_s)
+        if draws.error:
+            raise InjectedServerError("injected fault: HTTP 500")
+        if draws.hang:
+            await asyncio.sleep(self.config.hang_s)
+        return self.answer(body, headers, draws)
+
+    def draw(self, body: dict[str, Any]) -> Draws:
+        """Check the request's shape and draw its faults (`MockRequestError` for a request it cannot take)."""
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
             raise MockRequestError("the request needs a non-empty 'messages' list")
-        messages = [m for m in body["messages"] if isinstance(m, dict)]
-        headers = {k.lower(): v for k, v in headers.items()}
         n = body.get("n") or 1
         if not isinstance(n, int) or not 1 <= n <= MAX_N:
             raise MockRequestError(f"'n' must be a whole number from 1 to {MAX_N}, got {n!r}")
@@ -253,12 +285,17 @@ class ScriptedToolWOZ:
             per_choice = [(draws[2], draws[3])] + [
                 (self._faults.random(), self._faults.random()) for _ in range(n - 1)
             ]
-        if self.config.latency_s:
-            time.sleep(self.config.latency_s)
-        if draws[0] < self.config.error_rate:
-            raise InjectedServerError("injected fault: HTTP 500")
-        if draws[1] < self.config.hang_rate:
-            time.sleep(self.config.hang_s)
+        return Draws(
+            error=draws[0] < self.config.error_rate,
+            hang=draws[1] < self.config.hang_rate,
+            per_choice=tuple(per_choice),
+        )
+
+    def answer(self, body: dict[str, Any], headers: dict[str, str], draws: Draws) -> dict[str, Any]:
+        """The response body for a request `draw` took, with its draws (after any latency or hang)."""
+        messages = [m for m in body["messages"] if isinstance(m, dict)]
+        headers = {k.lower(): v for k, v in headers.items()}
+        per_choice = draws.per_choice
         role, kind = self._role(messages, body, headers)
         task = self._task(role, kind, messages, headers)
         # A model's sample depends on its prompt, its seed and which of the n choices it is.
