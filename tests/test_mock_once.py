@@ -1,5 +1,6 @@
 """What the mock endpoint makes once, not on every request: a task's script, and the paper's prompt markers
-(read from the wheel, ~0.2 s of CPU) when the first requests arrive together, as a run's preflight probes do."""
+(read from the wheel, ~0.2 s of CPU) when the first requests arrive together; and not at all for josh's
+preflight probe."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def test_the_paper_markers_are_read_once_when_requests_arrive_together(
 
     monkeypatch.setattr(policies, "paper_markers", slow_read)
     policy = ScriptedToolWOZ(toolwoz_env)
-    probe: dict[str, Any] = {"messages": [{"role": "user", "content": "Reply with OK."}]}
+    probe: dict[str, Any] = {"messages": [{"role": "user", "content": "Hello, who are you?"}]}
     refused: list[str] = []
 
     def one() -> None:
@@ -58,5 +59,19 @@ def test_the_paper_markers_are_read_once_when_requests_arrive_together(
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(refused) == 8  # the probe is still refused, as before
+    assert len(refused) == 8  # still refused, as before
     assert reads == [1]
+
+
+def test_a_preflight_probe_reads_no_paper_prompts(
+    toolwoz_env: ToolWOZEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """josh's probe (`OpenAIChatModel.check`) is refused (400) as before, without reading the wheel for it."""
+    from josh.llm.openai_compat.model import _probe_params
+
+    reads: list[int] = []
+    monkeypatch.setattr(policies, "paper_markers", lambda: reads.append(1))
+    policy = ScriptedToolWOZ(toolwoz_env)
+    with pytest.raises(MockRequestError, match="cannot tell whether this request is for the agent or the user"):
+        policy.complete(_probe_params("josh-mock-agent"), {})
+    assert reads == []

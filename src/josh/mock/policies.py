@@ -2,7 +2,8 @@
 
 Which part a request plays comes from the prompt (tools for function calling; else the first message:
 the ReAct system prompt, the customer's or the guide's coach prompt, in josh's wording or the paper's, whose
-markers are derived at run time from the text read from the wheel), else from the `X-Josh-Role` header.
+markers are derived at run time from the text read from the wheel: `josh.mock.markers`), else from the
+`X-Josh-Role` header.
 Which task it is about comes from `X-Josh-Task-Id`, else from the goal text or the customer's opening line.
 
 What the policies play on a task is its `MockScript`: the oracle agent's calls, the lines the customer
@@ -25,11 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from josh.agents.prompts import COMMAND_END, REACT_MARKER
+from josh.agents.prompts import COMMAND_END
 from josh.envs.toolwoz import Task
-from josh.envs.toolwoz.reference_text import reference_prompts
-from josh.errors import DataError
-from josh.users.prompts import END_CONVERSATION, GUIDE_MARKER, GUIDE_PROMPT, USER_MARKER
+from josh.llm.openai_compat.wire import PROBE_TEXT
+from josh.mock.markers import JOSH_MARKERS, PromptMarkers, current_convo, paper_markers, part
+from josh.users.prompts import END_CONVERSATION
 
 DONE_PHRASE = "Everything you asked for is taken care of."
 HANDOVER_PHRASE = "Please do the next steps on your phone now."  # the oracle's cue to the customer's actions
@@ -99,70 +100,6 @@ def _content(message: dict[str, Any]) -> str:
     if isinstance(content, list):  # content parts
         return "".join(p.get("text", "") for p in content if isinstance(p, dict))
     return str(content)
-
-
-@dataclass(frozen=True)
-class PromptMarkers:
-    """How to recognise one prompt set in a request: text found only in the first message of each part, and
-    the lines around the current conversation in the guide's coach prompt."""
-
-    react: tuple[str, ...]
-    goal: tuple[str, ...]
-    guide: tuple[str, ...]
-    guide_convo: tuple[str, str]  # (the line before {current_convo}, the line after it)
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
-
-
-def _convo_bounds(guide_prompt: str) -> tuple[str, str]:
-    before, _, after = guide_prompt.partition("{current_convo}")
-    lines_before = [line.strip() for line in before.splitlines() if line.strip()]
-    return (lines_before[-1] if lines_before else "", _first_line(after))
-
-
-JOSH_MARKERS = PromptMarkers(
-    react=(REACT_MARKER,),
-    goal=(USER_MARKER,),
-    guide=(GUIDE_MARKER,),
-    guide_convo=_convo_bounds(GUIDE_PROMPT),
-)
-
-
-def paper_markers() -> PromptMarkers | None:
-    """The markers of the paper's prompts, from their text in the wheel; None when it cannot be read."""
-    try:
-        paper = reference_prompts()
-    except DataError:
-        return None
-    return PromptMarkers(
-        react=(_first_line(paper.react),),
-        goal=tuple(dict.fromkeys((_first_line(paper.user_opening), _first_line(paper.user_system)))),
-        guide=(_first_line(paper.guide),),
-        guide_convo=_convo_bounds(paper.guide),
-    )
-
-
-def _current_convo(prompt: str, markers: PromptMarkers) -> str | None:
-    """The current conversation in a filled coach prompt (without the source conversation before it)."""
-    start, end = markers.guide_convo
-    at = prompt.find(start) if start else -1
-    if at < 0:
-        return None
-    rest = prompt[at + len(start) :]
-    return rest.split(end, 1)[0] if end else rest
-
-
-def _part(first: str, markers: PromptMarkers) -> tuple[str, str] | None:
-    """(role, kind) when the first message of a request is one of `markers`' prompts."""
-    if any(m in first for m in markers.react):
-        return "agent", "react"
-    if any(m in first for m in markers.guide):
-        return "user", "guide"
-    if any(m in first for m in markers.goal):
-        return "user", "goal"
-    return None
 
 
 def _chunks(goal_messages: Any) -> tuple[str, ...]:
@@ -345,9 +282,10 @@ class ScriptedToolWOZ:
             return "user", "goal"
         if body.get("tools"):
             return "agent", "fc"
-        found = _part(first, JOSH_MARKERS)
-        paper = self._paper() if found is None else None
-        found = found or (_part(first, paper) if paper else None)
+        found = part(first, JOSH_MARKERS)
+        # josh's preflight probe holds no prompt of the paper's: no need to read them from the wheel for it
+        paper = self._paper() if found is None and first != PROBE_TEXT else None
+        found = found or (part(first, paper) if paper else None)
         if found:
             return found
         if header == "agent":
@@ -543,10 +481,10 @@ class ScriptedToolWOZ:
                 return action
         if kind == "guide":
             prompt = _content(messages[-1])
-            convo = _current_convo(prompt, JOSH_MARKERS)
+            convo = current_convo(prompt, JOSH_MARKERS)
             if convo is None:
                 paper = self._paper()
-                convo = (_current_convo(prompt, paper) if paper else None) or prompt
+                convo = (current_convo(prompt, paper) if paper else None) or prompt
             said = sum(1 for line in convo.splitlines() if line.startswith("agent: "))  # the customer's lines
             agent_done = DONE_PHRASE in convo
         else:

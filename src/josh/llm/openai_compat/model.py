@@ -67,6 +67,7 @@ from josh.llm.openai_compat.errors import (
 )
 from josh.llm.openai_compat.transport import DirectTransport, uses_proxy
 from josh.llm.openai_compat.wire import (
+    PROBE_TEXT,
     metadata_headers,
     parse_tool_call,
     response_field,
@@ -89,7 +90,7 @@ def _probe_params(model: str) -> dict[str, Any]:
     """The tiny request of a preflight check and of a breaker probe."""
     return {
         "model": model,
-        "messages": [{"role": "user", "content": "Reply with OK."}],
+        "messages": [{"role": "user", "content": PROBE_TEXT}],
         "max_tokens": 1,
         "temperature": 0.0,
     }

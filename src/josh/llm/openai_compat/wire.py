@@ -23,6 +23,8 @@ from josh.types import (
     json_type_name,
 )
 
+PROBE_TEXT = "Reply with OK."  # the one message of a preflight check (`OpenAIChatModel.check`)
+
 
 def to_wire(message: Message) -> dict[str, Any]:
     """One `josh.types` message as an OpenAI chat message dict."""
