@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import threading
+import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -249,25 +249,28 @@ def test_a_bug_fails_its_tree_only(toolwoz_env: ToolWOZEnvironment, tmp_path: Pa
 
 
 class PairingGate:
-    """Wraps the mock's policy: counts the most requests the endpoint had in flight at once, and until two
-    were, holds each request (at most `wait_s`) for another to come."""
+    """Wraps the mock's policy (`complete_async`: the server answers on one event loop): counts the most
+    requests the endpoint had in flight at once, and until two were, holds each request (at most `wait_s`)
+    for another to come."""
 
     def __init__(self, complete: Callable[..., Any], wait_s: float = 1.0) -> None:
         self.complete, self.wait_s = complete, wait_s
         self.in_flight = self.most = 0
-        self.changed = threading.Condition()
+        self.paired: asyncio.Event | None = None  # made on the server's loop
 
-    def __call__(self, body: Any, headers: Any) -> Any:
-        with self.changed:
-            self.in_flight += 1
-            self.most = max(self.most, self.in_flight)
-            self.changed.notify_all()
-            self.changed.wait_for(lambda: self.most >= 2, timeout=self.wait_s)
+    async def __call__(self, body: Any, headers: Any) -> Any:
+        if self.paired is None:
+            self.paired = asyncio.Event()
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        if self.most >= 2:
+            self.paired.set()
         try:
-            return self.complete(body, headers)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.paired.wait(), self.wait_s)
+            return await self.complete(body, headers)
         finally:
-            with self.changed:
-                self.in_flight -= 1
+            self.in_flight -= 1
 
 
 def test_the_leaves_of_one_tree_call_the_endpoint_at_once(
@@ -282,8 +285,8 @@ def test_the_leaves_of_one_tree_call_the_endpoint_at_once(
     )
     endpoints = open_endpoints(cfg, toolwoz_env)
     assert endpoints.mock is not None  # a dry run over HTTP
-    gate = PairingGate(endpoints.mock.policy.complete)
-    monkeypatch.setattr(endpoints.mock.policy, "complete", gate)
+    gate = PairingGate(endpoints.mock.policy.complete_async)
+    monkeypatch.setattr(endpoints.mock.policy, "complete_async", gate)
     count, [tree] = run(toolwoz_env, cfg, tmp_path / "trees.jsonl", endpoints)
     assert (count, tree["status"], tree["steps"], len(tree["nodes"])) == (1, "success", 1, 3)
     assert len(tree["model_calls"]) == 6
