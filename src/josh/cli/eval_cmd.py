@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from josh.benchmarks.benchmark import BenchmarkCommands
-from josh.benchmarks.endpoints import Endpoints, mock_config
+from josh.benchmarks.endpoints import mock_config
 from josh.benchmarks.harvest_options import HarvestOptions
 from josh.benchmarks.jobs import error_record
-from josh.benchmarks.ray_jobs import run_on_ray
 from josh.benchmarks.run_options import SCRIPTED, MockOptions
 from josh.cli.benchmarks import BENCHMARKS, ServeMockOptions, registered
 from josh.cli.console import err, out, report, user_errors
 from josh.cli.options import flag_name, resolve, with_options
 from josh.cli.render import print_comparison, print_summary, settings_table
-from josh.cli.run_flow import OnRecord, RunJob, execute, resolve_run, run_command
+from josh.cli.run_flow import RunJob, benchmark_work, execute, resolve_run, run_command
 from josh.errors import JoshError
 from josh.mock import MockServer
-from josh.runner import RunContents, RunWriter, read_run, summarize
+from josh.runner import RunContents, read_run, summarize
 from josh.runner.compare import KIND_NAMES, compare_runs, run_kind
 
 eval_app = typer.Typer(
@@ -44,16 +42,9 @@ def add_eval_command(entry: BenchmarkCommands) -> None:
     ) -> None:
         cfg = resolve_run(entry.eval_config, options, config_file, resume=resume, retry_errors=retry_errors)
 
-        def work(env: Any, endpoints: Endpoints, writer: RunWriter, on_record: OnRecord) -> Awaitable[int]:
-            if cfg.ray:
-                return run_on_ray(
-                    entry.evaluate, entry.benchmark(cfg), cfg, env, endpoints, writer, on_record=on_record,
-                    on_error=error_record, retry_errors=retry_errors,
-                )  # fmt: skip
-            return entry.evaluate(cfg, env, endpoints, writer, on_record=on_record, retry_errors=retry_errors)
-
         job = RunJob(
-            f"eval {entry.name}", "conversations", cfg, out_path, resume, retry_errors, work,
+            f"eval {entry.name}", "conversations", cfg, out_path, resume, retry_errors,
+            benchmark_work(entry.evaluate, entry.benchmark(cfg), cfg, error_record, retry_errors),
             entry.out_prefix(cfg), entry.benchmark(cfg),
         )  # fmt: skip
         execute(job)

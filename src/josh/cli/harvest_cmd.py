@@ -3,20 +3,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from josh.benchmarks.benchmark import BenchmarkCommands
-from josh.benchmarks.endpoints import Endpoints
 from josh.benchmarks.harvest import harvest_error_record
-from josh.benchmarks.ray_jobs import run_on_ray
 from josh.cli.benchmarks import BENCHMARKS
 from josh.cli.console import user_errors
-from josh.cli.run_flow import OnRecord, RunJob, execute, resolve_run, run_command
-from josh.runner import RunWriter
+from josh.cli.run_flow import RunJob, benchmark_work, execute, resolve_run, run_command
 
 harvest_app = typer.Typer(
     help="Harvest training data with JOSH (beam search over agent turns) on ToolWOZ or tau2-bench.",
@@ -38,16 +34,9 @@ def add_harvest_command(entry: BenchmarkCommands) -> None:
         options = with_dry_run_mistakes(options, config_file)
         cfg = resolve_run(entry.harvest_config, options, config_file, resume=resume, retry_errors=retry_errors)
 
-        def work(env: Any, endpoints: Endpoints, writer: RunWriter, on_record: OnRecord) -> Awaitable[int]:
-            if cfg.ray:
-                return run_on_ray(
-                    entry.harvest, entry.benchmark(cfg), cfg, env, endpoints, writer, on_record=on_record,
-                    on_error=harvest_error_record, retry_errors=retry_errors,
-                )  # fmt: skip
-            return entry.harvest(cfg, env, endpoints, writer, on_record=on_record, retry_errors=retry_errors)
-
         job = RunJob(
-            f"harvest {entry.name}", "trees", cfg, out_path, resume, retry_errors, work,
+            f"harvest {entry.name}", "trees", cfg, out_path, resume, retry_errors,
+            benchmark_work(entry.harvest, entry.benchmark(cfg), cfg, harvest_error_record, retry_errors),
             f"trees-{entry.out_prefix(cfg)}", entry.benchmark(cfg),
         )  # fmt: skip
         execute(job)

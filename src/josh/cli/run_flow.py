@@ -25,10 +25,11 @@ import typer
 from pydantic import BaseModel
 from rich.markup import escape
 
-from josh.benchmarks.benchmark import Benchmark
+from josh.benchmarks.benchmark import Benchmark, RunWork
 from josh.benchmarks.context_check import check_context
 from josh.benchmarks.endpoints import Endpoints, check_keys, discover_models, preflight
 from josh.benchmarks.jobs import left_out_tasks, pending_jobs, select_tasks
+from josh.benchmarks.ray_jobs import OnError, run_on_ray
 from josh.benchmarks.run_options import SCRIPTED, RunOptions
 from josh.cli.console import counted, err, out, report
 from josh.cli.live import LiveTotals, live_progress
@@ -52,6 +53,21 @@ EXIT_INTERRUPTED = 130
 OnRecord = Callable[[dict[str, Any]], None]
 Work = Callable[[Any, Endpoints, RunWriter, Callable[[dict[str, Any]], None]], Awaitable[int]]
 """The command's own part: run every pending (task, trial), writing each record and reporting it."""
+
+
+def benchmark_work(loop: RunWork, benchmark: Benchmark, cfg: RunOptions, on_error: OnError, retry_errors: bool) -> Work:
+    """The `Work` of `josh eval NAME` or `josh harvest NAME`: the benchmark's `loop` (`evaluate` or `harvest`)
+    in this process, or its jobs as Ray tasks with `--ray` (`on_error` records a job whose task failed)."""
+
+    def work(env: Any, endpoints: Endpoints, writer: RunWriter, on_record: OnRecord) -> Awaitable[int]:
+        if cfg.ray:
+            return run_on_ray(
+                loop, benchmark, cfg, env, endpoints, writer, on_record=on_record, on_error=on_error,
+                retry_errors=retry_errors,
+            )  # fmt: skip
+        return loop(cfg, env, endpoints, writer, on_record=on_record, retry_errors=retry_errors)
+
+    return work
 
 
 def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
