@@ -134,6 +134,8 @@ def test_base_url_is_repeatable_and_one_url_keeps_its_hash() -> None:
     assert one.model_dump(mode="json")["base_url"] == "http://a/v1"  # run files keep the old form
     with pytest.raises(ValueError, match="the same URL is given twice"):
         ToolWOZEvalConfig(model="m", base_url=["http://a/v1", "http://a/v1"])
+    with pytest.raises(ValueError, match="the same URL is given twice"):  # a trailing / names it again
+        ToolWOZEvalConfig(model="m", base_url=["http://a/v1", "http://a/v1/"])
 
 
 @pytest.mark.slow

@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from josh.envs.toolwoz import ToolWOZEnvironment
 from josh.mock import MockServer
@@ -130,3 +132,60 @@ def test_stopping_does_not_wait_for_a_hanging_request(toolwoz_env: ToolWOZEnviro
         assert sock.recv(100) == b""  # the connection is closed, unanswered
     finally:
         sock.close()
+
+
+@pytest.mark.parametrize("way", ["async", "sync"])
+def test_the_answer_comes_latency_after_the_request_its_making_included(
+    toolwoz_env: ToolWOZEnvironment, monkeypatch: pytest.MonkeyPatch, way: str
+) -> None:
+    """`--mock-latency` is the mock's response time, as a server's includes its work: an answer that takes
+    0.2 s to make still comes 0.4 s after the request, not 0.6 s; one slower than the latency comes when made."""
+    import asyncio
+
+    from josh.mock import MockConfig
+    from josh.mock.policies import ScriptedToolWOZ
+
+    policy = ScriptedToolWOZ(toolwoz_env, MockConfig(latency_s=0.4))
+    making = [0.2]
+
+    def answer(*args: object) -> dict[str, str]:
+        time.sleep(making[0])
+        return {"answer": "made"}
+
+    monkeypatch.setattr(policy, "answer", answer)
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+
+    def timed() -> float:
+        started = time.monotonic()
+        if way == "async":
+            assert asyncio.run(policy.complete_async(body, {})) == {"answer": "made"}
+        else:
+            assert policy.complete(body, {}) == {"answer": "made"}
+        return time.monotonic() - started
+
+    assert 0.39 <= timed() < 0.55
+    making[0] = 0.6
+    assert 0.59 <= timed() < 0.75
+
+
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["role", "content", "name", "tool_calls"]),
+            st.one_of(st.text(max_size=20), st.none(), st.lists(st.integers(), max_size=2)),
+            min_size=1,
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_the_prompt_digest_is_the_sha256_of_the_sorted_json(messages: list[dict[str, object]]) -> None:
+    """The oracle's samples depend on this digest: hashing it in pieces (the system prompt's remembered) must
+    give what hashing the whole text gives, whatever the messages hold."""
+    import hashlib
+    import json
+
+    from josh.mock.policies import _digest
+
+    whole = hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    assert _digest(messages) == _digest(messages) == whole

@@ -6,6 +6,7 @@ share prefixes safely and saved records round-trip exactly. OpenAI wire-format d
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import reprlib
@@ -116,6 +117,14 @@ class ToolCall(Record):
 class SystemMessage(Record):
     role: Literal["system"] = "system"
     content: str
+
+
+@functools.lru_cache(maxsize=256)
+def system_message(content: str) -> SystemMessage:
+    """The `SystemMessage` of `content`, one object for each text: an agent sends its system prompt with
+    every call, and clients remember what they made of a message by its identity
+    (`josh.llm.openai_compat.wire_memo`)."""
+    return SystemMessage(content=content)
 
 
 class UserMessage(Record):

@@ -16,7 +16,7 @@ from josh.agents.base import (
 )
 from josh.agents.prompts import FC_SYSTEM_PROMPT, OUT_OF_RETRIES
 from josh.agents.text_tool_calls import SPOKEN_NOTE_END, TEXT_TOOL_CALL_NOTE, find_text_tool_calls
-from josh.types import AssistantMessage, Message, SystemMessage, ToolCall, ToolMessage
+from josh.types import AssistantMessage, Message, ToolCall, ToolMessage, system_message
 
 
 def arguments_error(raw: str | None, reason: str | None) -> str:
@@ -70,7 +70,7 @@ class FunctionCallingAgent(ModelAgent):
     ) -> AgentTurn:
         for _ in range(self.max_model_calls):
             reply = await self._complete(
-                [SystemMessage(content=self.system_prompt), *history],
+                [system_message(self.system_prompt), *history],
                 turn,
                 tools=self.tools,
                 metadata=metadata,

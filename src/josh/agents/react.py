@@ -24,7 +24,14 @@ from josh.agents.prompts import (
     REACT_PROMPT,
     TOOLS_PLACEHOLDER,
 )
-from josh.types import AssistantMessage, Message, SystemMessage, ToolCall, UserMessage, json_type_name
+from josh.types import (
+    AssistantMessage,
+    Message,
+    ToolCall,
+    UserMessage,
+    json_type_name,
+    system_message,
+)
 
 COMMAND_PATTERN = re.compile(r"(PLAN|APICALL|SPEAK)(.*?)(?=PLAN|APICALL|SPEAK|$)", re.DOTALL)
 JSON_PATTERN = re.compile(r"\{.*\}")
@@ -85,7 +92,7 @@ class ReactAgent(ModelAgent):
     ) -> AgentTurn:
         for _ in range(self.max_model_calls):
             reply = await self._complete(
-                [SystemMessage(content=self.system_prompt), *history], turn, metadata=metadata
+                [system_message(self.system_prompt), *history], turn, metadata=metadata
             )
             commands = parse_commands(reply.content)
             if not commands:

@@ -14,7 +14,6 @@ writer keeps one record per (task, trial). An endpoint that goes down stops the 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from josh.benchmarks.endpoints import MOCK_AGENT_MODEL, MOCK_USER_MODEL, Endpoin
 from josh.benchmarks.jobs import JobOptions, pending_jobs, record_jobs
 from josh.benchmarks.run_options import RunOptions
 from josh.llm import base as llm_errors
+from josh.llm import event_loop
 from josh.llm.base import EndpointError
 from josh.runner import RunWriter
 from josh.runner.ray_cluster import call_remote, import_ray, remote
@@ -96,7 +96,7 @@ def run_share(share: RayShare, jobs: list[tuple[str, int]]) -> ShareResult | Sto
             await endpoints.aclose()
 
     try:
-        asyncio.run(run())
+        event_loop.run(run())
     except EndpointError as exc:
         return StoppedBy(type(exc).__name__, str(exc))
     return ShareResult(records.records, calls)

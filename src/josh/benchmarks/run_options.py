@@ -64,7 +64,9 @@ class MockOptions(BaseModel):
         0.0, "Share of agent tool calls sent with broken JSON arguments.", MOCK, ge=0.0, le=1.0
     )
     mock_empty_rate: float = _opt(0.0, "Share of mock replies that are empty.", MOCK, ge=0.0, le=1.0)
-    mock_latency: float = _opt(0.0, "Seconds added to every mock response.", MOCK, ge=0.0)
+    mock_latency: float = _opt(
+        0.0, "Seconds from each mock request to its answer (the mock's own work included).", MOCK, ge=0.0
+    )
     mock_hang_seconds: float = _opt(30.0, "Seconds a hung mock response is held.", MOCK, ge=0.0)
     mock_seed: int = _opt(0, "Seed of the mock's injected faults.", MOCK)
 
@@ -255,8 +257,8 @@ class RunOptions(MockOptions):
     def _urls_are_distinct(cls, value: list[str] | None) -> list[str] | None:
         if value is not None and not value:
             return None
-        if value is not None and len(set(value)) != len(value):
-            raise ValueError("the same URL is given twice")
+        if value is not None and len({url.rstrip("/") for url in value}) != len(value):
+            raise ValueError("the same URL is given twice")  # `.../v1/` is `.../v1`: one server
         return value
 
     @field_serializer("base_url", "user_base_url")

@@ -36,6 +36,7 @@ from josh.cli.live import LiveTotals, live_progress
 from josh.cli.options import ADAPTATIONS_KEY, config_for_file, resolve, with_options
 from josh.cli.render import print_summary
 from josh.errors import JoshError
+from josh.llm import event_loop
 from josh.llm.base import EndpointError, is_context_overflow
 from josh.llm.hf.spec import is_hf_spec
 from josh.runner import RunContents, RunWriter, open_run, read_run, summarize
@@ -230,7 +231,7 @@ def execute(job: RunJob) -> None:
 
     first_task = task_ids[0] if task_ids and not cfg.dry_run and cfg.model != SCRIPTED else None
     with ray_cluster(cfg.ray, report) if cfg.ray else contextlib.nullcontext():
-        outcome = asyncio.run(_run(job, env, endpoints, open_writer, total, first_task))
+        outcome = event_loop.run(_run(job, env, endpoints, open_writer, total, first_task))
     contents = read_run(out_path, resuming=True)  # a run's damaged lines run again on --resume
     records = latest_by_key(contents.records)
     write_config(out_path, cfg, endpoints)  # now with what the run learnt of its endpoints

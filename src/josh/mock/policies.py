@@ -41,12 +41,15 @@ MODEL_NAMES = ("josh-mock-agent", "josh-mock-user")
 MAX_N = 128  # choices one request may ask for (OpenAI's own limit)
 
 
+INJECTED_500 = "injected fault: HTTP 500"
+
+
 @dataclass(frozen=True)
 class MockConfig:
     """Behaviour of the mock endpoint. Rates are per request, in [0, 1]."""
 
     mistake_rate: float = 0.0  # oracle agent: chance that a goal call carries a wrong argument
-    latency_s: float = 0.0  # added to every response
+    latency_s: float = 0.0  # seconds from a request to its answer (the mock's own work included)
     error_rate: float = 0.0  # HTTP 500
     hang_rate: float = 0.0  # hold the response for `hang_s` (past a client's timeout)
     hang_s: float = 30.0
@@ -90,7 +93,26 @@ def _stable_random(*parts: Any) -> random.Random:
 
 
 def _digest(messages: list[dict[str, Any]]) -> str:
-    return hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """sha256 of `json.dumps(messages, sort_keys=True)`, the first 16 hex digits: what a sample of the oracle
+    depends on. Hashed as that text's pieces (`[`, each message joined by `, `, `]`), with the hash of the
+    first piece remembered by its system prompt: every call of an agent resends it (~15 KB in ToolWOZ)."""
+    first = messages[0]
+    if first.keys() != {"role", "content"} or not all(type(v) is str for v in first.values()):
+        return hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key = (first["role"], first["content"])
+    state = _OPENINGS.get(key)
+    if state is None:
+        state = hashlib.sha256(("[" + json.dumps(first, sort_keys=True)).encode())
+        if len(_OPENINGS) >= 256:
+            _OPENINGS.clear()
+        _OPENINGS[key] = state
+    digest = state.copy()
+    rest = json.dumps(messages[1:], sort_keys=True, default=str)  # "[b, c]": the text goes on ", b, c]"
+    digest.update((", " + rest[1:] if len(messages) > 1 else "]").encode())
+    return digest.hexdigest()[:16]
+
+
+_OPENINGS: dict[tuple[str, str], Any] = {}  # hashes of "[" and a first message (see `_digest`)
 
 
 def _content(message: dict[str, Any]) -> str:
@@ -189,26 +211,36 @@ class ScriptedToolWOZ:
     # -- entry point ----------------------------------------------------------------------------------
 
     def complete(self, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
-        """The response body for one `/v1/chat/completions` request. May sleep (latency, hangs) or raise."""
+        """The response body for one `/v1/chat/completions` request. May sleep (latency, hangs) or raise.
+
+        The answer is ready `latency_s` after the call began, its own making included (as a server's
+        response time includes its work): made first, then the rest of the latency waited."""
+        started = time.perf_counter()
         draws = self.draw(body)
-        if self.config.latency_s:
-            time.sleep(self.config.latency_s)
-        if draws.error:
-            raise InjectedServerError("injected fault: HTTP 500")
+        response = None if draws.error else self.answer(body, headers, draws)
+        if rest := self._rest_of_latency(started):
+            time.sleep(rest)
+        if response is None:
+            raise InjectedServerError(INJECTED_500)
         if draws.hang:
             time.sleep(self.config.hang_s)
-        return self.answer(body, headers, draws)
+        return response
 
     async def complete_async(self, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         """`complete` for a server on an event loop: the latency and hangs are awaited, not slept."""
+        started = time.perf_counter()
         draws = self.draw(body)
-        if self.config.latency_s:
-            await asyncio.sleep(self.config.latency_s)
-        if draws.error:
-            raise InjectedServerError("injected fault: HTTP 500")
+        response = None if draws.error else self.answer(body, headers, draws)
+        if rest := self._rest_of_latency(started):
+            await asyncio.sleep(rest)
+        if response is None:
+            raise InjectedServerError(INJECTED_500)
         if draws.hang:
             await asyncio.sleep(self.config.hang_s)
-        return self.answer(body, headers, draws)
+        return response
+
+    def _rest_of_latency(self, started: float) -> float:
+        return max(0.0, self.config.latency_s - (time.perf_counter() - started))
 
     def draw(self, body: dict[str, Any]) -> Draws:
         """Check the request's shape and draw its faults (`MockRequestError` for a request it cannot take)."""

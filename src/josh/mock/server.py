@@ -13,6 +13,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
+from josh.llm import event_loop
 from josh.mock.policies import (
     MODEL_NAMES,
     InjectedServerError,
@@ -91,7 +92,7 @@ class _Server:
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until `shutdown` (or Ctrl-C)."""
-        asyncio.run(self._serve())
+        event_loop.run(self._serve())
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()

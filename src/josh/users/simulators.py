@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from josh.llm.base import ChatModel
-from josh.types import AssistantMessage, Message, SystemMessage, ToolMessage, Usage, UserMessage
+from josh.types import (
+    AssistantMessage,
+    Message,
+    ToolMessage,
+    Usage,
+    UserMessage,
+    system_message,
+)
 from josh.users.prompts import END_CONVERSATION, GUIDE_PROMPT, OPENING_PROMPT, SYSTEM_PROMPT, TURN_PROMPT
 
 # Rounds of tool calls one customer turn may make before it must reply with text (tau2 has no per-turn
@@ -123,11 +130,11 @@ class GoalUserSimulator:
         calls is a tool round (its text is kept with the calls, not said to the agent)."""
         goals = "\n".join(self.goal_messages)
         if not visible:  # the customer opens: the opening prompt alone
-            messages: list[Message] = [SystemMessage(content=self.opening_prompt.replace("{goals}", goals))]
+            messages: list[Message] = [system_message(self.opening_prompt.replace("{goals}", goals))]
         else:
-            turn = [SystemMessage(content=self.turn_prompt)] if self.turn_prompt is not None else []
+            turn = [system_message(self.turn_prompt)] if self.turn_prompt is not None else []
             messages = [
-                SystemMessage(content=self.system_prompt.replace("{goals}", goals)),
+                system_message(self.system_prompt.replace("{goals}", goals)),
                 *_flip(visible),
                 *turn,
             ]

@@ -68,12 +68,12 @@ from josh.llm.openai_compat.errors import (
 from josh.llm.openai_compat.transport import DirectTransport, uses_proxy
 from josh.llm.openai_compat.wire import (
     PROBE_TEXT,
-    metadata_headers,
+    call_headers,
     parse_tool_call,
     response_field,
-    session_headers,
     to_wire,
 )
+from josh.llm.openai_compat.wire_memo import shared_wire
 from josh.llm.pricing import cost
 from josh.llm.retry import RetryPolicy
 from josh.types import AssistantMessage, Message, Usage
@@ -213,9 +213,9 @@ class OpenAIChatModel:
         """
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
-        wire = [to_wire(message) for message in messages]
+        wire: list[dict[str, Any]] = [shared_wire(message) for message in messages]
         tool_list = [dict(tool) for tool in tools] if tools else None
-        headers = {**metadata_headers(metadata), **session_headers(metadata)}
+        headers = call_headers(metadata)
         key = None
         if self.cache is not None:
             request = {
@@ -338,17 +338,23 @@ class OpenAIChatModel:
         request at once, without counting it as a retry.
         """
         caller_messages = params["messages"]
-        sent = {**params, "messages": self._server_messages(caller_messages)}
+        shown = trailing_as_user(caller_messages) if self._trailing == "as_user" else caller_messages
+
+        def request(messages: list[dict[str, Any]]) -> dict[str, Any]:
+            # josh's transport cleans lone surrogates as it encodes (`request_json`); the SDK's cannot
+            return {**params, "messages": messages if self._direct is not None else sendable(messages)}
+
+        sent = request(shown)
 
         def adapt(failure: BaseException) -> bool:
-            nonlocal sent
+            nonlocal sent, shown
             if not refuses_trailing_assistant(failure):
                 return False
-            adapted = sendable(trailing_as_user(caller_messages))
-            if adapted == sent["messages"]:
+            adapted = trailing_as_user(caller_messages)
+            if adapted == shown:
                 return False  # nothing left to adapt: the refusal stands
             self._switch_to_user_tail(failure)
-            sent = {**params, "messages": adapted}
+            shown, sent = adapted, request(adapted)
             return True
 
         return await self._with_retries(lambda: self._request_once(sent, headers), recover=adapt)

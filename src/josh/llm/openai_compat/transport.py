@@ -28,6 +28,7 @@ import openai
 from openai import _exceptions as sdk_exceptions
 
 from josh import __version__
+from josh.llm.openai_compat.wire_memo import request_json
 
 # The HTTP library the installed SDK builds its exceptions' requests and responses with (httpx2 from openai 3).
 _SDK_HTTP: Any = getattr(sdk_exceptions, "httpx2", None) or getattr(sdk_exceptions, "httpx", httpx)
@@ -119,7 +120,7 @@ class DirectTransport:
         timeout: float,
     ) -> Any:
         """The JSON of the answer to `method` `base_url + path` with `body` as JSON (None: no body)."""
-        data = b"" if body is None else json.dumps(body).encode()  # ASCII, as httpx sends it
+        data = b"" if body is None else request_json(body)
         head = [f"{method} {self._path}{path} HTTP/1.1", self._fixed]
         if body is not None:
             head.append("Content-Type: application/json")

@@ -5,6 +5,7 @@ response (`parse_tool_call`), and a call's metadata as request headers. With the
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
@@ -78,6 +79,21 @@ def session_headers(metadata: Mapping[str, str] | None) -> dict[str, str]:
     """`{"task_id": "MUL0003", "trial": "1"}` -> the headers routers hash on, valued `MUL0003/1`."""
     key = session_key(metadata)
     return {} if key is None else dict.fromkeys(SESSION_HEADERS, key)
+
+
+def call_headers(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """A call's headers: `metadata_headers` and `session_headers` (the same few for every call of a
+    conversation, so remembered)."""
+    items = tuple((metadata or {}).items())
+    try:
+        return dict(_call_headers(items))
+    except TypeError:  # a value that does not hash
+        return _call_headers.__wrapped__(items)
+
+
+@functools.lru_cache(maxsize=4096)
+def _call_headers(items: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    return {**metadata_headers(dict(items)), **session_headers(dict(items))}
 
 
 def _deeper_than(value: Any, limit: int) -> bool:

@@ -1,0 +1,68 @@
+"""`josh.llm.event_loop.run`: josh's runs on uvloop where installed (asyncio's loop on request), with the
+objects made before the run kept out of garbage collection while it goes, and everything put back after."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from josh.llm import event_loop
+
+
+def _loop_seen() -> tuple[str, int, int]:
+    async def look() -> tuple[str, int, int]:
+        return type(asyncio.get_running_loop()).__module__, gc.get_freeze_count(), gc.get_threshold()[0]
+
+    return event_loop.run(look())
+
+
+def test_runs_on_uvloop_unless_asyncio_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("uvloop")
+    monkeypatch.delenv(event_loop.ENV_VAR, raising=False)
+    assert _loop_seen()[0].startswith("uvloop") and event_loop.loop_name() == "uvloop"
+    monkeypatch.setenv(event_loop.ENV_VAR, " AsyncIO ")
+    assert _loop_seen()[0].startswith("asyncio") and event_loop.loop_name() == "asyncio"
+
+
+def test_what_existed_is_frozen_while_the_loop_runs_and_released_after() -> None:
+    before_threshold = gc.get_threshold()
+    before_frozen = gc.get_freeze_count()
+    _, frozen, threshold = _loop_seen()
+    assert frozen > before_frozen  # the modules and data made before the run
+    assert threshold == max(before_threshold[0], event_loop.YOUNG_THRESHOLD)
+    assert gc.get_freeze_count() == before_frozen and gc.get_threshold() == before_threshold
+
+
+def test_a_failure_and_ctrl_c_end_the_run_as_asyncio_run_does() -> None:
+    thresholds = gc.get_threshold()
+
+    async def fail() -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        event_loop.run(fail())
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+
+    cancelled = threading.Event()
+
+    async def wait() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))  # to the process, as Ctrl-C
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        event_loop.run(wait())
+    assert time.monotonic() - started < 10
+    timer.join()
+    assert cancelled.is_set()  # the main task was cancelled, so its cleanup ran
