@@ -66,3 +66,26 @@ def test_a_failure_and_ctrl_c_end_the_run_as_asyncio_run_does() -> None:
     assert time.monotonic() - started < 10
     timer.join()
     assert cancelled.is_set()  # the main task was cancelled, so its cleanup ran
+
+
+def test_runs_side_by_side_put_the_collector_back_when_the_last_ends() -> None:
+    """A mock endpoint's loop in a thread beside a harvest's: the collector is tuned from the first start to
+    the last end, here the first to start ending first."""
+    thresholds = gc.get_threshold()
+    tuned = max(thresholds[0], event_loop.YOUNG_THRESHOLD)
+    first_started, second_started = threading.Event(), threading.Event()
+
+    async def first() -> None:
+        first_started.set()
+        await asyncio.to_thread(second_started.wait, 5)
+
+    async def second(thread: threading.Thread) -> int:
+        second_started.set()
+        await asyncio.to_thread(thread.join, 10)  # the first run ends while this one goes on
+        return gc.get_threshold()[0]
+
+    thread = threading.Thread(target=event_loop.run, args=(first(),))
+    thread.start()
+    assert first_started.wait(5)
+    assert event_loop.run(second(thread)) == tuned
+    assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0

@@ -16,9 +16,11 @@ freed at once by their counts, and the collections of the default threshold cost
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
-from collections.abc import Callable, Coroutine
+import threading
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -46,12 +48,31 @@ def loop_name() -> str:
 def run(main: Coroutine[Any, Any, T]) -> T:
     """Run `main` to its end on a new event loop (see `loop_factory`), as `asyncio.run` does: Ctrl-C cancels
     it, and the loop is closed after. What existed before is frozen out of garbage collection meanwhile."""
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(max(thresholds[0], YOUNG_THRESHOLD), *thresholds[1:])
+    with _collector_tuned(), asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)
+
+
+_tuned_runs = 0  # runs going now, in any thread (a mock endpoint's loop beside a harvest's, in tests)
+_saved_threshold: tuple[int, int, int] = (700, 10, 10)
+_tuning = threading.Lock()
+
+
+@contextlib.contextmanager
+def _collector_tuned() -> Iterator[None]:
+    """The collector tuned for a run (see the module's docstring) from the first run that starts to the last
+    that ends, then as it was."""
+    global _tuned_runs, _saved_threshold
+    with _tuning:
+        if _tuned_runs == 0:
+            _saved_threshold = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(max(_saved_threshold[0], YOUNG_THRESHOLD), *_saved_threshold[1:])
+        _tuned_runs += 1
     try:
-        with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            return runner.run(main)
+        yield
     finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        with _tuning:
+            _tuned_runs -= 1
+            if _tuned_runs == 0:
+                gc.set_threshold(*_saved_threshold)
+                gc.unfreeze()
