@@ -1,7 +1,8 @@
 """Benchmark: `josh harvest toolwoz` (the JOSH beam search) against the scripted mock endpoint, in one run.
 
-Every model call goes over HTTP to the mock endpoint (in this process, in a thread), which holds it
-`--latency` seconds; the mock's oracle agent gets a goal call's argument wrong at `--mistake-rate`, so
+Every model call goes over HTTP to the mock endpoint (in this process, in a thread), which answers it
+`--latency` seconds after it came, its own work included (as a server's response time includes its work);
+the mock's oracle agent gets a goal call's argument wrong at `--mistake-rate`, so
 branches fail and the beam fills up.
 
 Why the customer replays the original dialogue (`--user replay`, the default): the oracle makes two goal
@@ -21,8 +22,8 @@ What it prints, all measured in one run:
       leaf's agent turn, and the customer turns come after it. So a tree's bound is the sum, over its
       phases (the customer's opening, then each step's agent phase and customer phase), of the slowest
       leaf's model latency in that phase. A leaf's model latency in a phase is its model calls in that
-      turn (they are sequential) times `--latency`, the mock's fixed hold: the model's own time, without
-      the HTTP round trip, the mock's work or ours, which are overhead the ratio must show. A first call
+      turn (they are sequential) times `--latency`, the mock's answer time: the model's own time, without
+      the HTTP round trip, the mock's queue or our work, which are overhead the ratio must show. A first call
       that siblings share through n-sampling counts once for each of them (each waits for it).
     * Read back from the records: an agent turn makes one model call per assistant message it added; a
       customer turn one with a model customer, none with the replay; a child's first turn is at the step
@@ -35,8 +36,10 @@ What it prints, all measured in one run:
   server is): the model calls of a few in-process trees replayed, 16 at once, through `OpenAIChatModel`
   with the openai SDK's transport and with josh's own (`josh.llm.openai_compat.transport`); this process's
   CPU time / calls (target <= 1.5 ms);
-- the harvest over HTTP with the mock in its own process: its critical-path ratio (below) and this
-  process's CPU per call (search, agents and client; the mock's work is the other process's);
+- the harvest over HTTP with the mock in its own process (warmed by a 2-tree harvest, as a server is before
+  use; the median of `--repeats` runs, with their range: one run's ratio moves by 0.1 on a shared machine):
+  its critical-path ratio (below), this process's CPU per call (search, agents and client; the mock's work
+  is the other process's), and how long a model call took on average as josh saw it;
 - "critical-path ratio": wall time / bound (target <= 1.15). Also this process's CPU time during the
   harvest: one Python process (one GIL) drives every request and serves the mock, so when CPU time nears
   wall time the run is CPU-bound (the HTTP client's work per call, times the calls), not waiting on the
@@ -63,7 +66,8 @@ What it prints, all measured in one run:
   the best of 3.
 
 Usage: python bench/josh_orchestration.py [--tasks 20] [--latency 0.05] [--beam 8] [--mistake-rate 0.8]
-       [--concurrency 20] [--user replay|goal] [--no-fully-sequential] [--client-only]
+       [--concurrency 20] [--user replay|goal] [--repeats 3] [--mock-processes 1] [--no-fully-sequential]
+       [--client-only]
 """
 
 from __future__ import annotations
@@ -446,7 +450,6 @@ def print_client(
 ) -> None:
     if machine is not None:
         print(f"\njosh's client, {args.latency * 1000:.0f} ms a model call; machine: {machine}")
-    print(f"  event loop: {event_loop.loop_name()} (JOSH_EVENT_LOOP=asyncio for asyncio's own)")
     print(
         f"  client CPU per model call, the mock in its own process ({len(calls)} calls of {min(args.tasks, 5)} "
         f"trees replayed): openai SDK {cpu_sdk:.2f} ms, josh's client {cpu_direct:.2f} ms "

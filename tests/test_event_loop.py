@@ -1,5 +1,5 @@
-"""`josh.llm.event_loop.run`: josh's runs on uvloop where installed (asyncio's loop on request), with the
-objects made before the run kept out of garbage collection while it goes, and everything put back after."""
+"""`josh.llm.event_loop.run`: josh's runs with the objects made before them kept out of garbage collection
+while they go, and the collector put back after; otherwise as `asyncio.run`."""
 
 from __future__ import annotations
 
@@ -15,25 +15,13 @@ import pytest
 from josh.llm import event_loop
 
 
-def _loop_seen() -> tuple[str, int, int]:
-    async def look() -> tuple[str, int, int]:
-        return type(asyncio.get_running_loop()).__module__, gc.get_freeze_count(), gc.get_threshold()[0]
-
-    return event_loop.run(look())
-
-
-def test_runs_on_uvloop_unless_asyncio_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("uvloop")
-    monkeypatch.delenv(event_loop.ENV_VAR, raising=False)
-    assert _loop_seen()[0].startswith("uvloop") and event_loop.loop_name() == "uvloop"
-    monkeypatch.setenv(event_loop.ENV_VAR, " AsyncIO ")
-    assert _loop_seen()[0].startswith("asyncio") and event_loop.loop_name() == "asyncio"
-
-
 def test_what_existed_is_frozen_while_the_loop_runs_and_released_after() -> None:
+    async def look() -> tuple[int, int]:
+        return gc.get_freeze_count(), gc.get_threshold()[0]
+
     before_threshold = gc.get_threshold()
     before_frozen = gc.get_freeze_count()
-    _, frozen, threshold = _loop_seen()
+    frozen, threshold = event_loop.run(look())
     assert frozen > before_frozen  # the modules and data made before the run
     assert threshold == max(before_threshold[0], event_loop.YOUNG_THRESHOLD)
     assert gc.get_freeze_count() == before_frozen and gc.get_threshold() == before_threshold

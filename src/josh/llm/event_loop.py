@@ -1,16 +1,14 @@
-"""`run`: josh's `asyncio.run`, on uvloop's event loop where it is installed.
+"""`run`: josh's `asyncio.run`, with the garbage collector tuned for a run's many short-lived objects.
 
-Why: a harvest is one event loop driving hundreds of HTTP requests at once, and asyncio's own loop (in
-Python) costs about a quarter of josh's CPU per model call; uvloop's (libuv, in C) does the same work for
-less (`bench/josh_orchestration.py` measures both). It is a dependency everywhere but Windows, where
-asyncio's loop is used. `JOSH_EVENT_LOOP=asyncio` picks asyncio's loop anyway (to rule the loop out when
-something behaves oddly).
+While a run goes, the objects made before it (imported modules, the benchmark's data: ~100,000 of them) are
+kept out of the collector's sight (`gc.freeze`): they outlive the run, and a full collection walked them all,
+pausing every conversation in flight for 50-130 ms (`bench/josh_orchestration.py`'s harvest, 1.1 s long, met
+one or two). And the youngest generation is collected every 20,000 allocations rather than 700: a model call
+allocates thousands of short-lived objects, nearly all freed at once by their counts, and the collections of
+the default threshold cost ~4% of a harvest's CPU. Both are undone when the last run going ends.
 
-While the loop runs, the objects made before it (imported modules, the benchmark's data: ~100,000 of them)
-are kept out of the garbage collector's sight (`gc.freeze`): they outlive the run, and a full collection
-walked them all, pausing every conversation in flight for 50-130 ms. And the youngest generation is collected
-every 20,000 allocations rather than 700: a model call allocates thousands of short-lived objects, nearly all
-freed at once by their counts, and the collections of the default threshold cost ~4% of a harvest's CPU.
+(uvloop's event loop was measured too, on the same harvest alternating with asyncio's 6 times: 5% less CPU a
+call over HTTP, 10% fewer calls a second in-process; not worth a dependency.)
 """
 
 from __future__ import annotations
@@ -18,37 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import os
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-ENV_VAR = "JOSH_EVENT_LOOP"
 YOUNG_THRESHOLD = 20_000  # allocations between collections of the youngest generation, while a run goes
 
 
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's `new_event_loop` when it is installed and `JOSH_EVENT_LOOP` does not say "asyncio"; None
-    (asyncio's default loop) otherwise."""
-    if os.environ.get(ENV_VAR, "").strip().lower() == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
-def loop_name() -> str:
-    """"uvloop" or "asyncio": the loop `run` would use now."""
-    return "asyncio" if loop_factory() is None else "uvloop"
-
-
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run `main` to its end on a new event loop (see `loop_factory`), as `asyncio.run` does: Ctrl-C cancels
-    it, and the loop is closed after. What existed before is frozen out of garbage collection meanwhile."""
-    with _collector_tuned(), asyncio.Runner(loop_factory=loop_factory()) as runner:
+    """Run `main` to its end on a new event loop, as `asyncio.run` does (Ctrl-C cancels it, and the loop is
+    closed after), with the collector tuned meanwhile."""
+    with _collector_tuned(), asyncio.Runner() as runner:
         return runner.run(main)
 
 
