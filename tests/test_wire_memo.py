@@ -103,6 +103,15 @@ def test_the_memo_keeps_the_newest_within_its_budget() -> None:
     assert heavy("hello") == "HELLO" and len(heavy) == 0  # heavier than the whole budget: not kept
 
 
+def test_a_long_run_keeps_only_the_newest_messages() -> None:
+    """A run's messages are not all kept: the budget (about 32 MiB) holds some tens of thousands."""
+    sent = [UserMessage(content=f"turn {i}") for i in range(40_000)]
+    for message in sent:
+        shared_wire(message).json_text()
+    assert len(shared_wire) < 35_000
+    assert shared_wire(sent[-1]) is shared_wire(sent[-1])
+
+
 def test_clean_json_cleans_only_what_needs_it() -> None:
     assert clean_json({"a": "caf\ud800"}) == '{"a": "caf\\ufffd"}'
     assert clean_json({"a": "\U0001f600"}) == '{"a": "\\ud83d\\ude00"}'  # a pair is a character: kept

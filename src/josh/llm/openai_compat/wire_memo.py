@@ -6,7 +6,7 @@ lone surrogates and encoding it as JSON on each request cost ~0.5 ms of CPU a ca
 (`bench/josh_orchestration.py`). Here each josh message becomes a read-only wire dict once (`shared_wire`),
 which encodes itself once (`SharedWire.json_text`, what `request_json` sends).
 
-Entries are remembered by identity, newest kept, within a budget of characters; each holds its
+Entries are remembered by identity, newest kept, within a budget of about 32 MiB; each holds its
 object, so an id is never reused while its entry lives. josh's messages are frozen pydantic models, and a
 `SharedWire` refuses changes, so what is remembered stays true.
 """
@@ -91,12 +91,15 @@ def clean_json(value: Any) -> str:
 
 
 def _size(wire: SharedWire) -> int:
-    """About the characters an entry holds: its text is the message's own string, its JSON is new."""
+    """About the bytes an entry holds alive: its JSON (new), the wire dict and the josh message it keeps (their
+    texts are the message's own strings, counted once)."""
     content = wire.get("content")
-    return 2 * (len(content) if isinstance(content, str) else 0) + 200 * len(wire.get("tool_calls") or ()) + 50
+    text = len(content) if isinstance(content, str) else 0
+    return 2 * text + 300 * len(wire.get("tool_calls") or ()) + 1000
 
 
-# The messages of a few hundred conversations in flight, never all of a long run's: ~32M characters.
+# The messages of the conversations in flight (ToolWOZ's 20 trees of 8 leaves share a few thousand), never
+# all of a long run's: 32 MiB by this count (29,000 short messages; about 47 MiB of the process's memory).
 shared_wire: IdentityMemo[Message, SharedWire] = IdentityMemo(
     lambda message: SharedWire(to_wire(message)), 32 << 20, _size
 )
