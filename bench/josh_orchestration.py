@@ -515,6 +515,8 @@ def main() -> None:
         help="skip the reference's whole way (one tree, one leaf at a time: most of the run's time)",
     )
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     env = ToolWOZEnvironment.load(print)
     before = load_report()
     tasks = env.task_ids("train")[: args.tasks]
