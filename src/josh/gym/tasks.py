@@ -9,7 +9,7 @@ stop tokens; telecom's customer acts on its phone) on a model, or the `scripted`
 the task's goal actions met; tau2's own evaluation is the final score.
 
 Customers are built here from `josh.users` (not from `josh.benchmarks`, which sits above: the run commands
-build theirs the same way, from the same simulators and prompts).
+build theirs the same way, from the same simulators and prompt sets: `josh.rollout.prompt_sets`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from josh.agents.prompts import FC_SYSTEM_PROMPT
 from josh.errors import JoshError
 from josh.llm.base import ChatModel
+from josh.rollout.prompt_sets import toolwoz_prompts
 from josh.users import GoalUserSimulator, GuideUserSimulator, ReplayUserSimulator
-from josh.users import prompts as josh_user_prompts
 from josh.users.simulators import UserSimulator
 
 UserKind = Literal["goal", "guide", "replay", "scripted"]
@@ -82,49 +81,23 @@ class ToolWOZTasks:
         return list(self.environment.task_ids(split))
 
     def system_prompt(self) -> str:
-        return self._prompt_texts()["fc_system"]
-
-    def _prompt_texts(self) -> dict[str, str]:
-        if self.prompts == "paper":
-            from josh.envs.toolwoz.reference_text import reference_prompts
-
-            paper = reference_prompts()
-            return {
-                "fc_system": paper.fc_system,
-                "opening_prompt": paper.user_opening,
-                "system_prompt": paper.user_system,
-                "turn_prompt": paper.user_turn,
-                "guide_prompt": paper.guide,
-            }
-        return {
-            "fc_system": FC_SYSTEM_PROMPT,
-            "opening_prompt": josh_user_prompts.OPENING_PROMPT,
-            "system_prompt": josh_user_prompts.SYSTEM_PROMPT,
-            "turn_prompt": josh_user_prompts.TURN_PROMPT,
-            "guide_prompt": josh_user_prompts.GUIDE_PROMPT,
-        }
+        return toolwoz_prompts(self.prompts).fc_system
 
     def _customer(self, task: Any, seed: int | None) -> UserSimulator:
         turns = [(t.role, t.text) for t in task.turns]
         if self.user == "replay":
             return ReplayUserSimulator(turns)
-        texts = self._prompt_texts()
+        prompts = toolwoz_prompts(self.prompts)
         seeded = {"seed": 42 if seed is None else seed}
         if self.user == "guide":
             model = _needs_model("guide", self.user_model, self.name)
-            return GuideUserSimulator(model, task.goal_messages, turns, guide_prompt=texts["guide_prompt"], **seeded)
+            guide = prompts.user_options("guide")
+            return GuideUserSimulator(model, task.goal_messages, turns, **guide, **seeded)
         if self.user == "scripted":
             model = self._scripted_model()
         else:
             model = _needs_model("goal", self.user_model, self.name)
-        return GoalUserSimulator(
-            model,
-            task.goal_messages,
-            opening_prompt=texts["opening_prompt"],
-            system_prompt=texts["system_prompt"],
-            turn_prompt=texts["turn_prompt"],
-            **seeded,
-        )
+        return GoalUserSimulator(model, task.goal_messages, **prompts.user_options("goal"), **seeded)
 
     def _scripted_model(self) -> ChatModel:
         if self._scripted is None:
