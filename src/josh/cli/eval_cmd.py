@@ -178,11 +178,12 @@ def compare_loops(first: Path, second: Path | None, json_out: bool) -> None:
     names = [f"{folder.name} ({report['method']})" for folder, report in zip(folders, reports, strict=True)]
     rows = loop_rows(reports)
     lasts = [report["rounds"][-1] for report in reports]
+    last_runs = [read_run(Path(last["run_file"])).records for last in lasts] if len(lasts) == 2 else []
+    paired = compare_runs(last_runs[0], last_runs[1]) if last_runs else None
     if json_out:
         payload: dict[str, Any] = {"loops": names, "header": ["round", "measure", *names], "rows": rows}
-        if len(lasts) == 2:
-            records = [read_run(Path(last["run_file"])).records for last in lasts]
-            payload["paired"] = compare_runs(records[0], records[1])
+        if paired is not None:
+            payload["paired"] = paired
         out.print_json(json.dumps(payload))
         return
     table = Table(title="loops side by side, every round (round 0: the base model)", title_justify="left")
@@ -191,11 +192,9 @@ def compare_loops(first: Path, second: Path | None, json_out: bool) -> None:
     for row in rows:
         table.add_row(*row)
     out.print(table)
-    if len(lasts) == 2:
-        runs = [read_run(Path(last["run_file"])) for last in lasts]
+    if paired is not None:
         labels = (f"{names[0]} round {lasts[0]['round']}", f"{names[1]} round {lasts[1]['round']}")
-        paired = compare_runs(runs[0].records, runs[1].records)
-        print_comparison(out, summarize(runs[0].records), summarize(runs[1].records), labels, paired)
+        print_comparison(out, summarize(last_runs[0]), summarize(last_runs[1]), labels, paired)
 
 
 @user_errors

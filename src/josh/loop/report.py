@@ -441,6 +441,8 @@ def loop_rows(reports: Sequence[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for round_ in rounds:
         for name, measure in LOOP_ROWS.items():
+            if round_ == 0 and name not in ("average reward", "100% success rate"):
+                continue
             cells = []
             for report in reports:
                 entry = next((e for e in report["rounds"] if e["round"] == round_), None)
@@ -450,7 +452,5 @@ def loop_rows(reports: Sequence[dict[str, Any]]) -> list[list[str]]:
                     cells.append("n/a")
                 else:
                     cells.append(f"{value:.3f}" if isinstance(value, float) else f"{value:,}")
-            if round_ == 0 and name not in ("average reward", "100% success rate"):
-                continue
             rows.append([str(round_), name, *cells])
     return rows
