@@ -200,8 +200,8 @@ class ScriptedToolWOZ:
     def _paper(self) -> PromptMarkers | None:
         """The paper's markers, read from the wheel once, on first need (never for josh's prompts)."""
         if not self._paper_loaded:
-            # Once, not once a thread: the server answers each connection in its own thread, and a run's
-            # first requests (every preflight probe among them) arrive together; each read costs ~0.2 s.
+            # Once, even if threads ask together (`complete` may be called from any thread): a read costs
+            # ~0.2 s.
             with self._paper_lock:
                 if not self._paper_loaded:
                     self._paper_markers = paper_markers()
@@ -215,9 +215,7 @@ class ScriptedToolWOZ:
 
         The answer is ready `latency_s` after the call began, its own making included (as a server's
         response time includes its work): made first, then the rest of the latency waited."""
-        started = time.perf_counter()
-        draws = self.draw(body)
-        response = None if draws.error else self.answer(body, headers, draws)
+        started, draws, response = self._made(body, headers)
         if rest := self._rest_of_latency(started):
             time.sleep(rest)
         if response is None:
@@ -228,9 +226,7 @@ class ScriptedToolWOZ:
 
     async def complete_async(self, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         """`complete` for a server on an event loop: the latency and hangs are awaited, not slept."""
-        started = time.perf_counter()
-        draws = self.draw(body)
-        response = None if draws.error else self.answer(body, headers, draws)
+        started, draws, response = self._made(body, headers)
         if rest := self._rest_of_latency(started):
             await asyncio.sleep(rest)
         if response is None:
@@ -238,6 +234,12 @@ class ScriptedToolWOZ:
         if draws.hang:
             await asyncio.sleep(self.config.hang_s)
         return response
+
+    def _made(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[float, Draws, dict[str, Any] | None]:
+        """When the call began, its draws, and its answer (None when the draws inject an HTTP 500)."""
+        started = time.perf_counter()
+        draws = self.draw(body)
+        return started, draws, None if draws.error else self.answer(body, headers, draws)
 
     def _rest_of_latency(self, started: float) -> float:
         return max(0.0, self.config.latency_s - (time.perf_counter() - started))
