@@ -338,7 +338,7 @@ class OpenAIChatModel:
         request at once, without counting it as a retry.
         """
         caller_messages = params["messages"]
-        shown = trailing_as_user(caller_messages) if self._trailing == "as_user" else caller_messages
+        shown = self._in_server_form(caller_messages)
 
         def request(messages: list[dict[str, Any]]) -> dict[str, Any]:
             # josh's transport cleans lone surrogates as it encodes (`request_json`); the SDK's cannot
@@ -359,9 +359,12 @@ class OpenAIChatModel:
 
         return await self._with_retries(lambda: self._request_once(sent, headers), recover=adapt)
 
+    def _in_server_form(self, wire: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`wire` in the form this instance sends (see `trailing_as_user`)."""
+        return trailing_as_user(wire) if self._trailing == "as_user" else wire
+
     def _server_messages(self, wire: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        messages = trailing_as_user(wire) if self._trailing == "as_user" else wire
-        return sendable(messages)
+        return sendable(self._in_server_form(wire))
 
     def _switch_to_user_tail(self, failure: openai.APIStatusError) -> None:
         if self._trailing == "as_user":
