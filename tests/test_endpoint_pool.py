@@ -138,6 +138,19 @@ def test_base_url_is_repeatable_and_one_url_keeps_its_hash() -> None:
         ToolWOZEvalConfig(model="m", base_url=["http://a/v1", "http://a/v1/"])
 
 
+def josh_over(urls: list[str], command: str, *options: str) -> subprocess.Popen[str]:
+    """`josh COMMAND toolwoz` in its own process, its agent and customer the mock on every URL of `urls`."""
+    endpoints = [flag for url in urls for flag in ("--base-url", url)]
+    endpoints += [flag for url in urls for flag in ("--user-base-url", url)]
+    args = [command, "toolwoz", "--model", "josh-mock-agent", "--user-model", "josh-mock-user", *endpoints]
+    return subprocess.Popen(
+        [sys.executable, "-m", "josh.cli.main", *args, *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.data
 def test_a_harvest_over_two_endpoints_finishes_after_one_is_killed(tmp_path: Path) -> None:
@@ -146,15 +159,7 @@ def test_a_harvest_over_two_endpoints_finishes_after_one_is_killed(tmp_path: Pat
     servers = [serve_mock(port, "--mock-latency", "0.02", "--mock-mistake-rate", "0.5") for port in ports]
     urls = [f"http://127.0.0.1:{port}/v1" for port in ports]
     out = tmp_path / "trees.jsonl"
-    args = ["harvest", "toolwoz", "--model", "josh-mock-agent", "--user-model", "josh-mock-user",
-            "--base-url", urls[0], "--base-url", urls[1], "--user-base-url", urls[0], "--user-base-url", urls[1],
-            "--limit", "12", "--concurrency", "4", "--max-outage", "3", "--out", str(out)]  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "josh.cli.main", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = josh_over(urls, "harvest", "--limit", "12", "--concurrency", "4", "--max-outage", "3", "--out", str(out))
     try:
         wait_for_records(out, 3, proc)
         servers[0].kill()
@@ -180,15 +185,7 @@ def test_an_eval_over_two_endpoints_stops_with_4_when_both_die(tmp_path: Path) -
     servers = [serve_mock(port, "--mock-latency", "0.05") for port in ports]
     urls = [f"http://127.0.0.1:{port}/v1" for port in ports]
     out = tmp_path / "run.jsonl"
-    args = ["eval", "toolwoz", "--model", "josh-mock-agent", "--user-model", "josh-mock-user",
-            "--base-url", urls[0], "--base-url", urls[1], "--user-base-url", urls[0], "--user-base-url", urls[1],
-            "--limit", "30", "--concurrency", "2", "--max-outage", "2", "--out", str(out)]  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "josh.cli.main", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = josh_over(urls, "eval", "--limit", "30", "--concurrency", "2", "--max-outage", "2", "--out", str(out))
     try:
         wait_for_records(out, 2, proc)
     finally:
