@@ -30,13 +30,13 @@ def loop(
 
     CONFIG.yaml names the model (a Hugging Face id or a local folder, run in-process as hf:MODEL and then
     hf:MODEL+ADAPTER), the method (sft, kto or dpo; the paper: kto; or rft, rejection-sampling fine-tuning:
-    SFT on the successes of N independent conversations a task, N matching JOSH's budget, printed by
-    --plan), `rounds` (harvest -> train repeated from the newest model) and each stage's options in its own
-    command's vocabulary: `common` (eval and harvest), `eval`, `harvest` (a `model` there harvests with another model, e.g. a teacher), `export`
-    and `train`. Each stage is one josh command, printed before it runs; a stage whose output is complete
-    is skipped, so running the same command again after a crash or Ctrl-C continues where it stopped.
-    Ctrl-C or SIGTERM stops the running stage too, then exits 130; on Linux a stage dies with the loop
-    even when the loop is killed outright.
+    SFT on the successes of N independent conversations a task, N matching JOSH's budget, printed by --plan),
+    `rounds` (harvest -> train repeated from the newest model) and each stage's options in its own command's
+    vocabulary: `common` (eval and harvest), `eval`, `harvest` (a `model` there harvests with another model,
+    e.g. a teacher), `export` and `train`. Each stage is one josh command, printed before it runs; a stage
+    whose output is complete is skipped, so running the same command again after a crash or Ctrl-C continues
+    where it stopped. Ctrl-C or SIGTERM stops the running stage too, then exits 130; on Linux a stage dies
+    with the loop even when the loop is killed outright.
 
     Writes, in the loop's folder (`out`, default: beside the config, named after it): round-N/ with each
     stage's options and output, and report.json, report.md, report.png and report.html: before/after
