@@ -212,3 +212,18 @@ def test_rollout_records_a_strict_error_as_reward_zero(toolwoz_env) -> None:
     assert record.termination == "agent_error" and record.status == "success"
     assert record.reward == 0.0 and record.partial_reward == 0.25  # the booking was met before the crash
     assert record.reward_events == ["book_restaurant"] and any("strict" in n for n in record.notes)
+
+
+def test_react_system_prompt_writes_the_tools_indented_for_each_set_of_tools() -> None:
+    """The prompt with its tools is made once for each (prompt, tools), not once an agent; agents with other
+    tools, or another prompt, get their own text."""
+    model, _ = replies()
+    first = [{"name": "search_hotel", "parameters": {"area": "str", "stars": [1, 2.5]}}]
+    second = [{"name": "book_hotel", "parameters": {"é": None}}]
+    a, b = ReactAgent(model, first, prompt="T:{tools}", tools_placeholder="{tools}"), ReactAgent(
+        model, [dict(first[0])], prompt="T:{tools}", tools_placeholder="{tools}"
+    )
+    assert a.system_prompt == "T:" + json.dumps(first, indent=2) and a.system_prompt is b.system_prompt
+    c = ReactAgent(model, second, prompt="T:{tools}", tools_placeholder="{tools}")
+    assert c.system_prompt == "T:" + json.dumps(second, indent=2)
+    assert ReactAgent(model, second, prompt="no tools here").system_prompt == "no tools here"

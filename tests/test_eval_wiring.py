@@ -29,9 +29,9 @@ class RecordingMock:
         self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
         answer = self.server.policy.complete_async
 
-        async def complete(body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        async def complete(body: dict[str, Any], headers: dict[str, str], **timing: Any) -> dict[str, Any]:
             self.requests.append(({k.lower(): v for k, v in headers.items()}, body))  # no asserts here
-            return await answer(body, headers)
+            return await answer(body, headers, **timing)
 
         self.server.policy.complete_async = complete  # type: ignore[method-assign]
 

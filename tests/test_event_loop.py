@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import selectors
 import signal
+import socket
 import threading
 import time
 
@@ -77,3 +79,47 @@ def test_runs_side_by_side_put_the_collector_back_when_the_last_ends() -> None:
     assert first_started.wait(5)
     assert event_loop.run(second(thread)) == tuned
     assert gc.get_threshold() == thresholds and gc.get_freeze_count() == 0
+
+
+@pytest.mark.skipif(not hasattr(selectors, "EpollSelector"), reason="epoll is Linux's")
+def test_precise_timers_wait_the_exact_timeout_not_whole_milliseconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """epoll rounds a wait up to the millisecond (a 50 ms timer fires ~0.8 ms late); the precise loop waits
+    with select() on the epoll descriptor, given the timeout as it is, then takes the events at once."""
+    import select as select_module
+
+    waits: list[float] = []
+    real_select = select_module.select
+
+    def spy(r: list[int], w: list[int], x: list[int], timeout: float) -> object:
+        waits.append(timeout)
+        return real_select(r, w, x, timeout)
+
+    monkeypatch.setattr(event_loop.select, "select", spy)
+
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop._selector, event_loop._PreciseEpollSelector)  # type: ignore[attr-defined]
+        reader, writer = socket_pair = socket.socketpair()
+        try:
+            got = loop.create_future()
+            loop.add_reader(reader.fileno(), lambda: got.set_result(reader.recv(10)))
+            loop.call_later(0.0123, writer.send, b"ping")  # I/O that comes while a timer's wait goes on
+            data = await asyncio.wait_for(got, 5)
+            loop.remove_reader(reader.fileno())
+            await asyncio.sleep(0.0071)
+            return data.decode()
+        finally:
+            for sock in socket_pair:
+                sock.close()
+
+    assert event_loop.run(main(), precise_timers=True) == "ping"
+    fractions = [w for w in waits if w and abs(w * 1000 - round(w * 1000)) > 1e-6]
+    assert fractions, f"no wait shorter than a whole millisecond: {waits}"
+    assert any(0.0065 < w <= 0.0071 for w in waits)  # the sleep's own wait, unrounded
+
+
+def test_the_default_loop_is_asyncio_s_own() -> None:
+    async def kind() -> type:
+        return type(asyncio.get_running_loop()._selector)  # type: ignore[attr-defined]
+
+    assert event_loop.run(kind()) is not event_loop._PreciseEpollSelector

@@ -168,6 +168,28 @@ def test_the_answer_comes_latency_after_the_request_its_making_included(
     assert 0.59 <= timed() < 0.75
 
 
+def test_over_http_the_latency_counts_from_the_request_s_arrival(toolwoz_env: ToolWOZEnvironment) -> None:
+    """The server's own reading of a request is inside `--mock-latency`, as in a server's response time: a
+    body that comes 0.3 s after its head (latency 0.5 s) is answered ~0.2 s after the body, not 0.5 s."""
+    from josh.mock import MockConfig
+
+    body = b'{"messages": [{"role": "user", "content": "Hi!"}], "tools": [{"type": "function"}]}'
+    with MockServer(toolwoz_env, MockConfig(latency_s=0.5)) as mock:
+        sock = socket.create_connection(("127.0.0.1", mock.port), timeout=10)
+        try:
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Josh-Task-Id: MUL0001\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+            )
+            time.sleep(0.3)
+            sock.sendall(body)
+            sent = time.monotonic()
+            assert sock.recv(12) == b"HTTP/1.1 200"
+            assert 0.1 <= time.monotonic() - sent < 0.4
+        finally:
+            sock.close()
+
+
 @given(
     st.lists(
         st.dictionaries(

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 import josh
 from josh.errors import JoshError
 from josh.runner import open_run, read_run, runfile
-from josh.runner.runfile import MAX_LINE_DEPTH, _json_depth, encode_line
+from josh.runner.runfile import MAX_LINE_DEPTH, _json_depth, _nesting, encode_line
+from josh.types import bounded, clean_text, dumps_line
 
 
 def ok(task: str, trial: int = 0, **extra: Any) -> dict[str, Any]:
@@ -410,6 +411,76 @@ def test_json_depth_ignores_brackets_inside_strings() -> None:
     assert _json_depth("") == 0 and _json_depth("1") == 0 and _json_depth("[]") == 1
     assert _json_depth('{"a": [[1]], "s": "[[[[", "t": "\\"{{"}') == 3
     assert _json_depth("[][[[]]]") == 3  # the deepest point, wherever it comes
+
+
+def _line_by_its_text(obj: Any) -> str:
+    """`encode_line` as it was: the depth read from the line's text every time (the slow, sure way)."""
+    line = dumps_line(obj)
+    if _json_depth(line) > MAX_LINE_DEPTH:
+        line = dumps_line(bounded(obj, MAX_LINE_DEPTH))
+    return line + "\n"
+
+
+def _wrapped(value: Any, levels: int, kinds: list[str]) -> Any:
+    for level in range(levels):
+        kind = kinds[level % len(kinds)]
+        value = {"k": value} if kind == "dict" else (value,) if kind == "tuple" else [value]
+    return value
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    | st.tuples(inner, inner),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    JSON_VALUES,
+    st.integers(0, MAX_LINE_DEPTH + 3),
+    st.lists(st.sampled_from(["dict", "list", "tuple"]), min_size=1, max_size=3),
+    st.sampled_from(["plain", "dict subclass", "list subclass", "object"]),
+)
+def test_encode_line_writes_what_reading_the_depth_from_the_text_writes(
+    leaf: Any, levels: int, kinds: list[str], odd: str
+) -> None:
+    """`encode_line` reads the depth from the object first (quicker); what it writes must not change: the
+    same line as reading it from the text, at every depth around the cut, and with containers whose JSON only
+    the encoder knows (subclasses) or that it writes as text."""
+
+    class Dict(dict):  # type: ignore[type-arg]
+        pass
+
+    class List(list):  # type: ignore[type-arg]
+        pass
+
+    extra = {"plain": 1, "dict subclass": Dict(a=[1]), "list subclass": List([[2]]), "object": object()}[odd]
+    value = _wrapped([leaf, extra], levels, kinds)
+    record = {"task_id": "A", "x": value}
+    line = encode_line(record)
+    assert line == _line_by_its_text(record)
+    assert depth(json.loads(line)) <= MAX_LINE_DEPTH
+
+
+def test_nesting_counts_levels_and_leaves_subclasses_to_the_encoder() -> None:
+    assert _nesting(1, 10) == 0 and _nesting("[[[", 10) == 0 and _nesting([], 10) == 1
+    assert _nesting({"a": [1, {"b": ()}]}, 10) == 4
+    assert _nesting([[[[[]]]]], 2) == 3  # stops one past the limit: deeper is all the caller needs to know
+    assert _nesting({"a": [object(), {1, 2}]}, 10) == 2  # a set is written as text
+
+    class Dict(dict):  # type: ignore[type-arg]
+        pass
+
+    assert _nesting([1, {"a": Dict()}], 10) is None
+
+
+@given(st.text(alphabet=st.characters() | st.integers(0xD800, 0xDFFF).map(chr), max_size=30))  # lone ones
+def test_clean_text_replaces_every_surrogate_and_only_them(text: str) -> None:
+    cleaned = clean_text(text)
+    assert cleaned == re.sub("[\ud800-\udfff]", "\ufffd", text)
+    cleaned.encode("utf-8")
 
 
 def test_a_record_exactly_max_depth_deep_is_kept_and_one_deeper_is_cut() -> None:

@@ -258,7 +258,7 @@ class PairingGate:
         self.in_flight = self.most = 0
         self.paired: asyncio.Event | None = None  # made on the server's loop
 
-    async def __call__(self, body: Any, headers: Any) -> Any:
+    async def __call__(self, body: Any, headers: Any, **timing: Any) -> Any:
         if self.paired is None:
             self.paired = asyncio.Event()
         self.in_flight += 1
@@ -268,7 +268,7 @@ class PairingGate:
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.paired.wait(), self.wait_s)
-            return await self.complete(body, headers)
+            return await self.complete(body, headers, **timing)
         finally:
             self.in_flight -= 1
 

@@ -191,7 +191,13 @@ def json_type_name(value: Any) -> str:
 
 def clean_text(text: str) -> str:
     """`text` with every lone surrogate (which UTF-8 cannot encode) replaced by U+FFFD."""
-    return _LONE_SURROGATE.sub("\ufffd", text)
+    if text.isascii():  # known without reading the text
+        return text
+    try:
+        text.encode("utf-8")  # a C loop; the search below is a regex's, ~10x slower on a 50 KB record
+    except UnicodeEncodeError:
+        return _LONE_SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def bounded(value: Any, max_depth: int = MAX_DEPTH) -> Any:

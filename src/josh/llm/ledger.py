@@ -29,13 +29,14 @@ class CallLedger:
 
     def usage(self, role: str | None = None) -> Usage:
         """The summed usage of the calls (of one `role`, or all); cost None when any call is unpriced."""
-        total = Usage()
-        for call in self.calls:
+        prompt = completion = 0
+        cost: float | None = 0.0
+        for call in self.calls:  # as summing `Usage`s, without two models a call (a tree sums ~60 calls)
             if role is None or call.role == role:
-                total += Usage(
-                    prompt_tokens=call.prompt_tokens, completion_tokens=call.completion_tokens, cost=call.cost
-                )
-        return total
+                prompt += call.prompt_tokens
+                completion += call.completion_tokens
+                cost = None if cost is None or call.cost is None else cost + call.cost
+        return Usage(prompt_tokens=prompt, completion_tokens=completion, cost=cost)
 
     def count(self, role: str | None = None, *, failed: bool | None = None) -> int:
         """How many calls (of one `role`; only failed ones with `failed=True`, only successful with False)."""

@@ -21,7 +21,6 @@ import random
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -112,6 +111,7 @@ def _digest(messages: list[dict[str, Any]]) -> str:
     return digest.hexdigest()[:16]
 
 
+_IDS = random.Random()  # response ids: unique enough for a test double, without uuid4's system call
 _OPENINGS: dict[tuple[str, str], Any] = {}  # hashes of "[" and a first message (see `_digest`)
 
 
@@ -224,9 +224,13 @@ class ScriptedToolWOZ:
             time.sleep(self.config.hang_s)
         return response
 
-    async def complete_async(self, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
-        """`complete` for a server on an event loop: the latency and hangs are awaited, not slept."""
-        started, draws, response = self._made(body, headers)
+    async def complete_async(
+        self, body: dict[str, Any], headers: dict[str, str], *, arrived: float | None = None
+    ) -> dict[str, Any]:
+        """`complete` for a server on an event loop: the latency and hangs are awaited, not slept. `arrived`
+        (`time.perf_counter()`) is when the server began reading the request: the latency counts from then,
+        the server's reading and decoding of the body inside it."""
+        started, draws, response = self._made(body, headers, arrived)
         if rest := self._rest_of_latency(started):
             await asyncio.sleep(rest)
         if response is None:
@@ -235,9 +239,12 @@ class ScriptedToolWOZ:
             await asyncio.sleep(self.config.hang_s)
         return response
 
-    def _made(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[float, Draws, dict[str, Any] | None]:
-        """When the call began, its draws, and its answer (None when the draws inject an HTTP 500)."""
-        started = time.perf_counter()
+    def _made(
+        self, body: dict[str, Any], headers: dict[str, str], arrived: float | None = None
+    ) -> tuple[float, Draws, dict[str, Any] | None]:
+        """When the call began (`arrived`, else now), its draws, and its answer (None when the draws inject an
+        HTTP 500)."""
+        started = time.perf_counter() if arrived is None else arrived
         draws = self.draw(body)
         return started, draws, None if draws.error else self.answer(body, headers, draws)
 
@@ -292,7 +299,7 @@ class ScriptedToolWOZ:
         prompt_tokens = sum(len(_content(m)) for m in messages) // 4 + 1
         completion_tokens = sum(len(c["message"].get("content") or "") // 4 + 1 for c in choices)
         return {
-            "id": f"chatcmpl-mock-{uuid.uuid4().hex[:12]}",
+            "id": f"chatcmpl-mock-{_IDS.getrandbits(48):012x}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": str(body.get("model") or MODEL_NAMES[0]),

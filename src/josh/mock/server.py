@@ -9,6 +9,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -92,7 +93,7 @@ class _Server:
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until `shutdown` (or Ctrl-C)."""
-        event_loop.run(self._serve())
+        event_loop.run(self._serve(), precise_timers=True)  # the latency is a timer: on time, not ~1 ms late
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -150,6 +151,7 @@ class _Server:
                     writer.write(_error(400, "request headers too long", "invalid_request_error", close=True))
                     await writer.drain()
                     return
+                arrived = time.perf_counter()  # the latency counts from here, as a server's response time
                 text = head.decode("latin-1").lstrip("\r\n")
                 if not text:
                     continue
@@ -163,7 +165,7 @@ class _Server:
                 raw = await reader.readexactly(length) if length else b""
                 connection = headers.get("connection", "").lower()
                 keep = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
-                status, response = await self._respond(method, target, headers, raw)
+                status, response = await self._respond(method, target, headers, raw, arrived)
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug('mock endpoint: "%s" %s -', line, status)
                 writer.write(response)
@@ -181,7 +183,9 @@ class _Server:
         finally:
             writer.close()
 
-    async def _respond(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> tuple[int, bytes]:
+    async def _respond(
+        self, method: str, target: str, headers: dict[str, str], raw: bytes, arrived: float
+    ) -> tuple[int, bytes]:
         path = target.rstrip("/")
         if method == "GET":
             if path in ("/v1/models", "/models"):
@@ -199,7 +203,7 @@ class _Server:
         except json.JSONDecodeError as exc:
             return 400, _error(400, f"request body is not JSON: {exc}", "invalid_request_error")
         try:
-            response = await self.policy.complete_async(body, headers)
+            response = await self.policy.complete_async(body, headers, arrived=arrived)
         except MockRequestError as exc:
             return 400, _error(400, str(exc), "invalid_request_error")
         except InjectedServerError as exc:

@@ -231,10 +231,43 @@ def _json_depth(line: str) -> int:
     return max(accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _nesting(obj: Any, limit: int) -> int | None:
+    """How deep the dicts, lists and tuples of `obj` nest, counted level by level up to `limit` + 1; None when
+    it holds a subclass of one (how deep its JSON goes is then for the encoder to say)."""
+    depth, level = 0, [obj]
+    while depth <= limit:
+        below: list[Any] = []
+        containers = False
+        for value in level:
+            kind = type(value)
+            if kind in _SCALARS:
+                continue
+            if kind is dict:
+                below.extend(value.values())
+            elif kind is list or kind is tuple:
+                below.extend(value)
+            elif issubclass(kind, dict | list | tuple):
+                return None
+            else:
+                continue  # anything else is written as text (`default=str`)
+            containers = True
+        if not containers:
+            return depth
+        depth += 1
+        level = below
+    return depth
+
+
 def encode_line(obj: Any) -> str:
     """`obj` as one JSON line (with its newline) that any reader can parse: lone surrogates replaced, non-JSON
     values written as text, nesting cut at MAX_LINE_DEPTH. Never raises."""
     line = dumps_line(obj)
+    nesting = _nesting(obj, MAX_LINE_DEPTH)
+    if nesting is not None and nesting <= MAX_LINE_DEPTH:
+        return line + "\n"  # a record's usual case: reading the object is ~4x quicker than reading the line
     if line.count("[") + line.count("{") > MAX_LINE_DEPTH and _json_depth(line) > MAX_LINE_DEPTH:
         line = dumps_line(bounded(obj, MAX_LINE_DEPTH))
     return line + "\n"

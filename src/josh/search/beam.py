@@ -177,7 +177,7 @@ class _Search:
     async def _each(self, nodes: list[Node], turn: Callable[[Node], Awaitable[T]]) -> list[T]:
         """`turn` on every node, concurrently (or one after another with `sequential`), results in order.
         The first exception cancels the turns still running and is raised."""
-        if self.config.sequential:
+        if self.config.sequential or len(nodes) == 1:  # one leaf (the golden path's): no task to wait for
             return [await turn(node) for node in nodes]
         tasks = [asyncio.ensure_future(turn(node)) for node in nodes]
         try:
@@ -187,9 +187,16 @@ class _Search:
                 raise failed.exception()  # type: ignore[misc]
             return [task.result() for task in tasks]
         finally:
+            # Each pass through the event loop waits behind every other tree's ready work: wait only for the
+            # turns still running (after a failure), not for finished ones (two passes a step, each _each).
+            running = [task for task in tasks if not task.done()]
             for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+                if task in running:
+                    task.cancel()
+                elif not task.cancelled():
+                    task.exception()  # retrieved: no "exception was never retrieved" at exit
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
 
 
 def _agent_turn(node: Node) -> Awaitable[Any]:
