@@ -10,17 +10,15 @@ import functools
 import json
 import re
 import reprlib
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     StrictBool,
     StrictFloat,
     TypeAdapter,
-    model_serializer,
 )
 
 # A goal's key in records may be its tool's name followed by this and an id, where a task has several goals
@@ -44,21 +42,11 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class OmitsEmptyFields(Record):
-    """A record whose `OMITTED_WHEN_EMPTY` fields are left out of its dumps while empty (False, [], None):
-    fields a saved format gained later, which most records never use, so files that never needed them stay
-    as they were."""
-
-    OMITTED_WHEN_EMPTY: ClassVar[tuple[str, ...]] = ()
-
-    @model_serializer(mode="wrap")
-    def _omit_empty_fields(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        if isinstance(data, dict):
-            for name in self.OMITTED_WHEN_EMPTY:
-                if not getattr(self, name):
-                    data.pop(name, None)
-        return data
+def omitted_when_empty(value: Any) -> bool:
+    """For `Field(exclude_if=...)`: a field a saved format gained later, which most records never use, is
+    left out of dumps while empty (False, [], None), so files that never needed it stay as they were. (A
+    pydantic field option, not a Python serializer around the model: dumping a tree is ~4x quicker.)"""
+    return not value
 
 
 class Usage(Record):
@@ -132,9 +120,7 @@ class UserMessage(Record):
     content: str
 
 
-class AssistantMessage(OmitsEmptyFields):
-    OMITTED_WHEN_EMPTY: ClassVar[tuple[str, ...]] = ("empty_tool_calls",)
-
+class AssistantMessage(Record):
     role: Literal["assistant"] = "assistant"
     content: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
@@ -143,7 +129,7 @@ class AssistantMessage(OmitsEmptyFields):
     model: str | None = None
     # The server sent `tool_calls: []` (which crashes the paper's reference). Left out of dumps when False, so
     # records do not grow a field on every message.
-    empty_tool_calls: StrictBool = False
+    empty_tool_calls: StrictBool = Field(default=False, exclude_if=omitted_when_empty)
 
 
 class ToolMessage(Record):

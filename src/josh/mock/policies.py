@@ -227,9 +227,8 @@ class ScriptedToolWOZ:
     async def complete_async(
         self, body: dict[str, Any], headers: dict[str, str], *, arrived: float | None = None
     ) -> dict[str, Any]:
-        """`complete` for a server on an event loop: the latency and hangs are awaited, not slept. `arrived`
-        (`time.perf_counter()`) is when the server began reading the request: the latency counts from then,
-        the server's reading and decoding of the body inside it."""
+        """`complete` for a server on an event loop: the latency and hangs are awaited, not slept. The latency
+        counts from `arrived` (`time.perf_counter()` as the server began reading the request), if given."""
         started, draws, response = self._made(body, headers, arrived)
         if rest := self._rest_of_latency(started):
             await asyncio.sleep(rest)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
-from josh.types import Message, ModelCall, OmitsEmptyFields, Record, Reward, Usage
+from josh.types import Message, ModelCall, Record, Reward, Usage, omitted_when_empty
 
 # agent_error: with strict errors, the agent broke the tool protocol where the reference crashes (reward 0);
 # user_error: the same, by a customer with tools of its own (tau2's telecom phone; tau2's USER_ERROR).
@@ -24,10 +24,8 @@ class CallResult(Record):
     rewards: list[str] = Field(default_factory=list)  # goal calls this call met (reward events)
 
 
-class RolloutRecord(OmitsEmptyFields):
+class RolloutRecord(Record):
     """A finished conversation: scored, or failed with an error (then `reward` is None)."""
-
-    OMITTED_WHEN_EMPTY: ClassVar[tuple[str, ...]] = ("user_calls",)
 
     task_id: str
     trial: int = 0
@@ -53,7 +51,7 @@ class RolloutRecord(OmitsEmptyFields):
     model_calls: list[ModelCall] = Field(default_factory=list)  # every model call, finished or failed
     # The customer's own tool calls (tau2's telecom: its phone), in order. Left out of dumps when empty, so
     # the run files of environments whose customers have no tools (ToolWOZ) do not change.
-    user_calls: list[CallResult] = Field(default_factory=list)
+    user_calls: list[CallResult] = Field(default_factory=list, exclude_if=omitted_when_empty)
 
     @property
     def key(self) -> tuple[str, int]:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt
 
-from josh.types import Message, ModelCall, OmitsEmptyFields, Record, Reward, Usage
+from josh.types import Message, ModelCall, Record, Reward, Usage, omitted_when_empty
 
 Ending = Literal["all_goals", "no_live_leaf", "max_steps"]
 
@@ -80,10 +80,8 @@ class UserToolTurn(Record):
     messages: list[Message] = Field(default_factory=list)
 
 
-class NodeRecord(OmitsEmptyFields):
+class NodeRecord(Record):
     """A node as saved. Nodes are listed in creation order: a node's children follow it, left before right."""
-
-    OMITTED_WHEN_EMPTY: ClassVar[tuple[str, ...]] = ("user_tool_turns",)
 
     # Strict types: a saved mark or link is read as written (`"golden": "no"` is an error, not True).
     id: StrictInt
@@ -97,7 +95,7 @@ class NodeRecord(OmitsEmptyFields):
     notes: list[str] = Field(default_factory=list)
     # The customer's own tool traffic on this node, turn by turn. Left out of dumps when empty, so the trees
     # of environments whose customers have no tools (ToolWOZ) do not change.
-    user_tool_turns: list[UserToolTurn] = Field(default_factory=list)
+    user_tool_turns: list[UserToolTurn] = Field(default_factory=list, exclude_if=omitted_when_empty)
 
 
 class Tree(Record):
