@@ -211,3 +211,90 @@ def test_the_prompt_digest_is_the_sha256_of_the_sorted_json(messages: list[dict[
 
     whole = hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).hexdigest()[:16]
     assert _digest(messages) == _digest(messages) == whole
+
+
+def _read_responses(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """`count` whole responses (status, body) read off `sock`, then b"" if the server closed it."""
+    data, responses = b"", []
+    while len(responses) < count:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return responses
+            data += chunk
+        head, data = data.split(b"\r\n\r\n", 1)
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        while len(data) < length:
+            data += sock.recv(65536)
+        responses.append((int(head.split()[1]), data[:length]))
+        data = data[length:]
+    return responses
+
+
+def test_the_server_speaks_http_1_as_clients_send_it(toolwoz_env: ToolWOZEnvironment) -> None:
+    """Keep-alive requests one after another, two requests in one packet (answered in order), a request sent
+    a byte at a time, HTTP/1.0 (closed after its answer), and the routes and methods it does not serve."""
+    health = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    with MockServer(toolwoz_env) as mock:
+        with socket.create_connection(("127.0.0.1", mock.port), timeout=10) as sock:
+            sock.sendall(health)
+            assert _read_responses(sock, 1)[0][0] == 200
+            sock.sendall(b"\r\n" + health + b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")  # pipelined
+            (first, _), (second, models) = _read_responses(sock, 2)
+            assert (first, second) == (200, 200) and b"josh-mock-agent" in models
+            for byte in b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n":
+                sock.sendall(bytes([byte]))
+            assert _read_responses(sock, 1)[0][0] == 404
+            sock.sendall(b"DELETE /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert _read_responses(sock, 1)[0][0] == 501
+        with socket.create_connection(("127.0.0.1", mock.port), timeout=10) as sock:
+            sock.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+            assert _read_responses(sock, 2) == [(200, b'{"status": "ok", "scripted": true}')]  # then closed
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "says"),
+    [
+        (b"NONSENSE\r\n\r\n", b"bad request line"),
+        (b"GET /health HTTP/1.1\r\nno colon here\r\n\r\n", b"bad header line"),
+        (b"GET /health HTTP/1.1\r\nX-Long: " + b"a" * 70_000, b"request headers too long"),
+        (b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 5\r\n\r\nnot j", b"request body is not JSON"),
+    ],
+)
+def test_a_request_it_cannot_read_gets_a_400(
+    toolwoz_env: ToolWOZEnvironment, request_bytes: bytes, says: bytes
+) -> None:
+    with MockServer(toolwoz_env) as mock, socket.create_connection(("127.0.0.1", mock.port), timeout=10) as sock:
+        sock.sendall(request_bytes)
+        [(status, body)] = _read_responses(sock, 1)
+        assert status == 400 and says in body
+
+
+def test_requests_that_come_together_arrive_together(
+    toolwoz_env: ToolWOZEnvironment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two requests that reach the server while it is busy are both read (their arrival noted) before either
+    is answered: making one answer (0.15 s here) does not make the other arrive later, so both come their
+    latency after they came, together. (Read one after the other, the second was answered 0.15 s later.)"""
+    from josh.mock import MockConfig
+
+    with MockServer(toolwoz_env, MockConfig(latency_s=0.6)) as mock:
+        real = mock.policy.answer
+
+        def slow(*args: object, **kwargs: object) -> dict[str, object]:
+            time.sleep(0.15)  # the server's own work, holding its loop
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(mock.policy, "answer", slow)
+        first = _held_post(mock.port)  # holds the loop 0.15 s from now
+        time.sleep(0.05)
+        both = [_held_post(mock.port), _held_post(mock.port)]  # come while it is busy
+        try:
+            done = []
+            for sock in both:
+                assert sock.recv(12) == b"HTTP/1.1 200"
+                done.append(time.monotonic())
+        finally:
+            for sock in [first, *both]:
+                sock.close()
+    assert done[1] - done[0] < 0.08

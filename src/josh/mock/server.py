@@ -71,8 +71,11 @@ def _parse_head(text: str) -> tuple[str, str, str, str, dict[str, str]]:
     return lines[0], words[0], words[1], words[2], headers
 
 
+_HEAD_LIMIT = 1 << 16  # bytes of request line and headers, as asyncio's streams allow
+
+
 class _Server:
-    """HTTP/1.1 over asyncio streams, on an event loop of its own: one thread serves every connection.
+    """HTTP/1.1 on an event loop of its own: one thread serves every connection (`_Connection`).
 
     Why not `http.server`'s thread per connection: with a run's dozens of connections, each held for the
     mock's latency, the threads' hand-offs of the GIL cost the mock more CPU than its policies (~0.9 ms a
@@ -85,6 +88,7 @@ class _Server:
         self.reset_level = reset_level
         self.socket = socket.create_server((HOST, port), backlog=1024)  # a concurrent eval's burst, not 5
         self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
+        self.connections: set[_Connection] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -98,28 +102,14 @@ class _Server:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        connections: set[asyncio.Task[None]] = set()
-
-        async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            connections.add(task)
-            try:
-                await self._connection(reader, writer)
-            except asyncio.CancelledError:
-                pass  # the server stops: end quietly (a cancelled callback task is logged by asyncio)
-            finally:
-                connections.discard(task)
-
-        server = await asyncio.start_server(connected, sock=self.socket, backlog=1024)
+        server = await self._loop.create_server(lambda: _Connection(self), sock=self.socket, backlog=1024)
         self._ready.set()
         try:
             await self._stopped.wait()
         finally:
             server.close()
-            for task in list(connections):  # requests still held (a hang): their clients gave up long ago
-                task.cancel()
-            await asyncio.gather(*connections, return_exceptions=True)
+            held = [c.abort() for c in list(self.connections)]  # requests still held (a hang): long given up
+            await asyncio.gather(*(task for task in held if task is not None), return_exceptions=True)
 
     def shutdown(self) -> None:
         """Stop `serve_forever` (from another thread) and wait until it has."""
@@ -131,61 +121,12 @@ class _Server:
     def server_close(self) -> None:
         self.socket.close()
 
-    # -- one connection -------------------------------------------------------------------------------
+    # -- one request ----------------------------------------------------------------------------------
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        sock = writer.get_extra_info("socket")
-        if sock is not None:  # headers and body go out in one write anyway; no 40 ms delayed-ACK stall
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")  # request line and headers, in one read
-                except asyncio.IncompleteReadError as exc:
-                    if exc.partial.strip():
-                        raise
-                    return  # the client closed its keep-alive connection
-                except asyncio.LimitOverrunError:
-                    writer.write(_error(400, "request headers too long", "invalid_request_error", close=True))
-                    await writer.drain()
-                    return
-                arrived = time.perf_counter()  # the latency counts from here, as a server's response time
-                text = head.decode("latin-1").lstrip("\r\n")
-                if not text:
-                    continue
-                try:
-                    line, method, target, version, headers = _parse_head(text)
-                except _BadRequest as exc:
-                    writer.write(_error(400, str(exc), "invalid_request_error", close=True))
-                    await writer.drain()
-                    return
-                length = int(headers.get("content-length") or 0)  # a bad number: logged with its traceback
-                raw = await reader.readexactly(length) if length else b""
-                connection = headers.get("connection", "").lower()
-                keep = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
-                status, response = await self._respond(method, target, headers, raw, arrived)
-                if log.isEnabledFor(logging.DEBUG):
-                    log.debug('mock endpoint: "%s" %s -', line, status)
-                writer.write(response)
-                await writer.drain()
-                if not keep:
-                    return
-        except asyncio.CancelledError:
-            raise
-        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError) as exc:
-            # a client that went away (a hang past its timeout, a killed process): one line, no traceback
-            name = type(exc).__name__ if not isinstance(exc, asyncio.IncompleteReadError) else "EOF"
-            log.log(self.reset_level, "mock endpoint: client reset the connection (%s)", name)
-        except Exception:
-            log.exception("mock endpoint: error while serving %s", peer)
-        finally:
-            writer.close()
-
-    async def _respond(
+    async def respond(
         self, method: str, target: str, headers: dict[str, str], raw: bytes, arrived: float
     ) -> tuple[int, bytes]:
+        """The status and the whole response to one request."""
         path = target.rstrip("/")
         if method == "GET":
             if path in ("/v1/models", "/models"):
@@ -212,6 +153,139 @@ class _Server:
             log.exception("mock endpoint failed")
             return 500, _error(500, f"mock endpoint error: {exc}", "server_error")
         return 200, _json(200, response)
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection, read as its bytes come (an asyncio protocol, not streams).
+
+    A request's arrival is when its first bytes are read, in the loop's reading of every socket that has
+    data, before any request is decoded or answered: with streams, each connection's request was read only
+    once the requests before it were decoded and their answers made, so in a step's burst of calls the last
+    ones "arrived" ~1 ms late at 6 calls, and their latency with them. Each request is answered by a task
+    (the policy awaits its latency); the next request on the connection is read after the answer.
+    """
+
+    def __init__(self, server: _Server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.peer: Any = None
+        self.buffer = bytearray()
+        self.arrived: float | None = None  # when the first bytes of the request being read came
+        self.task: asyncio.Task[None] | None = None  # the request being answered
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # the answer goes out in one write anyway; no 40 ms delayed-ACK stall
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.arrived is None:
+            self.arrived = time.perf_counter()
+        self.buffer += data
+        if self.task is None:
+            self._next_request()
+
+    def eof_received(self) -> bool:
+        return False  # the client is done sending: close (after logging an unfinished request, below)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        pending = self.task is not None or bool(self.buffer.strip(b"\r\n"))
+        if self.task is not None:
+            self.task.cancel()
+        if exc is not None or pending:
+            # a client that went away (a hang past its timeout, a killed process): one line, no traceback
+            name = type(exc).__name__ if exc is not None else "EOF"
+            log.log(self.server.reset_level, "mock endpoint: client reset the connection (%s)", name)
+
+    def abort(self) -> asyncio.Task[None] | None:
+        """Close now (the server stops); the task of a request still held, cancelled."""
+        task = self.task
+        if task is not None:
+            task.cancel()
+        self.buffer.clear()
+        self.task = None
+        if self.transport is not None:
+            self.transport.abort()
+        return task
+
+    def _next_request(self) -> None:
+        """Take the next whole request from the buffer, if there is one, and start answering it."""
+        assert self.transport is not None
+        start = len(self.buffer) - len(self.buffer.lstrip(b"\r\n"))  # blank lines before a request
+        end = self.buffer.find(b"\r\n\r\n", start)
+        if end < 0:
+            if len(self.buffer) > _HEAD_LIMIT:
+                self._refuse(_error(400, "request headers too long", "invalid_request_error", close=True))
+            elif start == len(self.buffer):
+                self.buffer.clear()
+                self.arrived = None
+            return
+        try:
+            line, method, target, version, headers = _parse_head(self.buffer[start:end].decode("latin-1"))
+        except _BadRequest as exc:
+            self._refuse(_error(400, str(exc), "invalid_request_error", close=True))
+            return
+        try:
+            length = int(headers.get("content-length") or 0)
+        except ValueError:
+            self._failed()
+            return
+        body_end = end + 4 + length
+        if len(self.buffer) < body_end:
+            return  # the rest of the body is still to come
+        raw = bytes(self.buffer[end + 4 : body_end])
+        del self.buffer[:body_end]
+        arrived = self.arrived if self.arrived is not None else time.perf_counter()
+        self.arrived = time.perf_counter() if self.buffer else None  # the next request's bytes came with it
+        connection = headers.get("connection", "").lower()
+        keep = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
+        self.task = asyncio.get_running_loop().create_task(
+            self._answer(line, method, target, headers, raw, arrived, keep)
+        )
+
+    async def _answer(
+        self, line: str, method: str, target: str, headers: dict[str, str], raw: bytes, arrived: float, keep: bool
+    ) -> None:
+        assert self.transport is not None
+        try:
+            status, response = await self.server.respond(method, target, headers, raw, arrived)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.task = None
+            self._failed()
+            return
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug('mock endpoint: "%s" %s -', line, status)
+        self.task = None
+        if self.transport.is_closing():
+            return
+        self.transport.write(response)
+        if not keep:
+            self.transport.close()
+        elif self.buffer:
+            self._next_request()
+
+    def _failed(self) -> None:
+        """Log the exception being handled, with its traceback, and close the connection (a bug, or a request
+        no client sends, such as a Content-Length that is not a number)."""
+        assert self.transport is not None
+        log.exception("mock endpoint: error while serving %s", self.peer)
+        self.buffer.clear()
+        self.transport.close()
+
+    def _refuse(self, response: bytes) -> None:
+        """Answer a request the server cannot read (HTTP 400) and close the connection."""
+        assert self.transport is not None
+        self.buffer.clear()
+        self.transport.write(response)
+        self.transport.close()
 
 
 class MockServer:
