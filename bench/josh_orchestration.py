@@ -1,9 +1,9 @@
 """Benchmark: `josh harvest toolwoz` (the JOSH beam search) against the scripted mock endpoint, in one run.
 
 Every model call goes over HTTP to the mock endpoint (in this process, in a thread), which answers it
-`--latency` seconds after it came, its own work included (as a server's response time includes its work);
-the mock's oracle agent gets a goal call's argument wrong at `--mistake-rate`, so
-branches fail and the beam fills up.
+`--latency` seconds after its bytes were read, its own work included (as a server's response time includes
+its work), on a timer that fires to the microsecond (`event_loop.run(precise_timers=True)`); the mock's oracle
+agent gets a goal call's argument wrong at `--mistake-rate`, so branches fail and the beam fills up.
 
 Why the customer replays the original dialogue (`--user replay`, the default): the oracle makes two goal
 calls a turn and says it is done once every goal call is made, right or wrong, and the mock customer then

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from josh.llm import CallLedger, ChatModel, FatalLLMError, ResponseCache, ScriptedChatModel
 from josh.llm.scripted import ChatRequest
@@ -98,3 +100,51 @@ def test_n_replies_are_summed_and_cache_hits_marked(tmp_path: Path) -> None:
     assert (hit.prompt_tokens, hit.completion_tokens, hit.cost, hit.cached) == (30, 8, 0.0, True)
     assert forwarded == [[], "keep"]
     assert ModelCall.model_validate(hit.model_dump(mode="json")) == hit
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.builds(
+                Usage,
+                prompt_tokens=st.integers(0, 10_000),
+                completion_tokens=st.integers(0, 10_000),
+                cost=st.one_of(st.none(), st.floats(0, 1, allow_nan=False)),
+            ),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.lists(st.sampled_from(["agent", "user"]), min_size=1, max_size=4),
+)
+def test_the_sums_are_what_adding_usages_gives(usages: list[Usage | None], roles: list[str]) -> None:
+    """The ledger sums tokens and costs with plain numbers; the result must be `Usage.__add__`'s, an unpriced
+    reply (cost None) making the sum unpriced, a reply without usage counting nothing."""
+    replies = [AssistantMessage(content="x", usage=u) for u in usages]
+
+    class Fixed:  # the replies as they are, usage or none
+        name = "fixed"
+
+        async def chat(self, messages: Any, **options: Any) -> list[AssistantMessage]:
+            return list(replies)
+
+        async def aclose(self) -> None:
+            return None
+
+    ledger = CallLedger()
+    for role in roles:
+        asyncio.run(ledger.wrap(Fixed(), role).chat(HI, n=len(replies)))  # type: ignore[arg-type]
+    one = Usage()
+    for usage in usages:
+        one += usage or Usage()
+    [call, *_] = ledger.calls
+    assert (call.prompt_tokens, call.completion_tokens, call.cost) == (
+        one.prompt_tokens, one.completion_tokens, one.cost
+    )
+    for role in ("agent", "user", None):
+        times = sum(1 for r in roles if role is None or r == role)
+        total = Usage()
+        for _ in range(times):
+            total += one
+        assert ledger.usage(role) == total

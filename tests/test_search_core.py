@@ -370,3 +370,49 @@ def test_the_trees_a_search_makes_are_trees() -> None:
     toy = Toy(plan={("LR", 2): ["a"], ("RL", 2): ["a", "b"], ("LRR", 3): ["b"]})
     tree = search(toy, ["a", "b"])
     assert sum(n.golden for n in tree.nodes) > 2 and tree_problem(tree.nodes) is None
+
+
+def test_leaves_that_all_fail_leave_no_exception_unretrieved() -> None:
+    """Both leaves raise: the first error propagates, and the other's is retrieved (asyncio would otherwise
+    report "Task exception was never retrieved" when the task is collected)."""
+    import gc
+
+    reported: list[dict[str, object]] = []
+
+    class BothFail(ToyBranch):
+        def fork(self, count: int) -> list[ToyBranch]:
+            return [BothFail(self.toy, [], self.path + "LR"[k]) for k in range(count)]
+
+        async def agent_turn(self) -> ToyTurn:
+            raise RuntimeError(f"leaf {self.path} failed")
+
+    async def go() -> str:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: reported.append(context))
+        try:
+            await JoshSearch().run(BothFail(Toy(), []), ["a"])
+        except RuntimeError as exc:
+            message = str(exc)  # the exception (and the failed tasks it holds) dropped after this block
+        gc.collect()
+        return message
+
+    assert asyncio.run(go()) == "leaf L failed"
+    assert reported == []
+
+
+def test_a_single_leaf_runs_in_the_search_s_own_task() -> None:
+    """One live leaf (beam 1, or the golden path after a collapse) is awaited directly: no task of its own,
+    and its error propagates as is."""
+    seen: list[object] = []
+
+    class Alone(ToyBranch):
+        async def agent_turn(self) -> ToyTurn:
+            seen.append(asyncio.current_task())
+            raise ValueError("alone")
+
+    async def go() -> None:
+        seen.append(asyncio.current_task())
+        await JoshSearch(SearchConfig(beam=1)).run(Alone(Toy(), []), ["a"])
+
+    with pytest.raises(ValueError, match="alone"):
+        asyncio.run(go())
+    assert len(seen) == 2 and seen[0] is seen[1]

@@ -104,16 +104,20 @@ class LedgeredChatModel:
                 )
             )
             raise
-        usage = Usage()
-        for reply in replies:
-            usage += reply.usage or Usage()
+        prompt = completion = 0
+        cost: float | None = 0.0
+        for reply in replies:  # their usages summed as `Usage.__add__` does, without a model for each step
+            if reply.usage is not None:
+                prompt += reply.usage.prompt_tokens
+                completion += reply.usage.completion_tokens
+                cost = None if cost is None or reply.usage.cost is None else cost + reply.usage.cost
         self.ledger.calls.append(
             ModelCall(
                 role=self.role,
                 n=n,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cost=usage.cost,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cost=cost,
                 cached=bool(replies)
                 and all(reply.usage is not None and reply.usage.cached for reply in replies),
                 latency_s=time.perf_counter() - start,
