@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Generic, NoReturn, TypeVar
 
@@ -34,7 +35,9 @@ class IdentityMemo(Generic[K, V]):
         self, derive: Callable[[K], V], budget: int, weigh: Callable[[V], int] = lambda _: 1
     ) -> None:
         self._derive, self._budget, self._weigh = derive, budget, weigh
-        self._entries: dict[int, tuple[K, V, int]] = {}
+        # Ordered by age. Not a plain dict: taking its oldest entry (`next(iter(...))`) walks past every slot
+        # emptied since the dict last resized, ~20 µs an insert once the budget is full (a long harvest).
+        self._entries: OrderedDict[int, tuple[K, V, int]] = OrderedDict()
         self._weight = 0
         self._lock = threading.Lock()  # Ray workers and `asyncio.to_thread` callers share the module
 
@@ -52,8 +55,8 @@ class IdentityMemo(Generic[K, V]):
                 self._weight -= old[2]
             self._entries[id(obj)] = (obj, value, weight)
             self._weight += weight
-            while self._weight > self._budget:  # the oldest first (dicts keep insertion order)
-                _, _, dropped = self._entries.pop(next(iter(self._entries)))
+            while self._weight > self._budget:  # the oldest first
+                _, (_, _, dropped) = self._entries.popitem(last=False)
                 self._weight -= dropped
         return value
 
