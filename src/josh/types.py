@@ -10,6 +10,7 @@ import functools
 import json
 import re
 import reprlib
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -73,6 +74,18 @@ class Usage(Record):
             completion_tokens=self.completion_tokens + other.completion_tokens,
             cost=total_cost,
         )
+
+    @staticmethod
+    def total(items: Iterable[Usage | ModelCall]) -> Usage:
+        """The sum of usages (or of calls' token counts and costs) as adding them one by one gives, without a
+        model for each step: a ledger sums every call of a tree, and each call's replies."""
+        prompt = completion = 0
+        cost: float | None = 0.0
+        for item in items:
+            prompt += item.prompt_tokens
+            completion += item.completion_tokens
+            cost = None if cost is None or item.cost is None else cost + item.cost
+        return Usage(prompt_tokens=prompt, completion_tokens=completion, cost=cost)
 
 
 class ModelCall(Record):

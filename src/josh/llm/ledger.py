@@ -29,14 +29,7 @@ class CallLedger:
 
     def usage(self, role: str | None = None) -> Usage:
         """The summed usage of the calls (of one `role`, or all); cost None when any call is unpriced."""
-        prompt = completion = 0
-        cost: float | None = 0.0
-        for call in self.calls:  # as summing `Usage`s, without two models a call (a tree sums ~60 calls)
-            if role is None or call.role == role:
-                prompt += call.prompt_tokens
-                completion += call.completion_tokens
-                cost = None if cost is None or call.cost is None else cost + call.cost
-        return Usage(prompt_tokens=prompt, completion_tokens=completion, cost=cost)
+        return Usage.total(call for call in self.calls if role is None or call.role == role)
 
     def count(self, role: str | None = None, *, failed: bool | None = None) -> int:
         """How many calls (of one `role`; only failed ones with `failed=True`, only successful with False)."""
@@ -104,20 +97,14 @@ class LedgeredChatModel:
                 )
             )
             raise
-        prompt = completion = 0
-        cost: float | None = 0.0
-        for reply in replies:  # their usages summed as `Usage.__add__` does, without a model for each step
-            if reply.usage is not None:
-                prompt += reply.usage.prompt_tokens
-                completion += reply.usage.completion_tokens
-                cost = None if cost is None or reply.usage.cost is None else cost + reply.usage.cost
+        usage = Usage.total(reply.usage for reply in replies if reply.usage is not None)
         self.ledger.calls.append(
             ModelCall(
                 role=self.role,
                 n=n,
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                cost=cost,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cost=usage.cost,
                 cached=bool(replies)
                 and all(reply.usage is not None and reply.usage.cached for reply in replies),
                 latency_s=time.perf_counter() - start,

@@ -255,15 +255,13 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         try:
             status, response = await self.server.respond(method, target, headers, raw, arrived)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self.task = None
+        except Exception:  # not a cancellation (the connection lost, the server stopping): a BaseException
             self._failed()
             return
+        finally:
+            self.task = None
         if log.isEnabledFor(logging.DEBUG):
             log.debug('mock endpoint: "%s" %s -', line, status)
-        self.task = None
         if self.transport.is_closing():
             return
         self.transport.write(response)

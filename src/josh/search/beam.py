@@ -189,10 +189,11 @@ class _Search:
         finally:
             # Each pass through the event loop waits behind every other tree's ready work: wait only for the
             # turns still running (after a failure), not for finished ones (two passes a step, each _each).
-            running = [task for task in tasks if not task.done()]
+            running = []
             for task in tasks:
-                if task in running:
+                if not task.done():
                     task.cancel()
+                    running.append(task)
                 elif not task.cancelled():
                     task.exception()  # retrieved: no "exception was never retrieved" at exit
             if running:
